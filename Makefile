@@ -1,0 +1,52 @@
+# sipalg — everything a newcomer needs goes through these targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+APT_PACKAGES := iptables nftables conntrack iproute2 libnetfilter-queue-dev libnftnl-dev libmnl-dev \
+                sip-tester tcpdump tshark sipvicious sipsak
+NATIVE := native/build/Release/sipalg_native.node
+SIPALG := node dist/src/cli/main.js
+
+.PHONY: deps sysdeps build native ts test demo bench install-rules uninstall-rules clean
+
+# System packages: installed only when one is missing (needs root and Debian's apt).
+sysdeps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+deps: sysdeps node_modules/.package-lock.json
+
+$(NATIVE): native/binding.gyp $(wildcard native/*.c native/*.cc native/*.h) | node_modules/.package-lock.json
+	cd native && npx --yes node-gyp rebuild --loglevel=error >/dev/null
+
+native: $(NATIVE)
+
+ts: node_modules/.package-lock.json
+	npx tsc -p tsconfig.json
+
+build: deps native ts
+
+test: build
+	@bash test/run.sh
+
+demo: build
+	@bash test/lab/demo.sh
+
+bench: build
+	@bash bench/run.sh
+
+install-rules: build
+	$(SIPALG) rules install $(if $(QUEUE),--queue $(QUEUE)) $(if $(SIP_PORTS),--sip-ports $(SIP_PORTS))
+
+uninstall-rules: build
+	$(SIPALG) rules uninstall $(if $(QUEUE),--queue $(QUEUE))
+
+clean:
+	rm -rf dist native/build

@@ -1,0 +1,58 @@
+// One catalogue of every error a person can see. Codes are stable: scripts and docs refer to them.
+// Each entry says what went wrong and what to do about it.
+
+export interface CatalogueEntry {
+  readonly message: (d: Record<string, unknown>) => string
+  readonly exitCode: number
+}
+
+const entry = (exitCode: number, message: (d: Record<string, unknown>) => string): CatalogueEntry =>
+  ({ exitCode, message })
+
+export const catalogue = {
+  // --- usage and configuration (E1xx)
+  E100_USAGE: entry(64, d => `${d.detail}. Run "sipalg help" for the commands and flags.`),
+  E101_BAD_FLAG: entry(64, d => `invalid value for ${d.flag}: ${d.value} (${d.why}); e.g. ${d.example}`),
+  E102_CONFIG_READ: entry(78, d => `cannot read config file ${d.path}: ${d.why}; fix the path or drop --config`),
+  E103_CONFIG_KEY: entry(78, d => `config key "${d.key}" ${d.why}; e.g. ${d.example}`),
+  E104_NO_PUBLIC_ADDRESS: entry(78, d =>
+    `no public address: interface ${d.iface} has no IPv4 address; set --public or public: in sipalg.yaml`),
+  E105_NOT_SIP: entry(3, d => `input is not a SIP message: ${d.why}`),
+
+  // --- privileges and host support (E2xx)
+  E200_NOT_ROOT: entry(77, d => `${d.what} needs root (CAP_NET_ADMIN); run it with sudo or as root`),
+  E201_NATIVE_MISSING: entry(69, d =>
+    `the native addon is not built (${d.why}); run "make build" (needs libnetfilter-queue-dev, libnftnl-dev, libmnl-dev)`),
+  E202_QUEUE_BUSY: entry(75, d =>
+    `nfqueue ${d.queue} is already bound by another process; stop it or set queue: ${Number(d.queue) + 1} in sipalg.yaml`),
+  E203_QUEUE_BIND: entry(69, d =>
+    `cannot bind nfqueue ${d.queue}: ${d.why}; check that nfnetlink_queue is available ("sipalg doctor")`),
+  E204_NFT: entry(69, d => `nftables refused ${d.what}: ${d.why}; run "sipalg doctor" to check nf_tables support`),
+  E205_IPTABLES: entry(69, d => `iptables failed on ${d.what}: ${d.why}; is the iptables package installed?`),
+  E206_KERNEL_HELPER: entry(78, () =>
+    `the kernel's SIP helper (nf_conntrack_sip) is attached to SIP traffic here and would rewrite every message twice; ` +
+    `remove its "CT --helper sip" rule or nft "ct helper" object`),
+
+  // --- running daemon (E3xx)
+  E300_DAEMON_DOWN: entry(69, d => `sipalg is not running (no control socket at ${d.path}); start it with "sipalg run"`),
+} as const
+
+export type ErrorCode = keyof typeof catalogue
+
+export class SipalgError extends Error {
+  readonly code: ErrorCode
+  readonly exitCode: number
+  readonly details: Record<string, unknown>
+  constructor (code: ErrorCode, details: Record<string, unknown> = {}) {
+    const e = catalogue[code]
+    super(e.message(details))
+    this.code = code
+    this.exitCode = e.exitCode
+    this.details = details
+  }
+
+  /** The line a person reads: stable code first so it can be searched for. */
+  toString (): string {
+    return `sipalg: ${this.code.slice(0, 4)}: ${this.message}`
+  }
+}
