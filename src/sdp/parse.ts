@@ -1,0 +1,171 @@
+// Reads the parts of an SDP body that NAT traversal cares about, keeping the offset of every
+// token a rewrite may replace. Works on a range of the SIP message's latin1 text so offsets are
+// message byte offsets. Unknown or broken lines are skipped, never fatal.
+import type { SdpStream, SdpSummary } from '../rewrite/types.js'
+import { parsePort } from '../sip/text.js'
+
+/** A token of an SDP line and where it sits in the message. */
+export interface SdpToken { value: string, start: number, end: number }
+
+export interface SdpMedia {
+  index: number
+  media: string
+  /** m= port token; value may be invalid, see `port`. */
+  portToken: SdpToken
+  /** Parsed port, or null when the m= port is not a number in 0..65535. */
+  port: number | null
+  portCount: number
+  proto: string
+  conn: SdpToken | undefined
+  rtcpPort: SdpToken | undefined
+  rtcpAddr: SdpToken | undefined
+  rtcpMux: boolean
+  direction: SdpStream['direction'] | undefined
+  /** Where a line added to this media section goes (start of the next m= line, or end of body). */
+  sectionEnd: number
+  /** Whether the section's last line has a terminator (an added line needs one in front if not). */
+  sectionEndsWithEol: boolean
+}
+
+export interface ParsedSdp {
+  origin: SdpToken | undefined
+  sessionConn: SdpToken | undefined
+  sessionDirection: SdpStream['direction'] | undefined
+  ice: boolean
+  media: SdpMedia[]
+  /** Line terminator as written, for any line the rewriter adds. */
+  eol: '\r\n' | '\n'
+}
+
+const DIRECTIONS = new Set(['sendrecv', 'sendonly', 'recvonly', 'inactive'])
+
+/** Space-separated tokens of text[start,end), at most `max` of them. */
+function tokens (text: string, start: number, end: number, max: number): SdpToken[] {
+  const out: SdpToken[] = []
+  let i = start
+  while (i < end && out.length < max) {
+    while (i < end && (text.charCodeAt(i) === 0x20 || text.charCodeAt(i) === 0x09)) i++
+    const s = i
+    while (i < end && text.charCodeAt(i) !== 0x20 && text.charCodeAt(i) !== 0x09) i++
+    if (i > s) out.push({ value: text.slice(s, i), start: s, end: i })
+  }
+  return out
+}
+
+/** c= "IN IP4 addr[/ttl[/n]]": the address token without the multicast suffix. */
+function connectionAddress (text: string, start: number, end: number): SdpToken | undefined {
+  const t = tokens(text, start, end, 3)[2]
+  if (t === undefined) return undefined
+  const slash = t.value.indexOf('/')
+  return slash < 0 ? t : { value: t.value.slice(0, slash), start: t.start, end: t.start + slash }
+}
+
+export function parseSdp (text: string, start: number, end: number): ParsedSdp {
+  const sdp: ParsedSdp = { origin: undefined, sessionConn: undefined, sessionDirection: undefined, ice: false, media: [], eol: '\r\n' }
+  let current: SdpMedia | undefined
+  let first = true
+  let pos = start
+  while (pos < end) {
+    let nl = text.indexOf('\n', pos)
+    if (nl < 0 || nl >= end) nl = end
+    const hasEol = nl < end
+    const lineEnd = nl > pos && text.charCodeAt(nl - 1) === 0x0d ? nl - 1 : nl
+    if (first) { sdp.eol = lineEnd < nl ? '\r\n' : '\n'; first = false }
+    const next = hasEol ? nl + 1 : end
+    if (lineEnd - pos >= 2 && text.charCodeAt(pos + 1) === 0x3d) {
+      const type = text.charCodeAt(pos)
+      const v = pos + 2
+      switch (type) {
+        case 0x6f: // o=
+          if (current === undefined) sdp.origin = tokens(text, v, lineEnd, 6)[5]
+          break
+        case 0x63: { // c=
+          const addr = connectionAddress(text, v, lineEnd)
+          if (current === undefined) sdp.sessionConn ??= addr
+          else current.conn ??= addr
+          break
+        }
+        case 0x6d: { // m=
+          if (current !== undefined) { current.sectionEnd = pos; current.sectionEndsWithEol = true }
+          const t = tokens(text, v, lineEnd, 3)
+          const portField = t[1] ?? { value: '', start: lineEnd, end: lineEnd }
+          const slash = portField.value.indexOf('/')
+          const portToken = slash < 0 ? portField : { value: portField.value.slice(0, slash), start: portField.start, end: portField.start + slash }
+          const count = slash < 0 ? 1 : Number(portField.value.slice(slash + 1))
+          current = {
+            index: sdp.media.length,
+            media: t[0]?.value ?? '',
+            portToken,
+            port: parsePort(portToken.value),
+            portCount: Number.isInteger(count) && count > 0 && count <= 65535 ? count : 1,
+            proto: t[2]?.value ?? '',
+            conn: undefined,
+            rtcpPort: undefined,
+            rtcpAddr: undefined,
+            rtcpMux: false,
+            direction: undefined,
+            sectionEnd: end,
+            sectionEndsWithEol: true
+          }
+          sdp.media.push(current)
+          break
+        }
+        case 0x61: // a=
+          parseAttribute(text, v, lineEnd, sdp, current)
+          break
+      }
+    }
+    if (current !== undefined) current.sectionEndsWithEol = hasEol
+    pos = next
+  }
+  return sdp
+}
+
+function parseAttribute (text: string, start: number, end: number, sdp: ParsedSdp, media: SdpMedia | undefined): void {
+  const colon = text.indexOf(':', start)
+  const nameEnd = colon < 0 || colon > end ? end : colon
+  const name = text.slice(start, nameEnd)
+  if (DIRECTIONS.has(name)) {
+    const d = name as SdpStream['direction']
+    if (media === undefined) sdp.sessionDirection ??= d
+    else media.direction ??= d
+  } else if (name === 'ice-ufrag' || name === 'candidate') {
+    sdp.ice = true
+  } else if (media !== undefined && name === 'rtcp-mux') {
+    media.rtcpMux = true
+  } else if (media !== undefined && name === 'rtcp' && nameEnd < end && media.rtcpPort === undefined) {
+    const t = tokens(text, nameEnd + 1, end, 4)
+    media.rtcpPort = t[0]
+    media.rtcpAddr = t[3]
+  }
+}
+
+/** The caller-facing summary (types.ts) of a parsed SDP. */
+export function summarizeSdp (sdp: ParsedSdp): SdpSummary {
+  const sessionIp = sdp.sessionConn?.value ?? null
+  const streams: SdpStream[] = []
+  for (const m of sdp.media) {
+    const ip = m.conn?.value ?? sessionIp
+    const port = m.port ?? 0
+    const direction = m.direction ?? sdp.sessionDirection ?? 'sendrecv'
+    let rtcpPort: number | null = null
+    if (port > 0 && !m.rtcpMux) {
+      const explicit = m.rtcpPort === undefined ? null : parsePort(m.rtcpPort.value)
+      rtcpPort = explicit ?? (port < 65535 ? port + 1 : null)
+    }
+    streams.push({
+      index: m.index,
+      media: m.media,
+      ip,
+      port,
+      portCount: m.portCount,
+      proto: m.proto,
+      rtcpPort,
+      rtcpIp: m.rtcpAddr?.value ?? ip,
+      rtcpMux: m.rtcpMux,
+      direction,
+      hold: ip === '0.0.0.0' || direction === 'sendonly' || direction === 'inactive'
+    })
+  }
+  return { sessionIp, originIp: sdp.origin?.value ?? null, ice: sdp.ice, streams }
+}

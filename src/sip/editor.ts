@@ -1,0 +1,56 @@
+// Records byte-range replacements against the original datagram and serializes once, so every
+// byte nobody edited is copied as it was (and no edits means the very same Buffer back).
+
+interface Edit { start: number, end: number, text: string, seq: number }
+
+export class ByteEditor {
+  readonly raw: Buffer
+  private readonly edits: Edit[] = []
+
+  constructor (raw: Buffer) { this.raw = raw }
+
+  get count (): number { return this.edits.length }
+
+  /**
+   * Replace raw[start,end) with latin1 text. Returns false (and records nothing) when the range
+   * overlaps an earlier edit: two handlers disagreeing about the same bytes is a bug we refuse to
+   * turn into a corrupted message.
+   */
+  replace (start: number, end: number, text: string): boolean {
+    if (start < 0 || end < start || end > this.raw.length) return false
+    for (const e of this.edits) {
+      const bothNonEmpty = e.end > e.start && end > start
+      if (bothNonEmpty ? start < e.end && e.start < end : (start > e.start && start < e.end) || (e.start > start && e.start < end)) return false
+    }
+    this.edits.push({ start, end, text, seq: this.edits.length })
+    return true
+  }
+
+  insert (at: number, text: string): boolean {
+    return this.replace(at, at, text)
+  }
+
+  /** Net change in length of the edits that fall inside [start,end]. */
+  deltaWithin (start: number, end: number): number {
+    let d = 0
+    for (const e of this.edits) if (e.start >= start && e.end <= end) d += e.text.length - (e.end - e.start)
+    return d
+  }
+
+  serialize (): Buffer {
+    if (this.edits.length === 0) return this.raw
+    const edits = this.edits.slice().sort((a, b) => a.start - b.start || (a.end - a.start) - (b.end - b.start) || a.seq - b.seq)
+    let size = this.raw.length
+    for (const e of edits) size += e.text.length - (e.end - e.start)
+    const out = Buffer.allocUnsafe(size)
+    let src = 0
+    let dst = 0
+    for (const e of edits) {
+      dst += this.raw.copy(out, dst, src, e.start)
+      dst += out.write(e.text, dst, 'latin1')
+      src = e.end
+    }
+    this.raw.copy(out, dst, src)
+    return out
+  }
+}

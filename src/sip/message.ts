@@ -1,0 +1,314 @@
+// Byte-preserving SIP message model. The datagram is read once as latin1 (one char per byte),
+// the header lines are indexed once, and everything else (Via, Contact, tags) is parsed lazily
+// from those offsets. Nothing here re-serializes: edits go through ByteEditor.
+import { parseNameAddr, type NameAddr } from './address.js'
+import { canonicalHeaderName, isListHeader } from './headers.js'
+import { type Param, type Range, HT, SP, paramValue, skipLws, splitList, trimEnd } from './text.js'
+import { type Via, parseVia } from './via.js'
+
+export interface HeaderField {
+  /** Canonical lower-case long name ("v" → "via"). */
+  name: string
+  /** The name as written. */
+  rawName: string
+  lineStart: number
+  /** Value range; spans continuation lines when the header is folded. */
+  valueStart: number
+  valueEnd: number
+  /** Offset just past this field's last line terminator. */
+  lineEnd: number
+}
+
+export interface ContactEntry {
+  /** "Contact: *" (unregister all). */
+  star: boolean
+  displayName: string | undefined
+  uri: string
+  params: Param[]
+  /** expires= parameter of this entry. */
+  expires: number | undefined
+  address: NameAddr | undefined
+}
+
+export type ParseResult = { ok: true, msg: SipMessage } | { ok: false, reason: string }
+
+class NotSip extends Error {}
+
+interface StartLine {
+  isRequest: boolean
+  method: string
+  requestUri: string
+  requestUriStart: number
+  requestUriEnd: number
+  statusCode: number
+  reasonPhrase: string
+  lineEnd: number
+  eol: '\r\n' | '\n'
+}
+
+// RFC 3261 token characters, used for the method name.
+const TOKEN = (() => {
+  const t = new Uint8Array(128)
+  for (const c of 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`\'~') t[c.charCodeAt(0)] = 1
+  return t
+})()
+
+/**
+ * The start line must begin at offset 0: SIP text found later in a datagram (an HTTP body sent to
+ * port 5060, the NAT-slipstreaming trick) is not SIP. Throws NotSip with the reason.
+ */
+function parseStartLine (text: string): StartLine {
+  const nl = text.indexOf('\n')
+  if (nl < 0) throw new NotSip('no complete start line')
+  const crlf = nl > 0 && text.charCodeAt(nl - 1) === 0x0d
+  const end = crlf ? nl - 1 : nl
+  const eol = crlf ? '\r\n' : '\n'
+  if (text.startsWith('SIP/2.0 ')) {
+    if (end < 11) throw new NotSip('truncated status line')
+    const code = Number(text.slice(8, 11))
+    if (!/^[1-6]\d\d$/.test(text.slice(8, 11)) || (end > 11 && text.charCodeAt(11) !== SP)) throw new NotSip('bad status code')
+    return {
+      isRequest: false, method: '', requestUri: '', requestUriStart: 0, requestUriEnd: 0,
+      statusCode: code, reasonPhrase: text.slice(Math.min(12, end), end), lineEnd: nl + 1, eol
+    }
+  }
+  let i = 0
+  while (i < end && text.charCodeAt(i) < 128 && TOKEN[text.charCodeAt(i)] === 1) i++
+  if (i === 0 || i >= end || text.charCodeAt(i) !== SP) throw new NotSip('start line is neither a SIP request nor a status line')
+  const method = text.slice(0, i)
+  const uriStart = i + 1
+  const uriEnd = text.indexOf(' ', uriStart)
+  if (uriEnd < 0 || uriEnd >= end || uriEnd === uriStart) throw new NotSip('request line has no Request-URI')
+  if (text.slice(uriEnd + 1, end) !== 'SIP/2.0') throw new NotSip('request line does not end in SIP/2.0')
+  const requestUri = text.slice(uriStart, uriEnd)
+  if (!requestUri.includes(':')) throw new NotSip('Request-URI has no scheme')
+  return {
+    isRequest: true, method, requestUri, requestUriStart: uriStart, requestUriEnd: uriEnd,
+    statusCode: 0, reasonPhrase: '', lineEnd: nl + 1, eol
+  }
+}
+
+export class SipMessage {
+  readonly raw: Buffer
+  /** raw as latin1: text offsets are byte offsets. */
+  readonly text: string
+  readonly isRequest: boolean
+  readonly method: string
+  readonly requestUri: string
+  readonly requestUriStart: number
+  readonly requestUriEnd: number
+  readonly statusCode: number
+  readonly reasonPhrase: string
+  /** Line terminator of the start line; used for anything the rewriter has to add. */
+  readonly eol: '\r\n' | '\n'
+  readonly fields: HeaderField[] = []
+  /** Offset of the blank line that ends the headers. */
+  readonly headerEnd: number
+  readonly bodyStart: number
+
+  private cachedVia: Via | undefined | null = null
+  private cachedContacts: ContactEntry[] | null = null
+
+  constructor (raw: Buffer) {
+    this.raw = raw
+    const text = this.text = raw.toString('latin1')
+    const start = parseStartLine(text)
+    this.isRequest = start.isRequest
+    this.method = start.method
+    this.requestUri = start.requestUri
+    this.requestUriStart = start.requestUriStart
+    this.requestUriEnd = start.requestUriEnd
+    this.statusCode = start.statusCode
+    this.reasonPhrase = start.reasonPhrase
+    this.eol = start.eol
+
+    let pos = start.lineEnd
+    let headerEnd = -1
+    let bodyStart = -1
+    const len = text.length
+    while (pos < len) {
+      let nl = text.indexOf('\n', pos)
+      if (nl < 0) nl = len // last line without terminator: still a line, but no blank line follows
+      const contentEnd = nl > pos && text.charCodeAt(nl - 1) === 0x0d ? nl - 1 : nl
+      if (contentEnd === pos) { // blank line
+        headerEnd = pos
+        bodyStart = Math.min(nl + 1, len)
+        break
+      }
+      const first = text.charCodeAt(pos)
+      if (first === SP || first === HT) { // folded continuation of the previous header
+        const prev = this.fields[this.fields.length - 1]
+        if (prev === undefined) throw new NotSip('continuation line before any header')
+        prev.valueEnd = trimEnd(text, prev.valueStart, contentEnd)
+        prev.lineEnd = nl + 1
+      } else {
+        const colon = text.indexOf(':', pos)
+        if (colon < 0 || colon > contentEnd) throw new NotSip('header line without colon')
+        const nameEnd = trimEnd(text, pos, colon)
+        const rawName = text.slice(pos, nameEnd)
+        for (let k = 0; k < rawName.length; k++) {
+          const c = rawName.charCodeAt(k)
+          if (c >= 128 || TOKEN[c] !== 1) throw new NotSip('bad header name')
+        }
+        if (rawName.length === 0) throw new NotSip('empty header name')
+        const valueStart = skipLws(text, colon + 1, contentEnd)
+        this.fields.push({
+          name: canonicalHeaderName(rawName), rawName, lineStart: pos, valueStart,
+          valueEnd: trimEnd(text, valueStart, contentEnd), lineEnd: nl + 1
+        })
+      }
+      pos = nl + 1
+    }
+    if (headerEnd < 0) throw new NotSip('no blank line after the headers')
+    const nul = raw.indexOf(0)
+    if (nul >= 0 && nul < headerEnd) throw new NotSip('NUL byte in the headers')
+    this.headerEnd = headerEnd
+    this.bodyStart = bodyStart
+  }
+
+  get body (): Buffer { return this.raw.subarray(this.bodyStart) }
+
+  fieldsNamed (name: string): HeaderField[] {
+    const canonical = canonicalHeaderName(name)
+    const out: HeaderField[] = []
+    for (const f of this.fields) if (f.name === canonical) out.push(f)
+    return out
+  }
+
+  firstField (canonical: string): HeaderField | undefined {
+    for (const f of this.fields) if (f.name === canonical) return f
+    return undefined
+  }
+
+  /** Value ranges of a header across all its lines, split at commas for list headers. */
+  valueRanges (name: string): Range[] {
+    const canonical = canonicalHeaderName(name)
+    const list = isListHeader(canonical)
+    const out: Range[] = []
+    for (const f of this.fields) {
+      if (f.name !== canonical) continue
+      if (list) for (const r of splitList(this.text, f.valueStart, f.valueEnd)) out.push(r)
+      else out.push({ start: f.valueStart, end: f.valueEnd })
+    }
+    return out
+  }
+
+  /** First value of a header (long or compact name), folding collapsed to one space. */
+  header (name: string): string | undefined {
+    const r = this.valueRanges(name)[0]
+    return r === undefined ? undefined : this.valueText(r)
+  }
+
+  headers (name: string): string[] {
+    return this.valueRanges(name).map(r => this.valueText(r))
+  }
+
+  private valueText (r: Range): string {
+    const s = this.text.slice(r.start, r.end)
+    return s.includes('\n') ? s.replace(/\r?\n[ \t]+/g, ' ') : s
+  }
+
+  get callId (): string | undefined { return this.header('call-id') }
+
+  get fromTag (): string | undefined { return this.tagOf('from') }
+  get toTag (): string | undefined { return this.tagOf('to') }
+
+  private tagOf (name: string): string | undefined {
+    const r = this.valueRanges(name)[0]
+    if (r === undefined) return undefined
+    const a = parseNameAddr(this.text, r)
+    const tag = a === undefined ? undefined : paramValue(a.params, 'tag')
+    return typeof tag === 'string' ? tag : undefined
+  }
+
+  get from (): NameAddr | undefined { return this.nameAddrOf('from') }
+  get to (): NameAddr | undefined { return this.nameAddrOf('to') }
+
+  private nameAddrOf (name: string): NameAddr | undefined {
+    const r = this.valueRanges(name)[0]
+    return r === undefined ? undefined : parseNameAddr(this.text, r)
+  }
+
+  get cseq (): { seq: number, method: string } | undefined {
+    const v = this.header('cseq')
+    const m = v === undefined ? null : /^(\d{1,10})\s+([A-Za-z0-9\-.!%*_+`'~]+)$/.exec(v)
+    if (m === null) return undefined
+    return { seq: Number(m[1]), method: m[2] }
+  }
+
+  /** Declared Content-Length: undefined when absent, 'bad' when not a plain number. */
+  get contentLength (): number | 'bad' | undefined {
+    const v = this.header('content-length')
+    if (v === undefined) return undefined
+    return /^\d{1,9}$/.test(v) ? Number(v) : 'bad'
+  }
+
+  get expires (): number | undefined {
+    const v = this.header('expires')
+    return v !== undefined && /^\d{1,10}$/.test(v) ? Number(v) : undefined
+  }
+
+  get topVia (): Via | undefined {
+    if (this.cachedVia === null) {
+      const r = this.valueRanges('via')[0]
+      this.cachedVia = r === undefined ? undefined : parseVia(this.text, r)
+    }
+    return this.cachedVia
+  }
+
+  get contacts (): ContactEntry[] {
+    if (this.cachedContacts === null) {
+      this.cachedContacts = []
+      for (const r of this.valueRanges('contact')) {
+        if (this.text.slice(r.start, r.end) === '*') {
+          this.cachedContacts.push({ star: true, displayName: undefined, uri: '*', params: [], expires: undefined, address: undefined })
+          continue
+        }
+        const a = parseNameAddr(this.text, r)
+        if (a === undefined) continue
+        const exp = paramValue(a.params, 'expires')
+        this.cachedContacts.push({
+          star: false,
+          displayName: a.displayName,
+          uri: a.uri,
+          params: a.params,
+          expires: typeof exp === 'string' && /^\d{1,10}$/.test(exp) ? Number(exp) : undefined,
+          address: a
+        })
+      }
+    }
+    return this.cachedContacts
+  }
+}
+
+/** Parse a datagram as SIP. Never throws: any failure, expected or not, is { ok: false }. */
+export function parseSip (buf: Buffer): ParseResult {
+  try {
+    if (buf.length === 0) return { ok: false, reason: 'empty datagram' }
+    return { ok: true, msg: new SipMessage(buf) }
+  } catch (err) {
+    return { ok: false, reason: err instanceof NotSip ? err.message : `parser error: ${(err as Error)?.message ?? String(err)}` }
+  }
+}
+
+const STUN_MAGIC_COOKIE = 0x2112a442
+
+export type DatagramKind = 'sip' | 'keepalive' | 'not-sip'
+
+/** Cheap triage before parsing: keepalives (RFC 5626 CRLF, STUN) pass untouched. */
+export function classifyDatagram (buf: Buffer): DatagramKind {
+  const n = buf.length
+  if ((n === 2 || n === 4) && buf[0] === 0x0d && buf[1] === 0x0a && (n === 2 || (buf[2] === 0x0d && buf[3] === 0x0a))) return 'keepalive'
+  if (n >= 20 && (buf[0] & 0xc0) === 0 && buf.readUInt32BE(4) === STUN_MAGIC_COOKIE && buf.readUInt16BE(2) + 20 === n) return 'keepalive'
+  if (n === 0) return 'not-sip'
+  try {
+    // Only the first line is needed to tell; decode at most that much.
+    let nl = buf.indexOf(0x0a)
+    if (nl < 0) return 'not-sip'
+    if (nl > 8192) nl = 8192
+    parseStartLine(buf.toString('latin1', 0, nl + 1))
+    return 'sip'
+  } catch {
+    return 'not-sip'
+  }
+}
