@@ -52,7 +52,7 @@ export class SipalgError extends Error {
   }
 
   /** The line a person reads: stable code first so it can be searched for. */
-  toString (): string {
+  override toString (): string {
     return `sipalg: ${this.code.slice(0, 4)}: ${this.message}`
   }
 }

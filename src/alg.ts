@@ -1,0 +1,212 @@
+// The ALG core: one queued IPv4 packet in, a verdict out, kernel map changes recorded in the
+// mapping mirror (the caller sends them to the kernel before giving the verdicts). No I/O here,
+// so the whole packet path can be driven by tests and benchmarks without root.
+
+import type { Logger } from 'pino'
+import type { Config } from './config.js'
+import { insideOf } from './config.js'
+import { parseUdp, withPayload, type UdpPacket } from './netfilter/packet.js'
+import { classifyDatagram, parseSip, type SipMessage } from './sip/message.js'
+import { rewriteMessage } from './rewrite/rewrite.js'
+import { locateUriHost } from './sip/uri.js'
+import type { Direction, Endpoint, RewriteContext, RewriteResult } from './rewrite/types.js'
+import { MappingTable } from './media/mappings.js'
+import { MediaPortPool, parsePortRange } from './media/ports.js'
+import { SignallingTable } from './media/signalling.js'
+import { CallTable, type Call } from './dialog/calls.js'
+import { RegistrationTable } from './dialog/registrations.js'
+import { Counters } from './counters.js'
+import { RateLimiter } from './media/limits.js'
+
+export type Verdict =
+  | { action: 'accept', payload?: Buffer }
+  | { action: 'drop' }
+
+const ACCEPT: Verdict = { action: 'accept' }
+const DROP: Verdict = { action: 'drop' }
+
+export class Alg {
+  readonly maps: MappingTable
+  readonly calls: CallTable
+  readonly registrations: RegistrationTable
+  readonly signalling: SignallingTable
+  readonly ports: MediaPortPool
+  readonly counters = new Counters()
+  private readonly isInside: (ip: string) => boolean
+  private readonly sipPorts: Set<number>
+  private readonly trusted: Set<string>
+  private readonly limiter: RateLimiter
+  private readonly quietUntil = new Map<string, number>()
+  private readonly publicIp: string
+
+  constructor (private readonly cfg: Config, private readonly log: Logger, private readonly now: () => number = Date.now) {
+    if (cfg.public === null) throw new Error('Alg needs a public address')
+    this.publicIp = cfg.public
+    this.isInside = insideOf(cfg)
+    this.sipPorts = new Set(cfg.sipPorts)
+    this.trusted = new Set(cfg.trustedInsideProxies)
+    this.maps = new MappingTable(now)
+    const range = parsePortRange(cfg.mediaPorts)
+    this.ports = new MediaPortPool(range.lo, range.hi)
+    const t = cfg.timeouts
+    this.signalling = new SignallingTable(this.maps, t.signalling * 1000, p => this.ports.contains(p))
+    this.calls = new CallTable(this.maps, this.ports,
+      { ringMs: t.ring * 1000, callMs: t.call * 1000, elementMs: Math.min(t.element, t.call) * 1000 },
+      {
+        onStart: call => { this.counters.inc('calls_started'); this.log.info({ callId: call.callId, phone: `${call.phone.ip}:${call.phone.port}`, direction: call.outgoing ? 'outbound' : 'inbound' }, 'call started') },
+        onEnd: (call, reason) => { this.counters.inc('calls_ended'); this.limiter.ended(call.phone.ip); this.log.info({ callId: call.callId, reason, seconds: Math.round((this.now() - call.createdAt) / 1000) }, 'call ended') }
+      }, now)
+    this.registrations = new RegistrationTable(this.maps,
+      { graceMs: t.registrationGrace * 1000, inboundFromAny: cfg.inboundSipFrom === 'any' }, now)
+    this.limiter = new RateLimiter(cfg.limits, now)
+  }
+
+  process (pkt: Buffer): Verdict {
+    this.counters.inc('queued')
+    const parsed = parseUdp(pkt)
+    if (!parsed.ok) {
+      this.counters.inc(parsed.reason === 'fragment' ? 'fragments' : 'not_udp')
+      return ACCEPT
+    }
+    const udp = parsed.udp
+    const direction: Direction | null = this.isInside(udp.src) && !this.isInside(udp.dst)
+      ? 'outbound'
+      : this.isInside(udp.dst) && !this.isInside(udp.src) ? 'inbound' : null
+    if (direction === null || (!this.sipPorts.has(udp.srcPort) && !this.sipPorts.has(udp.dstPort))) {
+      this.counters.inc('passed_transit')
+      return ACCEPT
+    }
+    const phone: Endpoint = direction === 'outbound' ? { ip: udp.src, port: udp.srcPort } : { ip: udp.dst, port: udp.dstPort }
+    const kind = classifyDatagram(udp.payload)
+    if (kind === 'keepalive') {
+      this.counters.inc('keepalives')
+      if (direction === 'outbound') this.signalling.map(phone)
+      return ACCEPT
+    }
+    if (kind !== 'sip') return this.notSip(udp, 'not a SIP message')
+    const res = parseSip(udp.payload)
+    if (!res.ok) return this.notSip(udp, res.reason)
+    try {
+      return this.handleSip(pkt, udp, direction, phone, res.msg)
+    } catch (e) {
+      // The engine promises not to throw; this is the last line that keeps SIP flowing if it does.
+      this.counters.inc('internal_errors')
+      this.log.error({ err: e, src: `${udp.src}:${udp.srcPort}` }, 'internal error; message passed unmodified')
+      return ACCEPT
+    }
+  }
+
+  private handleSip (pkt: Buffer, udp: UdpPacket, direction: Direction, phone: Endpoint, msg: SipMessage): Verdict {
+    const outbound = direction === 'outbound'
+    const remoteIp = outbound ? udp.dst : udp.src
+    const publicPort = outbound ? this.signalling.map(phone) : this.signalling.lookupPrivate(phone)
+    if (outbound && publicPort === null) {
+      this.counters.inc('refused_signalling')
+      return ACCEPT
+    }
+    const call = this.callFor(msg, phone, publicPort ?? phone.port, outbound)
+    const ctx: RewriteContext = {
+      publicIp: this.publicIp,
+      isInside: this.isInside,
+      peer: phone,
+      trustedProxy: this.trusted.has(phone.ip),
+      rewriteFromTo: this.cfg.rewriteFromTo,
+      rewriteIce: this.cfg.rewriteIce,
+      mapSignalling: ep => (ep.ip === phone.ip && ep.port === phone.port) ? publicPort : this.signalling.map(ep),
+      mapMedia: req => {
+        if (call === undefined) { this.counters.inc('refused_media'); return null }
+        const grant = this.calls.grantMedia(call, req)
+        if (grant === null) this.counters.inc('refused_media_ports')
+        return grant
+      },
+      lookupSignalling: port => this.signalling.lookupPublic(port)
+    }
+    const result = rewriteMessage(msg, direction, ctx)
+    if (call !== undefined) this.calls.update(call, msg, outbound, remoteIp, result.media, outbound ? undefined : result.sdp)
+    this.trackRegistration(msg, outbound, phone, publicPort, remoteIp)
+    this.logMessage(msg, direction, result)
+    if (!result.changed) {
+      this.counters.inc('passed')
+      return ACCEPT
+    }
+    this.counters.inc('rewritten')
+    return { action: 'accept', payload: withPayload(pkt, udp, result.bytes) }
+  }
+
+  private callFor (msg: SipMessage, phone: Endpoint, publicPort: number, outbound: boolean): Call | undefined {
+    const existing = msg.callId === undefined ? undefined : this.calls.get(`${msg.callId}|${phone.ip}:${phone.port}`)
+    if (existing !== undefined) return existing
+    if (!(msg.isRequest && msg.method === 'INVITE' && msg.toTag === undefined)) return undefined
+    const refusal = this.limiter.admit(phone.ip, this.calls.size)
+    if (refusal !== null) {
+      this.counters.inc(`refused_${refusal}`)
+      this.log.warn({ callId: msg.callId, phone: phone.ip, limit: refusal }, 'call refused by limit; message passed without media mapping')
+      return undefined
+    }
+    const call = this.calls.lookup(msg, phone, publicPort, outbound)
+    if (call !== undefined) this.limiter.started(phone.ip)
+    return call
+  }
+
+  private trackRegistration (msg: SipMessage, outbound: boolean, phone: Endpoint, publicPort: number | null, remoteIp: string): void {
+    if (msg.cseq?.method !== 'REGISTER' || msg.callId === undefined || publicPort === null) return
+    const tx = `${msg.callId}|${msg.cseq.seq}`
+    if (outbound && msg.isRequest) {
+      this.registrations.request(tx, phone, publicPort, remoteIp, msg.to?.uri ?? '')
+    } else if (!outbound && !msg.isRequest && msg.statusCode !== undefined) {
+      const reg = this.registrations.answer(tx, msg.statusCode, grantedExpiry(msg, this.publicIp, publicPort))
+      if (reg !== undefined) {
+        this.log.info({ phone: `${phone.ip}:${phone.port}`, registrar: remoteIp, aor: reg.aor, expires: Math.round((reg.expiresAt - this.now()) / 1000) }, 'registration')
+      } else if (msg.statusCode >= 200 && msg.statusCode < 300) {
+        this.log.info({ phone: `${phone.ip}:${phone.port}`, registrar: remoteIp }, 'unregistered')
+      }
+    }
+  }
+
+  private notSip (udp: UdpPacket, why: string): Verdict {
+    this.counters.inc('not_sip')
+    const now = this.now()
+    if ((this.quietUntil.get(udp.src) ?? 0) <= now) {
+      if (this.quietUntil.size > 10_000) this.quietUntil.clear()
+      this.quietUntil.set(udp.src, now + 60_000)
+      this.log.warn({ src: `${udp.src}:${udp.srcPort}`, dst: `${udp.dst}:${udp.dstPort}`, bytes: udp.payload.length, why }, 'not SIP on a SIP port (logged once per source per minute)')
+    }
+    if (this.cfg.malformed === 'drop' || this.cfg.failClosed) {
+      this.counters.inc('dropped')
+      return DROP
+    }
+    return ACCEPT
+  }
+
+  private logMessage (msg: SipMessage, direction: Direction, r: RewriteResult): void {
+    if (!this.log.isLevelEnabled('debug')) return
+    this.log.debug({
+      callId: msg.callId,
+      direction,
+      message: msg.isRequest ? msg.method : `${msg.statusCode} (${msg.cseq?.method ?? '?'})`,
+      changes: r.changes.map(c => `${c.field}: ${c.before} -> ${c.after}`),
+      leftAlone: r.leftAlone,
+      detail: r.detail
+    }, 'sip')
+  }
+
+  /** Periodic work: call and registration timeouts, kernel refreshes, mirror expiry. */
+  tick (): void {
+    this.calls.tick()
+    this.registrations.tick()
+    for (const e of this.maps.sweep()) {
+      if (e.map === 'src_nat' && e.key.ip !== undefined) this.signalling.expired({ ip: e.key.ip, port: e.key.port })
+    }
+  }
+}
+
+/** The expiry the registrar granted to our (rewritten) Contact, in seconds; null when none. */
+export function grantedExpiry (msg: SipMessage, publicIp: string, publicPort: number): number | null {
+  const header = msg.expires
+  for (const c of msg.contacts) {
+    const hp = locateUriHost(c.uri, 0, c.uri.length)
+    if (hp?.host === publicIp && (hp.port ?? 5060) === publicPort) return c.expires ?? header ?? 3600
+  }
+  // Our binding is not listed: the registrar no longer has it (an unregister's answer).
+  return null
+}

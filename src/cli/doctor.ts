@@ -1,0 +1,60 @@
+// `sipalg doctor`: checks what this host needs and prints the fix for each failure.
+
+import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { SipalgError } from '../errors.js'
+import { runConfig } from './run.js'
+
+interface Check { name: string, ok: boolean, detail: string, fix?: string }
+
+const sh = (cmd: string, args: string[]): { ok: boolean, out: string } => {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' })
+  return { ok: r.error === undefined && r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}` }
+}
+
+export async function runDoctor (argv: string[]): Promise<number> {
+  const checks: Check[] = []
+  const add = (c: Check): void => { checks.push(c) }
+
+  const root = process.getuid?.() === 0
+  add({ name: 'root', ok: root, detail: root ? 'running as root' : 'not root', fix: 'run sipalg as root (CAP_NET_ADMIN)' })
+
+  for (const tool of ['iptables', 'nft']) {
+    const r = sh(tool, ['--version'])
+    add({ name: tool, ok: r.ok, detail: r.ok ? r.out.trim().split('\n')[0] : 'not found', fix: 'apt-get install iptables nftables' })
+  }
+
+  let native: { ok: boolean, detail: string }
+  try {
+    const m = await import('../netfilter/native.js')
+    m.loadNative()
+    native = { ok: true, detail: 'native addon loads' }
+  } catch (e) {
+    native = { ok: false, detail: e instanceof SipalgError ? e.message : String(e) }
+  }
+  add({ name: 'native addon', ok: native.ok, detail: native.detail, fix: 'make build' })
+
+  const nfq = existsSync('/proc/net/netfilter/nfnetlink_queue') || sh('modprobe', ['-n', 'nfnetlink_queue']).ok
+  add({ name: 'NFQUEUE', ok: nfq, detail: nfq ? 'nfnetlink_queue available' : 'nfnetlink_queue missing', fix: 'modprobe nfnetlink_queue (kernel CONFIG_NETFILTER_NETLINK_QUEUE)' })
+
+  if (root) {
+    const raw = sh('iptables-save', ['-t', 'raw']).out
+    const rules = sh('nft', ['list', 'ruleset']).out
+    const helper = /--helper sip\b/.test(raw) || /ct helper set\s+"?sip/.test(rules) || /type "sip"/.test(rules)
+    add({ name: 'kernel SIP helper', ok: !helper, detail: helper ? 'nf_conntrack_sip is attached to traffic here' : 'not attached', fix: new SipalgError('E206_KERNEL_HELPER').message })
+  }
+
+  try {
+    const { cfg } = runConfig(argv)
+    add({ name: 'public address', ok: true, detail: String(cfg.public) })
+  } catch (e) {
+    add({ name: 'public address', ok: false, detail: e instanceof SipalgError ? e.message : String(e), fix: 'pass --public or --outside-if' })
+  }
+
+  let failed = 0
+  for (const c of checks) {
+    if (!c.ok) failed++
+    process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'}  ${c.name.padEnd(18)} ${c.detail}${!c.ok && c.fix !== undefined ? `\n      fix: ${c.fix}` : ''}\n`)
+  }
+  return failed === 0 ? 0 : 1
+}

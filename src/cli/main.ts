@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+// sipalg command line: one table of subcommands; every error a person sees comes from the
+// catalogue in src/errors.ts with a stable code and what to do about it.
+
+import { SipalgError } from '../errors.js'
+
+const HELP = `sipalg — transparent SIP ALG for Linux NAT gateways
+
+  sipalg run --public 203.0.113.1 --inside 10.0.1.0/24 --outside-if wan0 [--inside-if lan0]
+             [--queue 0] [--media-ports 20000-29999] [--firewall] [--config sipalg.yaml]
+             [--ready-file PATH] [--log-level info] [--pretty]
+  sipalg rules install|uninstall [--queue 0] [--sip-ports 5060] [--fail-closed]
+  sipalg rewrite --public 203.0.113.1 [--direction outbound|inbound] [--inside 10.0.1.0/24]
+             [--media-ports 20000-29999] [--source 10.0.1.23] [--explain]  < message
+  sipalg doctor
+`
+
+type Command = (argv: string[]) => Promise<number>
+
+const commands: Record<string, Command> = {
+  run: async argv => await (await import('./run.js')).runDaemon(argv),
+  rules: async argv => await (await import('./rules.js')).runRules(argv),
+  rewrite: async argv => await (await import('./rewrite.js')).runRewrite(argv,
+    { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }),
+  doctor: async argv => await (await import('./doctor.js')).runDoctor(argv),
+  help: async () => { process.stdout.write(HELP); return 0 }
+}
+
+async function main (argv: string[]): Promise<number> {
+  const [name, ...rest] = argv
+  const cmd = commands[name ?? 'help'] ?? commands[name?.replace(/^--/, '') ?? '']
+  if (cmd === undefined) throw new SipalgError('E100_USAGE', { detail: `unknown command "${name}"` })
+  return await cmd(rest)
+}
+
+main(process.argv.slice(2)).then(code => { process.exitCode = code }, (err: unknown) => {
+  if (err instanceof SipalgError) {
+    process.stderr.write(`${err.toString()}\n`)
+    process.exitCode = err.exitCode
+  } else {
+    process.stderr.write(`sipalg: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`)
+    process.exitCode = 70
+  }
+})

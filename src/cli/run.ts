@@ -1,0 +1,139 @@
+// `sipalg run`: the daemon. Reads the queue a batch per wake-up, runs every packet through the
+// ALG, sends the batch's map changes to the kernel in one netlink batch, then all verdicts in
+// one send — so a mapping is always in the kernel before the SIP that advertises it leaves.
+
+import { writeFileSync, rmSync } from 'node:fs'
+import { networkInterfaces } from 'node:os'
+import type { Logger } from 'pino'
+import { Alg } from '../alg.js'
+import { buildConfig, loadConfigFile, type Config } from '../config.js'
+import { SipalgError } from '../errors.js'
+import { createLogger } from '../log.js'
+import { applyOps, type KernelMaps, type MapName, type MapOp } from '../media/mappings.js'
+import { createTable, DEFAULT_MARK } from '../netfilter/table.js'
+import { PacketQueue } from '../netfilter/queue.js'
+import { NftMaps, addrPortKey, portKey, type NftOp } from '../netfilter/nftmaps.js'
+import { LatencyHistogram } from '../histogram.js'
+import { flagsToConfig, parseArgs } from './args.js'
+
+export const RUN_FLAGS = {
+  booleans: ['firewall', 'fail-closed', 'pretty', 'rewrite-from-to', 'rewrite-ice', 'media-latching'],
+  values: ['public', 'outside-if', 'inside-if', 'queue', 'media-ports', 'config', 'ready-file', 'log-level',
+    'sip-ports', 'malformed', 'inbound-sip-from', 'table'],
+  repeatable: ['inside']
+}
+
+export function runConfig (argv: string[]): { cfg: Config, pretty: boolean } {
+  const { flags } = parseArgs(argv, RUN_FLAGS)
+  const layers: Array<Record<string, unknown>> = []
+  if (typeof flags.config === 'string') layers.push(loadConfigFile(flags.config))
+  layers.push(flagsToConfig(flags, ['config', 'pretty']))
+  const cfg = buildConfig(layers)
+  if (cfg.public === null) cfg.public = detectPublic(cfg.outsideIf)
+  return { cfg, pretty: flags.pretty === true }
+}
+
+/** Public address = primary IPv4 of the outside interface, when that is unambiguous. */
+export function detectPublic (outsideIf: string | null): string {
+  if (outsideIf === null) throw new SipalgError('E104_NO_PUBLIC_ADDRESS', { iface: '(none given: set --outside-if)' })
+  const addr = (networkInterfaces()[outsideIf] ?? []).find(a => a.family === 'IPv4' && !a.internal)
+  if (addr === undefined) throw new SipalgError('E104_NO_PUBLIC_ADDRESS', { iface: outsideIf })
+  return addr.address
+}
+
+const keyOf = (map: MapName, k: { ip?: string, port: number }): Buffer =>
+  map === 'any_dnat' ? portKey(k.port) : addrPortKey(k.ip ?? '0.0.0.0', k.port)
+const dataOf = (map: MapName, d: { ip?: string, port: number }): Buffer =>
+  map === 'src_nat' ? portKey(d.port) : addrPortKey(d.ip ?? '0.0.0.0', d.port)
+
+export function kernelMaps (nft: NftMaps): KernelMaps {
+  return {
+    apply: (ops: MapOp[]) => nft.apply(ops.map((o): NftOp => ({
+      op: o.op,
+      map: o.map,
+      key: keyOf(o.map, o.key),
+      data: o.data === undefined ? undefined : dataOf(o.map, o.data),
+      timeoutMs: o.timeoutMs
+    })))
+  }
+}
+
+/** Takes over the elements a previous sipalg left in the table (they keep calls alive). */
+function adopt (alg: Alg, nft: NftMaps, log: Logger): void {
+  let n = 0
+  for (const e of nft.list('src_nat')) {
+    const ip = `${e.key[0]}.${e.key[1]}.${e.key[2]}.${e.key[3]}`
+    const port = e.key.readUInt16BE(4)
+    const pub = e.data?.readUInt16BE(0)
+    if (pub === undefined) continue
+    const remaining = e.expiresMs ?? 60_000
+    alg.maps.adopt('src_nat', { ip, port }, { port: pub }, remaining, remaining, 'adopted')
+    if (alg.ports.contains(pub)) alg.ports.claim(pub); else alg.signalling.adopt({ ip, port }, pub)
+    n++
+  }
+  for (const map of ['any_dnat', 'peer_dnat'] as const) {
+    for (const e of nft.list(map)) {
+      const key = map === 'any_dnat'
+        ? { port: e.key.readUInt16BE(0) }
+        : { ip: `${e.key[0]}.${e.key[1]}.${e.key[2]}.${e.key[3]}`, port: e.key.readUInt16BE(4) }
+      if (e.data === null) continue
+      const data = { ip: `${e.data[0]}.${e.data[1]}.${e.data[2]}.${e.data[3]}`, port: e.data.readUInt16BE(4) }
+      const remaining = e.expiresMs ?? 60_000
+      alg.maps.adopt(map, key, data, remaining, remaining, 'adopted')
+      n++
+    }
+  }
+  if (n > 0) log.info({ elements: n }, 'adopted kernel mappings left by a previous sipalg; they expire unless a call refreshes them')
+}
+
+export async function runDaemon (argv: string[]): Promise<number> {
+  const { cfg, pretty } = runConfig(argv)
+  if (process.getuid?.() !== 0) throw new SipalgError('E200_NOT_ROOT', { what: 'sipalg run' })
+  const log = createLogger(cfg.logLevel, pretty)
+  const publicIp = cfg.public as string
+  createTable({ table: cfg.table, publicIp, outsideIf: cfg.outsideIf, mark: DEFAULT_MARK })
+  const nft = NftMaps.open(cfg.table)
+  const kernel = kernelMaps(nft)
+  const alg = new Alg(cfg, log)
+  adopt(alg, nft, log)
+  const latency = new LatencyHistogram()
+
+  const queue = PacketQueue.open({ queue: cfg.queue, maxLen: cfg.queueMaxLen, rcvbufBytes: cfg.queueRcvbufBytes, failOpen: !cfg.failClosed })
+  const commit = (): void => {
+    for (const f of applyOps(kernel, alg.maps.takePending())) {
+      alg.counters.inc('map_ops_failed')
+      log.error({ map: f.op.map, key: f.op.key, err: f.error.message }, 'kernel refused a mapping change')
+    }
+  }
+  queue.onPackets(batch => {
+    const t0 = process.hrtime.bigint()
+    const verdicts = batch.map(p => alg.process(p.payload))
+    commit()
+    for (let i = 0; i < batch.length; i++) {
+      const v = verdicts[i]
+      if (v.action === 'drop') queue.verdict(batch[i].id, 'drop')
+      else queue.verdict(batch[i].id, 'accept', v.payload)
+    }
+    queue.flush()
+    latency.record(Number(process.hrtime.bigint() - t0) / 1000, batch.length)
+  })
+
+  const timer = setInterval(() => { alg.tick(); commit() }, 1000)
+  log.info({ queue: cfg.queue, public: publicIp, inside: cfg.inside, table: cfg.table, mediaPorts: cfg.mediaPorts }, 'sipalg running')
+  if (cfg.readyFile !== null) writeFileSync(cfg.readyFile, `${process.pid}\n`)
+
+  return await new Promise<number>(resolve => {
+    const stop = (sig: string): void => {
+      clearInterval(timer)
+      commit()
+      // Kernel mappings stay: calls in progress keep their audio; the rules fail open.
+      queue.close()
+      nft.close()
+      if (cfg.readyFile !== null) rmSync(cfg.readyFile, { force: true })
+      log.info({ signal: sig, counters: alg.counters.snapshot(), queue: queue.stats(), latencyUs: latency.summary() }, 'sipalg stopped; kernel mappings left to expire')
+      resolve(0)
+    }
+    process.once('SIGTERM', () => stop('SIGTERM'))
+    process.once('SIGINT', () => stop('SIGINT'))
+  })
+}

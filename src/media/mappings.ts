@@ -1,0 +1,163 @@
+// sipalg's mirror of its kernel NAT maps. Every change goes through here, so the ops sent to the
+// kernel are always valid for what it holds (nft aborts a whole batch on a duplicate add with
+// other data or on deleting a missing element) and nothing is installed twice.
+
+export type MapName = 'src_nat' | 'any_dnat' | 'peer_dnat'
+
+/** src_nat: private ip.port → public port; any_dnat: public port → private ip.port;
+ *  peer_dnat: remote ip . public port → private ip.port. */
+export interface ElemKey { ip?: string, port: number }
+export interface ElemData { ip?: string, port: number }
+
+export interface MapOp {
+  op: 'add' | 'delete'
+  map: MapName
+  key: ElemKey
+  data?: ElemData
+  timeoutMs?: number
+}
+
+export interface KernelMaps {
+  /** Applies a batch all-or-nothing; throws when the kernel refused it. */
+  apply: (ops: MapOp[]) => void
+}
+
+export interface Entry {
+  map: MapName
+  key: ElemKey
+  data: ElemData
+  timeoutMs: number
+  expiresAt: number
+  refreshedAt: number
+  /** Who relies on this element (a call, a registration); it goes when the last one lets go. */
+  owners: Set<string>
+}
+
+// An element this close to its kernel expiry may already be gone: never send a delete for it.
+const EXPIRY_MARGIN_MS = 1000
+
+export const entryId = (map: MapName, key: ElemKey): string =>
+  key.ip === undefined ? `${map}|${key.port}` : `${map}|${key.ip}|${key.port}`
+
+const sameData = (a: ElemData, b: ElemData): boolean => a.ip === b.ip && a.port === b.port
+
+export class MappingTable {
+  private readonly entries = new Map<string, Entry>()
+  private pending: MapOp[] = []
+
+  constructor (private readonly now: () => number = Date.now) {}
+
+  get size (): number { return this.entries.size }
+
+  count (map: MapName): number {
+    let n = 0
+    for (const e of this.entries.values()) if (e.map === map && e.expiresAt > this.now()) n++
+    return n
+  }
+
+  get (map: MapName, key: ElemKey): Entry | undefined {
+    const e = this.entries.get(entryId(map, key))
+    return e !== undefined && e.expiresAt > this.now() ? e : undefined
+  }
+
+  /**
+   * Installs or refreshes an element for an owner. Data that changes replaces the element
+   * (and its owners). A refresh of unchanged data is skipped while the element is young.
+   */
+  set (map: MapName, key: ElemKey, data: ElemData, timeoutMs: number, owner: string): void {
+    const id = entryId(map, key)
+    const now = this.now()
+    const old = this.entries.get(id)
+    let owners = new Set<string>()
+    if (old !== undefined && old.expiresAt > now) {
+      if (sameData(old.data, data)) {
+        old.owners.add(owner)
+        if (now - old.refreshedAt < old.timeoutMs / 4 && now + timeoutMs <= old.expiresAt + old.timeoutMs / 4) return
+        owners = old.owners
+        timeoutMs = Math.max(timeoutMs, old.expiresAt - now)
+      } else if (old.expiresAt - now > EXPIRY_MARGIN_MS) {
+        this.pending.push({ op: 'delete', map, key })
+      }
+    }
+    owners.add(owner)
+    this.pending.push({ op: 'add', map, key, data, timeoutMs })
+    this.entries.set(id, { map, key, data, timeoutMs, expiresAt: now + timeoutMs, refreshedAt: now, owners })
+  }
+
+  /** The owner lets go; the element is deleted when nobody relies on it any more. */
+  release (map: MapName, key: ElemKey, owner: string): Entry | undefined {
+    const id = entryId(map, key)
+    const old = this.entries.get(id)
+    if (old === undefined) return undefined
+    old.owners.delete(owner)
+    if (old.owners.size > 0) return undefined
+    this.entries.delete(id)
+    if (old.expiresAt - this.now() > EXPIRY_MARGIN_MS) this.pending.push({ op: 'delete', map, key })
+    return old
+  }
+
+  /** Records an element found in the kernel (restart adoption) without sending anything. */
+  adopt (map: MapName, key: ElemKey, data: ElemData, remainingMs: number, timeoutMs: number, owner: string): void {
+    const now = this.now()
+    this.entries.set(entryId(map, key), {
+      map, key, data, timeoutMs, expiresAt: now + remainingMs, refreshedAt: now, owners: new Set([owner])
+    })
+  }
+
+  /** Drops mirror entries the kernel has expired by itself and returns them. */
+  sweep (): Entry[] {
+    const now = this.now()
+    const gone: Entry[] = []
+    for (const [id, e] of this.entries) if (e.expiresAt <= now) { this.entries.delete(id); gone.push(e) }
+    return gone
+  }
+
+  takePending (): MapOp[] {
+    const ops = this.pending
+    this.pending = []
+    return ops
+  }
+
+  * all (): IterableIterator<Entry> {
+    const now = this.now()
+    for (const e of this.entries.values()) if (e.expiresAt > now) yield e
+  }
+}
+
+/**
+ * Sends ops as one batch; when the kernel refuses it (an element expired under us, a race
+ * with another writer) falls back to op by op so one stale op never blocks the rest.
+ * Returns the ops that failed even alone.
+ */
+export function applyOps (kernel: KernelMaps, ops: MapOp[]): Array<{ op: MapOp, error: Error }> {
+  if (ops.length === 0) return []
+  try {
+    kernel.apply(ops)
+    return []
+  } catch {
+    const failed: Array<{ op: MapOp, error: Error }> = []
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]
+      const next = ops[i + 1]
+      // A delete followed by the add of the same key is a replacement: keep them together.
+      const group = op.op === 'delete' && next?.op === 'add' && next.map === op.map &&
+        entryId(next.map, next.key) === entryId(op.map, op.key)
+        ? [op, next]
+        : [op]
+      if (group.length === 2) i++
+      const add = group[group.length - 1]
+      // Retries: the old element already expired (drop the delete), or one we thought
+      // expired is still there with other data (delete it first).
+      const tries = add.op === 'add'
+        ? [group, [add], [{ op: 'delete' as const, map: add.map, key: add.key }, add]]
+        : [group]
+      let lastError: Error | undefined
+      for (const attempt of tries) {
+        try { kernel.apply(attempt); lastError = undefined; break } catch (e) { lastError = e as Error }
+      }
+      // A delete that fails alone means the element is gone: the state we wanted.
+      if (lastError !== undefined && add.op === 'add') failed.push({ op: add, error: lastError })
+    }
+    return failed
+  }
+}

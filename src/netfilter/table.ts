@@ -1,0 +1,63 @@
+// sipalg's own nftables table: the NAT maps (filled element by element over netlink while
+// running) and the two NAT chains that consult them. Created with one `nft -f` transaction at
+// start; an existing table keeps its map elements, so a restarted sipalg adopts live calls.
+
+import { spawnSync } from 'node:child_process'
+import { SipalgError } from '../errors.js'
+
+export interface TableSpec {
+  table: string
+  publicIp: string
+  outsideIf: string | null
+  /** ct mark (value/mask) put on flows sipalg's maps translate; the FORWARD rules accept it. */
+  mark: { value: number, mask: number }
+}
+
+export const DEFAULT_MARK = { value: 0x5a100000, mask: 0xffff0000 }
+
+const hex = (n: number): string => '0x' + (n >>> 0).toString(16).padStart(8, '0')
+
+export function tableScript (s: TableSpec): string {
+  const t = `ip ${s.table}`
+  const inIf = s.outsideIf === null ? '' : `iifname "${s.outsideIf}" `
+  const outIf = s.outsideIf === null ? '' : `oifname "${s.outsideIf}" `
+  const keep = hex(~s.mark.mask >>> 0)
+  const mark = `ct mark set ct mark and ${keep} or ${hex(s.mark.value)}`
+  return [
+    `add table ${t}`,
+    `add map ${t} any_dnat { type inet_service : ipv4_addr . inet_service; flags timeout; }`,
+    `add map ${t} peer_dnat { type ipv4_addr . inet_service : ipv4_addr . inet_service; flags timeout; }`,
+    `add map ${t} src_nat { type ipv4_addr . inet_service : inet_service; flags timeout; }`,
+    // One step ahead of iptables' NAT chains: whichever NAT chain runs first wins (lab-notes).
+    `add chain ${t} pre { type nat hook prerouting priority dstnat - 1; policy accept; }`,
+    `add chain ${t} post { type nat hook postrouting priority srcnat - 1; policy accept; }`,
+    `flush chain ${t} pre`,
+    `flush chain ${t} post`,
+    `add rule ${t} pre ${inIf}ip daddr ${s.publicIp} meta l4proto udp ip saddr . udp dport @peer_dnat ${mark} dnat ip to ip saddr . udp dport map @peer_dnat`,
+    `add rule ${t} pre ${inIf}ip daddr ${s.publicIp} meta l4proto udp udp dport @any_dnat ${mark} dnat ip to udp dport map @any_dnat`,
+    // On a map miss the rule does not match and the gateway's own MASQUERADE does the rest.
+    `add rule ${t} post ${outIf}meta l4proto udp snat ip to ${s.publicIp} : ip saddr . udp sport map @src_nat`,
+    ''
+  ].join('\n')
+}
+
+function nft (args: string[], input?: string): { ok: boolean, out: string } {
+  const r = spawnSync('nft', args, { input, encoding: 'utf8' })
+  if (r.error !== undefined) return { ok: false, out: r.error.message }
+  return { ok: r.status === 0, out: `${r.stdout}${r.stderr}`.trim() }
+}
+
+export function createTable (s: TableSpec): void {
+  const r = nft(['-f', '-'], tableScript(s))
+  if (!r.ok) throw new SipalgError('E204_NFT', { what: `creating table ip ${s.table}`, why: r.out })
+}
+
+export function tableExists (table: string): boolean {
+  return nft(['list', 'table', 'ip', table]).ok
+}
+
+export function deleteTable (table: string): void {
+  if (!tableExists(table)) return
+  const r = nft(['delete', 'table', 'ip', table])
+  if (!r.ok) throw new SipalgError('E204_NFT', { what: `deleting table ip ${table}`, why: r.out })
+}
