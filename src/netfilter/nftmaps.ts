@@ -1,0 +1,147 @@
+// nftables map elements over netlink (libnftnl + libmnl): persistent socket, one all-or-nothing batch per
+// apply(), returns once the kernel acked every op. Family ip (`table ip NAME`). No cache, no nft process.
+import { loadNative, toSipalgError } from './native.js'
+import type { Handle, NativeAddon } from './native.js'
+import { isIPv4 } from 'node:net'
+
+export type NftOp = { op: 'add' | 'delete', map: string, key: Buffer, data?: Buffer, timeoutMs?: number }
+
+export interface NftElement {
+  key: Buffer
+  data: Buffer | null
+  /** ms until the kernel removes it (NFTNL_SET_ELEM_EXPIRATION), null without a timeout */
+  expiresMs: number | null
+  /** the element's timeout in ms, null when none */
+  timeoutMs: number | null
+}
+
+/** `inet_service` key/data: 2 bytes, port in network order. */
+export function portKey (port: number): Buffer {
+  checkPort(port)
+  const b = Buffer.allocUnsafe(2)
+  b.writeUInt16BE(port, 0)
+  return b
+}
+
+/** `ipv4_addr . inet_service` key/data: 8 bytes = address, port (network order), 2 zero bytes. */
+export function addrPortKey (ip: string, port: number): Buffer {
+  checkPort(port)
+  if (!isIPv4(ip)) throw new TypeError(`not an IPv4 address: ${ip}`)
+  const b = Buffer.alloc(8)
+  const p = ip.split('.')
+  for (let i = 0; i < 4; i++) b[i] = Number(p[i])
+  b.writeUInt16BE(port, 4)
+  return b
+}
+
+/** `ipv4_addr` key/data: 4 bytes. */
+export function addrKey (ip: string): Buffer {
+  return addrPortKey(ip, 0).subarray(0, 4)
+}
+
+/** Decode a 2-byte port or an 8-byte addr.port (as used by list()). */
+export function decodeKey (b: Buffer): { ip?: string, port: number } {
+  if (b.length === 2) return { port: b.readUInt16BE(0) }
+  if (b.length >= 6) return { ip: `${b[0]}.${b[1]}.${b[2]}.${b[3]}`, port: b.readUInt16BE(4) }
+  if (b.length === 4) return { ip: `${b[0]}.${b[1]}.${b[2]}.${b[3]}`, port: 0 }
+  throw new TypeError(`cannot decode a ${b.length}-byte key`)
+}
+
+function checkPort (port: number): void {
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new TypeError(`not a port: ${port}`)
+}
+
+export class NftMaps {
+  readonly table: string
+  private readonly native: NativeAddon
+  private readonly handle: Handle
+  private closed = false
+
+  private constructor (native: NativeAddon, handle: Handle, table: string) {
+    this.native = native
+    this.handle = handle
+    this.table = table
+  }
+
+  /** Open a persistent netlink socket for `table ip <table>` (checked to exist: E204 if not). */
+  static open (table: string): NftMaps {
+    const native = loadNative()
+    try {
+      return new NftMaps(native, native.nftOpen(table), table)
+    } catch (err) {
+      throw toSipalgError(err, { what: `opening table ip ${table}` })
+    }
+  }
+
+  /**
+   * Apply ops in one netlink batch, all-or-nothing; returns after the kernel acked. Adding an existing key
+   * with the same data refreshes its timeout; with other data it fails (EEXIST): send delete+add in one
+   * batch. Deleting a missing element fails (ENOENT). On failure nothing was applied and a SipalgError
+   * E204_NFT is thrown; details.errno and details.opIndex say which op and why.
+   */
+  apply (ops: NftOp[]): void {
+    this.assertOpen()
+    if (ops.length === 0) return
+    try {
+      this.native.nftApply(this.handle, ops)
+    } catch (err) {
+      throw toSipalgError(err, { what: `a batch on table ip ${this.table}` })
+    }
+  }
+
+  /** Dump a map's elements (used at startup to adopt mappings left by a previous run). */
+  list (map: string): NftElement[] {
+    this.assertOpen()
+    try {
+      return this.native.nftList(this.handle, map)
+    } catch (err) {
+      throw toSipalgError(err, { what: `listing map ip ${this.table} ${map}` })
+    }
+  }
+
+  stats (): { batches: number, ops: number, errors: number } {
+    return this.native.nftStats(this.handle)
+  }
+
+  /** Idempotent. */
+  close (): void {
+    if (this.closed) return
+    this.closed = true
+    this.native.nftClose(this.handle)
+  }
+
+  private assertOpen (): void {
+    if (this.closed) throw new Error(`NftMaps for table ip ${this.table} is closed`)
+  }
+}
+
+export interface ConntrackTuple {
+  proto: 'udp'
+  src: string
+  dst: string
+  sport: number
+  dport: number
+  /** which direction the tuple describes (default 'original') */
+  direction?: 'original' | 'reply'
+}
+
+function ipToU32 (ip: string): number {
+  const b = addrPortKey(ip, 0)
+  return b.readUInt32BE(0)
+}
+
+/**
+ * Delete one UDP conntrack entry by its exact tuple (ctnetlink IPCTNL_MSG_CT_DELETE). Returns true if an
+ * entry was deleted, false if none matched. Partial filters (wildcards) are not supported.
+ */
+export function deleteConntrack (t: ConntrackTuple): boolean {
+  if (t.proto !== 'udp') throw new TypeError('only udp is supported')
+  checkPort(t.sport)
+  checkPort(t.dport)
+  const native = loadNative()
+  try {
+    return native.ctDelete(t.direction ?? 'original', ipToU32(t.src), ipToU32(t.dst), t.sport, t.dport)
+  } catch (err) {
+    throw toSipalgError(err, { what: 'deleting a conntrack entry' })
+  }
+}
