@@ -62,7 +62,7 @@ export class SignallingPortPool {
   constructor (private readonly avoid: (port: number) => boolean) {}
 
   take (preferred: number): number | null {
-    for (let i = 0; i < 2000; i++) {
+    for (let i = 0; i < 65536 - 1024; i++) {
       const p = ((preferred - 1024 + i) % (65536 - 1024)) + 1024
       if (!this.used.has(p) && !this.avoid(p)) { this.used.add(p); return p }
     }

@@ -1,0 +1,245 @@
+import t from 'tap'
+import { pino } from 'pino'
+import { Alg } from '../src/alg.js'
+import { buildConfig } from '../src/config.js'
+import { buildUdp, parseUdp } from '../src/netfilter/packet.js'
+import type { MapOp } from '../src/media/mappings.js'
+
+const A = '10.0.1.23'; const A2 = '10.0.1.24'; const B = '203.0.113.9'; const PUB = '203.0.113.1'
+
+function makeAlg (extra: Record<string, unknown> = {}): { alg: Alg, clock: { now: number } } {
+  const clock = { now: 1_000_000 }
+  const cfg = buildConfig([{ public: PUB, inside: ['10.0.1.0/24'], ...extra }])
+  return { alg: new Alg(cfg, pino({ level: 'silent' }), () => clock.now), clock }
+}
+
+const crlf = (s: string): string => s.replace(/\n/g, '\r\n')
+function withBody (head: string, body: string): string {
+  return crlf(head.replace('{len}', String(Buffer.byteLength(crlf(body))))) + crlf(body)
+}
+
+const sdp = (ip: string, port: number, extra = ''): string => `v=0
+o=- 1 1 IN IP4 ${ip}
+s=-
+c=IN IP4 ${ip}
+t=0 0
+m=audio ${port} RTP/AVP 0 8
+a=rtpmap:0 PCMU/8000
+${extra}`
+
+const invite = (from: string, fromPort: number, rtp: number, callId: string): string => withBody(`INVITE sip:bob@${B} SIP/2.0
+Via: SIP/2.0/UDP ${from}:${fromPort};branch=z9hG4bK-${callId};rport
+Max-Forwards: 70
+From: <sip:alice@${from}>;tag=a-${callId}
+To: <sip:bob@${B}>
+Call-ID: ${callId}
+CSeq: 1 INVITE
+Contact: <sip:alice@${from}:${fromPort}>
+Content-Type: application/sdp
+Content-Length: {len}
+
+`, sdp(from, rtp, `a=rtcp:${rtp + 1}\n`))
+
+const response = (code: string, method: string, cseq: number, from: string, fromPort: number, callId: string, body = ''): string =>
+  withBody(`SIP/2.0 ${code}
+Via: SIP/2.0/UDP ${PUB}:${fromPort};branch=z9hG4bK-${callId};rport=${fromPort};received=${PUB}
+From: <sip:alice@${from}>;tag=a-${callId}
+To: <sip:bob@${B}>;tag=b-${callId}
+Call-ID: ${callId}
+CSeq: ${cseq} ${method}
+Contact: <sip:bob@${B}:5060>
+${body === '' ? '' : 'Content-Type: application/sdp\n'}Content-Length: {len}
+
+`, body)
+
+const request = (method: string, cseq: number, from: string, fromPort: number, callId: string): string => crlf(`${method} sip:bob@${B}:5060 SIP/2.0
+Via: SIP/2.0/UDP ${from}:${fromPort};branch=z9hG4bK-${method}-${callId}
+Max-Forwards: 70
+From: <sip:alice@${from}>;tag=a-${callId}
+To: <sip:bob@${B}>;tag=b-${callId}
+Call-ID: ${callId}
+CSeq: ${cseq} ${method}
+Content-Length: 0
+
+`)
+
+function send (alg: Alg, src: string, sport: number, dst: string, dport: number, text: string): { out: string, dropped: boolean, ops: MapOp[] } {
+  const v = alg.process(buildUdp(src, sport, dst, dport, Buffer.from(text, 'latin1')))
+  const ops = alg.maps.takePending()
+  if (v.action === 'drop') return { out: '', dropped: true, ops }
+  if (v.payload === undefined) return { out: text, dropped: false, ops }
+  const p = parseUdp(v.payload)
+  if (!p.ok) throw new Error('verdict payload is not a valid UDP packet')
+  return { out: p.udp.payload.toString('latin1'), dropped: false, ops }
+}
+
+const opsText = (ops: MapOp[]): string[] => ops.map(o =>
+  `${o.op} ${o.map} ${o.key.ip === undefined ? '' : o.key.ip + '.'}${o.key.port}${o.data === undefined ? '' : ' : ' + (o.data.ip === undefined ? '' : o.data.ip + '.') + o.data.port}`)
+
+t.test('outbound call: rewrite, mappings before the verdict, pinhole narrowed by the answer, removed at BYE', async t => {
+  const { alg } = makeAlg()
+  const inv = send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 'c1'))
+  t.notMatch(inv.out.replace(/^From:.*$/m, ''), /10\.0\.1\./, 'no inside address leaves the gateway (From stays by default)')
+  t.match(inv.out, `Via: SIP/2.0/UDP ${PUB}:5060;branch=z9hG4bK-c1;rport`)
+  t.match(inv.out, `Contact: <sip:alice@${PUB}:5060>`)
+  t.match(inv.out, 'm=audio 20000 RTP/AVP 0 8')
+  t.match(inv.out, 'a=rtcp:20001')
+  const body = inv.out.slice(inv.out.indexOf('\r\n\r\n') + 4)
+  t.match(inv.out, `Content-Length: ${Buffer.byteLength(body)}\r\n`)
+  t.same(opsText(inv.ops).sort(), [
+    `add any_dnat 20000 : ${A}.4000`,
+    `add any_dnat 20001 : ${A}.4001`,
+    `add peer_dnat ${B}.5060 : ${A}.5060`,
+    `add src_nat ${A}.4000 : 20000`,
+    `add src_nat ${A}.4001 : 20001`,
+    `add src_nat ${A}.5060 : 5060`
+  ])
+  const again = send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 'c1'))
+  t.equal(again.out, inv.out, 'a retransmission is rewritten the same way')
+  t.same(again.ops, [], 'and changes nothing in the kernel')
+
+  const ok = send(alg, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, 'c1', sdp(B, 6000)))
+  t.match(ok.out, `Via: SIP/2.0/UDP ${A}:5060;branch=z9hG4bK-c1`, 'top Via restored for the phone')
+  t.same(opsText(ok.ops).sort(), [
+    'delete any_dnat 20000', 'delete any_dnat 20001',
+    `add peer_dnat ${B}.20000 : ${A}.4000`, `add peer_dnat ${B}.20001 : ${A}.4001`
+  ].sort(), 'media now only from the far end')
+  t.equal(alg.calls.size, 1)
+
+  send(alg, A, 5060, B, 5060, request('ACK', 1, A, 5060, 'c1'))
+  const bye = send(alg, A, 5060, B, 5060, request('BYE', 2, A, 5060, 'c1'))
+  t.same(opsText(bye.ops).sort(), [
+    `delete peer_dnat ${B}.20000`, `delete peer_dnat ${B}.20001`, `delete peer_dnat ${B}.5060`,
+    `delete src_nat ${A}.4000`, `delete src_nat ${A}.4001`
+  ].sort())
+  t.equal(alg.calls.size, 0)
+  t.equal(alg.ports.inUse, 0, 'media ports returned')
+})
+
+t.test('two phones on port 5060 with the same RTP port get different public ports', async t => {
+  const { alg } = makeAlg()
+  const one = send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 'x1'))
+  const two = send(alg, A2, 5060, B, 5060, invite(A2, 5060, 4000, 'x2'))
+  t.match(one.out, `Via: SIP/2.0/UDP ${PUB}:5060;`)
+  t.match(two.out, `Via: SIP/2.0/UDP ${PUB}:5061;`)
+  t.match(one.out, 'm=audio 20000 ')
+  t.match(two.out, 'm=audio 20002 ')
+  // The far end answers the second phone at its public port; sipalg maps it back.
+  const r = send(alg, B, 5060, A2, 5060, response('180 Ringing', 'INVITE', 1, A2, 5061, 'x2'))
+  t.match(r.out, `Via: SIP/2.0/UDP ${A2}:5060;`)
+})
+
+t.test('CANCEL then 487 removes the media at once; error finals too', async t => {
+  const { alg } = makeAlg()
+  send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 'k1'))
+  send(alg, A, 5060, B, 5060, request('CANCEL', 1, A, 5060, 'k1'))
+  t.equal(alg.calls.size, 1)
+  const fin = send(alg, B, 5060, A, 5060, response('487 Request Terminated', 'INVITE', 1, A, 5060, 'k1'))
+  t.equal(alg.calls.size, 0)
+  t.ok(opsText(fin.ops).includes('delete any_dnat 20000'))
+  send(alg, A, 5060, B, 5060, invite(A, 5060, 4010, 'k2'))
+  send(alg, B, 5060, A, 5060, response('486 Busy Here', 'INVITE', 1, A, 5060, 'k2'))
+  t.equal(alg.calls.size, 0)
+  t.equal(alg.ports.inUse, 0)
+})
+
+t.test('an unanswered call and an abandoned call end by timeout', async t => {
+  const { alg, clock } = makeAlg({ timeouts: { ring: 30, call: 60 } })
+  send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 't1'))
+  clock.now += 31_000
+  alg.tick()
+  t.equal(alg.calls.size, 0, 'no answer within ring timeout')
+  send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 't2'))
+  send(alg, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, 't2', sdp(B, 6000)))
+  clock.now += 59_000
+  alg.tick()
+  t.equal(alg.calls.size, 1, 'established call lives on')
+  clock.now += 2_000
+  alg.tick()
+  t.equal(alg.calls.size, 0, 'no BYE: gone after the call timeout')
+  t.ok(alg.maps.takePending().some(o => o.op === 'delete' && o.map === 'peer_dnat'))
+})
+
+t.test('registration: DNAT from the registrar for the granted expiry; unregister removes it', async t => {
+  const { alg, clock } = makeAlg({ timeouts: { registration_grace: 10 } })
+  const reg = (expires: number, cseq: number): string => crlf(`REGISTER sip:${B} SIP/2.0
+Via: SIP/2.0/UDP ${A}:5060;branch=z9hG4bK-r${cseq};rport
+From: <sip:alice@${B}>;tag=r1
+To: <sip:alice@${B}>
+Call-ID: reg-1
+CSeq: ${cseq} REGISTER
+Contact: <sip:alice@${A}:5060>;expires=${expires}
+Expires: ${expires}
+Content-Length: 0
+
+`)
+  const ok = (expires: number, cseq: number): string => crlf(`SIP/2.0 200 OK
+Via: SIP/2.0/UDP ${PUB}:5060;branch=z9hG4bK-r${cseq};rport=5060
+From: <sip:alice@${B}>;tag=r1
+To: <sip:alice@${B}>;tag=srv
+Call-ID: reg-1
+CSeq: ${cseq} REGISTER
+${expires > 0 ? `Contact: <sip:alice@${PUB}:5060>;expires=${expires}\n` : ''}Content-Length: 0
+
+`)
+  const out = send(alg, A, 5060, B, 5060, reg(3600, 1))
+  t.match(out.out, `Contact: <sip:alice@${PUB}:5060>;expires=3600`)
+  const granted = send(alg, B, 5060, A, 5060, ok(120, 1))
+  t.equal(alg.registrations.size, 1)
+  const dnat = granted.ops.find(o => o.map === 'peer_dnat')
+  t.same(dnat, { op: 'add', map: 'peer_dnat', key: { ip: B, port: 5060 }, data: { ip: A, port: 5060 }, timeoutMs: 130_000 }, 'granted 120 s + 10 s grace')
+  clock.now += 5000
+  send(alg, A, 5060, B, 5060, reg(0, 2))
+  const gone = send(alg, B, 5060, A, 5060, ok(0, 2))
+  t.equal(alg.registrations.size, 0)
+  t.ok(gone.ops.some(o => o.op === 'delete' && o.map === 'peer_dnat'), 'unregister removes the DNAT')
+})
+
+t.test('not SIP on 5060: passed and counted, or dropped when configured; keepalives untouched', async t => {
+  const { alg } = makeAlg()
+  const junk = send(alg, A, 5060, B, 5060, 'GET / HTTP/1.1\r\nHost: x\r\n\r\nINVITE sip:x SIP/2.0\r\n')
+  t.equal(junk.dropped, false)
+  t.same(junk.ops, [], 'never opens a mapping')
+  t.equal(alg.counters.get('not_sip'), 1)
+  const ka = send(alg, A, 5060, B, 5060, '\r\n\r\n')
+  t.equal(ka.out, '\r\n\r\n')
+  t.equal(alg.counters.get('keepalives'), 1)
+  const strict = makeAlg({ malformed: 'drop' }).alg
+  t.equal(send(strict, A, 5060, B, 5060, '\x00\x01garbage').dropped, true)
+  const transit = send(alg, A, 40000, B, 40000, 'INVITE sip:x SIP/2.0\r\n\r\n')
+  t.same(transit.ops, [], 'not on a SIP port: not looked at')
+})
+
+t.test('inbound call: the phone answers; its media is mapped and limited to the caller', async t => {
+  const { alg } = makeAlg()
+  const inv = withBody(`INVITE sip:alice@${PUB}:5060 SIP/2.0
+Via: SIP/2.0/UDP ${B}:5060;branch=z9hG4bK-in1
+From: <sip:bob@${B}>;tag=b1
+To: <sip:alice@${PUB}>
+Call-ID: in-1
+CSeq: 1 INVITE
+Contact: <sip:bob@${B}:5060>
+Content-Type: application/sdp
+Content-Length: {len}
+
+`, sdp(B, 6000))
+  // The phone is known: it registered (or sent anything) before.
+  send(alg, A, 5060, B, 5060, crlf(`OPTIONS sip:${B} SIP/2.0\nVia: SIP/2.0/UDP ${A}:5060;branch=z9hG4bK-o\nFrom: <sip:a@${A}>;tag=1\nTo: <sip:b@${B}>\nCall-ID: o1\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n`))
+  const got = send(alg, B, 5060, A, 5060, inv)
+  t.match(got.out, `INVITE sip:alice@${A}:5060 SIP/2.0`, 'Request-URI restored to the phone')
+  const answer = withBody(`SIP/2.0 200 OK
+Via: SIP/2.0/UDP ${B}:5060;branch=z9hG4bK-in1
+From: <sip:bob@${B}>;tag=b1
+To: <sip:alice@${PUB}>;tag=a1
+Call-ID: in-1
+CSeq: 1 INVITE
+Contact: <sip:alice@${A}:5060>
+Content-Type: application/sdp
+Content-Length: {len}
+
+`, sdp(A, 4000))
+  const out = send(alg, A, 5060, B, 5060, answer)
+  t.notMatch(out.out.replace(/^To:.*$/m, ''), /10\.0\.1\./)
+  t.ok(opsText(out.ops).includes(`add peer_dnat ${B}.20000 : ${A}.4000`), 'pinhole limited to the caller from the start')
+  t.notOk(out.ops.some(o => o.map === 'any_dnat'), 'never open to anyone')
+})
