@@ -17,6 +17,7 @@ import { CallTable, type Call } from './dialog/calls.js'
 import { RegistrationTable } from './dialog/registrations.js'
 import { Counters } from './counters.js'
 import { RateLimiter } from './media/limits.js'
+import type { StatusDoc } from './cli/status.js'
 
 export type Verdict =
   | { action: 'accept', payload?: Buffer }
@@ -188,6 +189,34 @@ export class Alg {
       leftAlone: r.leftAlone,
       detail: r.detail
     }, 'sip')
+  }
+
+  /** What `sipalg status` shows (without the I/O shell's own figures). */
+  status (): Pick<StatusDoc, 'publicIp' | 'calls' | 'registrations' | 'mappings' | 'counters'> {
+    const now = this.now()
+    const mappings: Record<string, number> = { src_nat: 0, any_dnat: 0, peer_dnat: 0 }
+    for (const e of this.maps.all()) mappings[e.map]++
+    return {
+      publicIp: this.publicIp,
+      calls: [...this.calls.values()].map(c => ({
+        callId: c.callId,
+        phone: `${c.phone.ip}:${c.phone.port}`,
+        direction: c.outgoing ? 'out' : 'in',
+        state: c.state,
+        ageSeconds: Math.round((now - c.createdAt) / 1000),
+        media: [...c.streams.values()].map(s => `${s.media} ${s.priv.ip}:${s.priv.rtpPort} → ${s.pub.rtpPort}` +
+          ` ⇐ ${s.installedPeers.length === 0 ? 'any' : s.installedPeers.join(',')}`)
+      })),
+      registrations: [...this.registrations.values()].map(r => ({
+        phone: `${r.phone.ip}:${r.phone.port}`,
+        publicPort: r.publicPort,
+        registrar: r.registrar,
+        aor: r.aor,
+        expiresInSeconds: Math.round((r.expiresAt - now) / 1000)
+      })),
+      mappings,
+      counters: this.counters.snapshot()
+    }
   }
 
   /** Periodic work: call and registration timeouts, kernel refreshes, mirror expiry. */

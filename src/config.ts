@@ -21,6 +21,8 @@ export interface Config {
   malformed: 'pass' | 'drop'
   logLevel: string
   readyFile: string | null
+  /** Unix socket `sipalg status` talks to; default /run/sipalg/<table>-<queue>.sock. */
+  controlSocket: string | null
   table: string
   rewriteFromTo: boolean
   rewriteIce: boolean
@@ -46,6 +48,7 @@ export const defaults: Config = {
   malformed: 'pass',
   logLevel: 'info',
   readyFile: null,
+  controlSocket: null,
   table: 'sipalg',
   rewriteFromTo: false,
   rewriteIce: false,

@@ -12,6 +12,7 @@ const HELP = `sipalg — transparent SIP ALG for Linux NAT gateways
   sipalg rules install|uninstall [--queue 0] [--sip-ports 5060] [--fail-closed]
   sipalg rewrite --public 203.0.113.1 [--direction outbound|inbound] [--inside 10.0.1.0/24]
              [--media-ports 20000-29999] [--source 10.0.1.23] [--explain]  < message
+  sipalg status [--json] [--watch] [--socket PATH]
   sipalg doctor
 `
 
@@ -22,6 +23,7 @@ const commands: Record<string, Command> = {
   rules: async argv => await (await import('./rules.js')).runRules(argv),
   rewrite: async argv => await (await import('./rewrite.js')).runRewrite(argv,
     { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }),
+  status: async argv => await (await import('./status.js')).runStatus(argv),
   doctor: async argv => await (await import('./doctor.js')).runDoctor(argv),
   help: async () => { process.stdout.write(HELP); return 0 }
 }

@@ -15,11 +15,12 @@ import { PacketQueue } from '../netfilter/queue.js'
 import { NftMaps, addrPortKey, portKey, type NftOp } from '../netfilter/nftmaps.js'
 import { LatencyHistogram } from '../histogram.js'
 import { flagsToConfig, parseArgs } from './args.js'
+import { defaultSocketPath, serveControl } from './control.js'
 
 export const RUN_FLAGS = {
   booleans: ['firewall', 'fail-closed', 'pretty', 'rewrite-from-to', 'rewrite-ice', 'media-latching'],
   values: ['public', 'outside-if', 'inside-if', 'queue', 'media-ports', 'config', 'ready-file', 'log-level',
-    'sip-ports', 'malformed', 'inbound-sip-from', 'table'],
+    'sip-ports', 'malformed', 'inbound-sip-from', 'table', 'control-socket'],
   repeatable: ['inside']
 }
 
@@ -119,6 +120,11 @@ export async function runDaemon (argv: string[]): Promise<number> {
   })
 
   const timer = setInterval(() => { alg.tick(); commit() }, 1000)
+  const startedAt = Date.now()
+  const socketPath = cfg.controlSocket ?? defaultSocketPath(cfg.table, cfg.queue)
+  const control = serveControl(socketPath, {
+    status: () => ({ ...alg.status(), uptimeSeconds: Math.round((Date.now() - startedAt) / 1000), latencyUs: latency.summary(), queue: queue.stats() })
+  })
   log.info({ queue: cfg.queue, public: publicIp, inside: cfg.inside, table: cfg.table, mediaPorts: cfg.mediaPorts }, 'sipalg running')
   if (cfg.readyFile !== null) writeFileSync(cfg.readyFile, `${process.pid}\n`)
 
@@ -129,6 +135,8 @@ export async function runDaemon (argv: string[]): Promise<number> {
       // Kernel mappings stay: calls in progress keep their audio; the rules fail open.
       queue.close()
       nft.close()
+      control.close()
+      rmSync(socketPath, { force: true })
       if (cfg.readyFile !== null) rmSync(cfg.readyFile, { force: true })
       log.info({ signal: sig, counters: alg.counters.snapshot(), queue: queue.stats(), latencyUs: latency.summary() }, 'sipalg stopped; kernel mappings left to expire')
       resolve(0)

@@ -1,0 +1,52 @@
+// `sipalg status`: what the running daemon is doing — calls, registrations, mappings, counters —
+// as tables for people, or --json for scripts; --watch refreshes every second.
+
+import { askControl, defaultSocketPath } from './control.js'
+import { parseArgs } from './args.js'
+
+export interface StatusDoc {
+  uptimeSeconds: number
+  publicIp: string
+  calls: Array<{ callId: string, phone: string, direction: string, state: string, ageSeconds: number, media: string[] }>
+  registrations: Array<{ phone: string, publicPort: number, registrar: string, aor: string, expiresInSeconds: number }>
+  mappings: Record<string, number>
+  counters: Record<string, number>
+  latencyUs: { packets: number, p50: number, p99: number, mean: number }
+}
+
+function table (head: string[], rows: string[][]): string {
+  if (rows.length === 0) return '  (none)\n'
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map(r => (r[i] ?? '').length)))
+  const line = (r: string[]): string => '  ' + r.map((c, i) => (c ?? '').padEnd(w[i])).join('  ').trimEnd() + '\n'
+  return line(head) + rows.map(line).join('')
+}
+
+export function renderStatus (s: StatusDoc): string {
+  let out = `sipalg on ${s.publicIp}, up ${s.uptimeSeconds}s\n\nCalls (${s.calls.length})\n`
+  out += table(['CALL-ID', 'PHONE', 'DIR', 'STATE', 'AGE', 'MEDIA (private → public ⇐ allowed from)'],
+    s.calls.map(c => [c.callId.slice(0, 32), c.phone, c.direction, c.state, `${c.ageSeconds}s`, c.media.join('; ')]))
+  out += `\nRegistrations (${s.registrations.length})\n`
+  out += table(['PHONE', 'PUBLIC PORT', 'REGISTRAR', 'AOR', 'EXPIRES IN'],
+    s.registrations.map(r => [r.phone, String(r.publicPort), r.registrar, r.aor, `${r.expiresInSeconds}s`]))
+  out += `\nKernel mappings\n${table(['MAP', 'ELEMENTS'], Object.entries(s.mappings).map(([k, v]) => [k, String(v)]))}`
+  out += `\nCounters\n${table(['NAME', 'VALUE'], Object.entries(s.counters).map(([k, v]) => [k, String(v)]))}`
+  out += `\nVerdict latency: p50 ≤ ${s.latencyUs.p50} µs, p99 ≤ ${s.latencyUs.p99} µs over ${s.latencyUs.packets} packets\n`
+  return out
+}
+
+export async function runStatus (argv: string[]): Promise<number> {
+  const { flags } = parseArgs(argv, { booleans: ['json', 'watch'], values: ['socket', 'queue', 'table'] })
+  const path = typeof flags.socket === 'string'
+    ? flags.socket
+    : defaultSocketPath(typeof flags.table === 'string' ? flags.table : 'sipalg', Number(flags.queue ?? 0))
+  const once = async (): Promise<void> => {
+    const doc = await askControl(path, 'status') as StatusDoc
+    process.stdout.write(flags.json === true ? JSON.stringify(doc, null, 2) + '\n' : renderStatus(doc))
+  }
+  if (flags.watch !== true) { await once(); return 0 }
+  for (;;) {
+    process.stdout.write('\x1b[2J\x1b[H')
+    await once()
+    await new Promise(resolve => setTimeout(resolve, 1000))
+  }
+}
