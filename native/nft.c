@@ -382,8 +382,9 @@ static int list_cb(const struct nlmsghdr *nlh, void *data) {
   if (nftnl_set_elems_nlmsg_parse(nlh, s) < 0) { nftnl_set_free(s); return MNL_CB_OK; }
   struct nftnl_set_elems_iter *it = nftnl_set_elems_iter_create(s);
   if (it) {
-    struct nftnl_set_elem *e = nftnl_set_elems_iter_cur(it);
-    while (e) {
+    struct nftnl_set_elem *e;
+    /* nftnl_set_elems_iter_next() returns the current element and advances */
+    while ((e = nftnl_set_elems_iter_next(it)) != NULL) {
       napi_value o;
       napi_create_object(c->env, &o);
       napi_set_named_property(c->env, o, "key", bytes_or_null(c->env, e, NFTNL_SET_ELEM_KEY));
@@ -391,7 +392,6 @@ static int list_cb(const struct nlmsghdr *nlh, void *data) {
       napi_set_named_property(c->env, o, "expiresMs", u64_or_null(c->env, e, NFTNL_SET_ELEM_EXPIRATION));
       napi_set_named_property(c->env, o, "timeoutMs", u64_or_null(c->env, e, NFTNL_SET_ELEM_TIMEOUT));
       napi_set_element(c->env, c->arr, c->n++, o);
-      e = nftnl_set_elems_iter_next(it);
     }
     nftnl_set_elems_iter_destroy(it);
   }
