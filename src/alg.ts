@@ -39,6 +39,8 @@ export class Alg {
   private readonly limiter: RateLimiter
   private readonly quietUntil = new Map<string, number>()
   private readonly publicIp: string
+  /** Kernel flows of ended streams (far ip:port → public port) for the shell to forget. */
+  private staleFlows: Array<{ remote: Endpoint, publicPort: number }> = []
 
   constructor (private readonly cfg: Config, private readonly log: Logger, private readonly now: () => number = Date.now) {
     if (cfg.public === null) throw new Error('Alg needs a public address')
@@ -55,6 +57,12 @@ export class Alg {
       { ringMs: t.ring * 1000, callMs: t.call * 1000, elementMs: Math.min(t.element, t.call) * 1000 },
       {
         onStart: call => { this.counters.inc('calls_started'); this.log.info({ callId: call.callId, phone: `${call.phone.ip}:${call.phone.port}`, direction: call.outgoing ? 'outbound' : 'inbound' }, 'call started') },
+        onStreamDropped: (_call, s, far) => {
+          for (const f of far) {
+            this.staleFlows.push({ remote: { ip: f.ip, port: f.rtpPort }, publicPort: s.pub.rtpPort })
+            if (f.rtcpPort !== null && s.pub.rtcpPort !== null) this.staleFlows.push({ remote: { ip: f.ip, port: f.rtcpPort }, publicPort: s.pub.rtcpPort })
+          }
+        },
         onEnd: (call, reason) => { this.counters.inc('calls_ended'); this.limiter.ended(call.phone.ip); this.log.info({ callId: call.callId, reason, seconds: Math.round((this.now() - call.createdAt) / 1000) }, 'call ended') }
       }, now)
     this.registrations = new RegistrationTable(this.maps,
@@ -189,6 +197,12 @@ export class Alg {
       leftAlone: r.leftAlone,
       detail: r.detail
     }, 'sip')
+  }
+
+  takeStaleFlows (): Array<{ remote: Endpoint, publicPort: number }> {
+    const f = this.staleFlows
+    this.staleFlows = []
+    return f
   }
 
   /** What `sipalg status` shows (without the I/O shell's own figures). */

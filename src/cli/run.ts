@@ -12,7 +12,7 @@ import { createLogger } from '../log.js'
 import { applyOps, type KernelMaps, type MapName, type MapOp } from '../media/mappings.js'
 import { createTable, DEFAULT_MARK } from '../netfilter/table.js'
 import { PacketQueue } from '../netfilter/queue.js'
-import { NftMaps, addrPortKey, portKey, type NftOp } from '../netfilter/nftmaps.js'
+import { NftMaps, addrPortKey, deleteConntrack, portKey, type NftOp } from '../netfilter/nftmaps.js'
 import { LatencyHistogram } from '../histogram.js'
 import { flagsToConfig, parseArgs } from './args.js'
 import { defaultSocketPath, serveControl } from './control.js'
@@ -104,6 +104,15 @@ export async function runDaemon (argv: string[]): Promise<number> {
     for (const f of applyOps(kernel, alg.maps.takePending())) {
       alg.counters.inc('map_ops_failed')
       log.error({ map: f.op.map, key: f.op.key, err: f.error.message }, 'kernel refused a mapping change')
+    }
+    // A media flow the kernel still tracks outlives its map element: forget it so the ended
+    // call's far end is cut off and a reused public port starts clean.
+    for (const f of alg.takeStaleFlows()) {
+      for (const direction of ['original', 'reply'] as const) {
+        try {
+          if (deleteConntrack({ proto: 'udp', src: f.remote.ip, sport: f.remote.port, dst: publicIp, dport: f.publicPort, direction })) alg.counters.inc('conntrack_deleted')
+        } catch (e) { log.debug({ err: (e as Error).message }, 'conntrack delete failed') }
+      }
     }
   }
   queue.onPackets(batch => {

@@ -39,18 +39,21 @@ export interface Call {
   deadline: number
   cancelled: boolean
   streams: Map<string, Stream>
-  /** Far SDP stream addresses by far dialog tag ('' before the far end has a tag). */
-  farMedia: Map<string, string[][]>
+  /** Far SDP streams by far dialog tag ('' before the far end has a tag), by m= index. */
+  farMedia: Map<string, Array<FarStream | null>>
   confirmedTag: string | null
   /** Far signalling addresses allowed to send in-dialog requests to the phone. */
   signallingPeers: Set<string>
   endReason?: string
 }
 
+export interface FarStream { ip: string, rtpPort: number, rtcpPort: number | null }
+
 export interface CallEvents {
   onStart?: (call: Call) => void
   onEnd?: (call: Call, reason: string) => void
-  onMedia?: (call: Call, stream: Stream) => void
+  /** A stream's mappings are gone: flows the kernel still tracks for it should go too. */
+  onStreamDropped?: (call: Call, stream: Stream, far: FarStream[]) => void
 }
 
 export interface SipFacts {
@@ -146,8 +149,10 @@ export class CallTable {
 
     if (farSdp !== undefined && !phoneSent) {
       const farTag = (msg.isRequest ? msg.fromTag : msg.toTag) ?? ''
-      const addrs = farSdp.streams.map(s => (s.ip !== null && s.ip !== '0.0.0.0' && s.port > 0 ? [s.ip] : []))
-      if (addrs.some(a => a.length > 0)) call.farMedia.set(farTag, addrs)
+      const far = farSdp.streams.map(s => (s.ip !== null && s.ip !== '0.0.0.0' && s.port > 0
+        ? { ip: s.ip, rtpPort: s.port, rtcpPort: s.rtcpPort }
+        : null))
+      if (far.some(f => f !== null)) call.farMedia.set(farTag, far)
     }
 
     if (msg.isRequest) {
@@ -195,7 +200,6 @@ export class CallTable {
         for (const ip of far) this.maps.set('peer_dnat', { ip, port: pub }, { ip: s.priv.ip, port: priv }, t, call.key)
       }
       s.installedPeers = far
-      this.events.onMedia?.(call, s)
     }
   }
 
@@ -228,13 +232,18 @@ export class CallTable {
     this.maps.set('peer_dnat', { ip, port: call.phonePublicPort }, call.phone, this.timeouts.elementMs, call.key)
   }
 
-  private farAddresses (call: Call, index: number): string[] {
-    const set = new Set<string>()
+  private farStreams (call: Call, index: number): FarStream[] {
+    const out: FarStream[] = []
     for (const [tag, streams] of call.farMedia) {
       if (call.confirmedTag !== null && tag !== call.confirmedTag && tag !== '') continue
-      for (const ip of streams[index] ?? []) set.add(ip)
+      const f = streams[index]
+      if (f !== null && f !== undefined) out.push(f)
     }
-    return [...set].sort()
+    return out
+  }
+
+  private farAddresses (call: Call, index: number): string[] {
+    return [...new Set(this.farStreams(call, index).map(f => f.ip))].sort()
   }
 
   private portPairs (s: Stream): Array<[number, number]> {
@@ -260,5 +269,6 @@ export class CallTable {
     if (s.priv.rtcpPort !== null) this.maps.release('src_nat', { ip: s.priv.ip, port: s.priv.rtcpPort }, call.key)
     this.ports.release(s.pub.rtpPort)
     call.streams.delete(streamKey(s.priv.ip, s.priv.rtpPort))
+    this.events.onStreamDropped?.(call, s, this.farStreams(call, s.index))
   }
 }
