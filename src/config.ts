@@ -23,6 +23,8 @@ export interface Config {
   readyFile: string | null
   /** Unix socket `sipalg status` talks to; default /run/sipalg/<table>-<queue>.sock. */
   controlSocket: string | null
+  /** Prometheus metrics on 127.0.0.1:<port>; 0 = off. */
+  metricsPort: number
   table: string
   rewriteFromTo: boolean
   rewriteIce: boolean
@@ -49,6 +51,7 @@ export const defaults: Config = {
   logLevel: 'info',
   readyFile: null,
   controlSocket: null,
+  metricsPort: 0,
   table: 'sipalg',
   rewriteFromTo: false,
   rewriteIce: false,
@@ -124,6 +127,7 @@ export function validate (c: Config): Config {
     if (parseCidr(n) === null) throw bad('inside', `has "${n}", not a network like 10.0.1.0/24`, 'inside: [10.0.1.0/24]')
   }
   c.queue = int('queue', c.queue, 0, 65535, 'queue: 1')
+  c.metricsPort = int('metrics_port', c.metricsPort, 0, 65535, 'metrics_port: 9260')
   c.sipPorts = asList(c.sipPorts).map(p => int('sip_ports', p, 1, 65535, 'sip_ports: [5060, 5080]'))
   try { parsePortRange(String(c.mediaPorts)) } catch (e) { throw bad('media_ports', (e as Error).message, 'media_ports: 20000-29999') }
   c.mediaPorts = String(c.mediaPorts)

@@ -16,11 +16,12 @@ import { NftMaps, addrPortKey, deleteConntrack, portKey, type NftOp } from '../n
 import { LatencyHistogram } from '../histogram.js'
 import { flagsToConfig, parseArgs } from './args.js'
 import { defaultSocketPath, serveControl } from './control.js'
+import { serveMetrics } from '../metrics.js'
 
 export const RUN_FLAGS = {
   booleans: ['firewall', 'fail-closed', 'pretty', 'rewrite-from-to', 'rewrite-ice', 'media-latching'],
   values: ['public', 'outside-if', 'inside-if', 'queue', 'media-ports', 'config', 'ready-file', 'log-level',
-    'sip-ports', 'malformed', 'inbound-sip-from', 'table', 'control-socket'],
+    'sip-ports', 'malformed', 'inbound-sip-from', 'table', 'control-socket', 'metrics-port'],
   repeatable: ['inside']
 }
 
@@ -134,6 +135,23 @@ export async function runDaemon (argv: string[]): Promise<number> {
   const control = serveControl(socketPath, {
     status: () => ({ ...alg.status(), uptimeSeconds: Math.round((Date.now() - startedAt) / 1000), latencyUs: latency.summary(), queue: queue.stats() })
   })
+  const metrics = cfg.metricsPort === 0
+    ? null
+    : serveMetrics(cfg.metricsPort, {
+      counters: () => alg.counters.snapshot(),
+      gauges: () => {
+        const st = alg.status()
+        const q = queue.stats()
+        return {
+          active_calls: st.calls.length,
+          registrations: st.registrations.length,
+          ...Object.fromEntries(Object.entries(st.mappings).map(([k, v]) => [`mappings_${k}`, v])),
+          queue_enobufs: q.enobufs,
+          queue_fail_open_bypasses_inferred: q.failOpenBypassesInferred
+        }
+      },
+      latency
+    })
   log.info({ queue: cfg.queue, public: publicIp, inside: cfg.inside, table: cfg.table, mediaPorts: cfg.mediaPorts }, 'sipalg running')
   if (cfg.readyFile !== null) writeFileSync(cfg.readyFile, `${process.pid}\n`)
 
@@ -145,6 +163,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
       queue.close()
       nft.close()
       control.close()
+      metrics?.close()
       rmSync(socketPath, { force: true })
       if (cfg.readyFile !== null) rmSync(cfg.readyFile, { force: true })
       log.info({ signal: sig, counters: alg.counters.snapshot(), queue: queue.stats(), latencyUs: latency.summary() }, 'sipalg stopped; kernel mappings left to expire')
