@@ -58,6 +58,7 @@ static napi_value Init(napi_env env, napi_value exports) {
   if (!nfq_init(env, exports)) return NULL;
   if (!nft_init(env, exports)) return NULL;
   if (!ct_init(env, exports)) return NULL;
+  if (!csum_init(env, exports)) return NULL;
   return exports;
 }
 

@@ -26,5 +26,6 @@ int sa_set_bufsize(int fd, int optforce, int opt, int bytes);
 napi_value nfq_init(napi_env env, napi_value exports);
 napi_value nft_init(napi_env env, napi_value exports);
 napi_value ct_init(napi_env env, napi_value exports);
+napi_value csum_init(napi_env env, napi_value exports);
 
 #endif

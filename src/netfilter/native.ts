@@ -78,6 +78,7 @@ export interface NativeAddon {
   nftClose (h: Handle): void
   nftStats (h: Handle): { batches: number, ops: number, errors: number }
   ctDelete (direction: 'original' | 'reply', src: number, dst: number, sport: number, dport: number): boolean
+  fixIpv4Udp (pkt: Uint8Array): boolean
 }
 
 let cached: NativeAddon | undefined

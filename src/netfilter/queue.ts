@@ -12,6 +12,14 @@ import { SipalgError } from '../errors.js'
 
 export { PKT_TRUNCATED, PKT_CSUM_NOT_READY, PKT_GSO }
 
+/**
+ * In place: IPv4 total length := pkt.length, UDP length, IP header checksum and UDP checksum recomputed
+ * (native, ~0.1 µs for 500 bytes). Returns false and leaves pkt untouched if it is not IPv4/UDP.
+ */
+export function fixIpv4Udp (pkt: Uint8Array): boolean {
+  return loadNative().fixIpv4Udp(pkt)
+}
+
 export interface QueuedPacket {
   /** kernel packet id, pass it to verdict() */
   id: number

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { PacketQueue } from '../../src/netfilter/queue.js'
+import { PacketQueue, fixIpv4Udp } from '../../src/netfilter/queue.js'
 import { SipalgError } from '../../src/errors.js'
 import { Netns, ensureCompiled, nativeBuilt } from './fixtures/netns.js'
 
@@ -11,6 +11,24 @@ t.test('bad queue numbers are refused (E203) before the kernel is touched', asyn
     t.equal((err as SipalgError).code, 'E203_QUEUE_BIND')
     t.match((err as SipalgError).message, /cannot bind nfqueue .*0\.\.65535/)
   }
+})
+
+t.test('fixIpv4Udp recomputes lengths and checksums', { skip: nativeBuilt() ? false : 'native addon not built' }, async t => {
+  // 10.0.1.23:5060 -> 203.0.113.9:5060 "hello", checksums verified independently below
+  const body = Buffer.from('hello')
+  const p = Buffer.alloc(28 + body.length)
+  p[0] = 0x45; p[8] = 64; p[9] = 17
+  Buffer.from([10, 0, 1, 23, 203, 0, 113, 9]).copy(p, 12)
+  p.writeUInt16BE(5060, 20); p.writeUInt16BE(5060, 22)
+  body.copy(p, 28)
+  t.equal(fixIpv4Udp(p), true)
+  t.equal(p.readUInt16BE(2), 33, 'IP total length')
+  t.equal(p.readUInt16BE(24), 13, 'UDP length')
+  const fold = (a: number): number => { while (a > 0xffff) a = (a & 0xffff) + (a >>> 16); return a }
+  const sum = (b: Buffer, s: number, e: number, acc = 0): number => { for (let i = s; i < e; i += 2) acc += (b[i] << 8) | (i + 1 < e ? b[i + 1] : 0); return acc }
+  t.equal(fold(sum(p, 0, 20)), 0xffff, 'IP header checksum verifies')
+  t.equal(fold(sum(p, 20, 33, sum(p, 12, 20) + 17 + 13)), 0xffff, 'UDP checksum verifies')
+  t.equal(fixIpv4Udp(Buffer.from('not a packet at all, not at all')), false)
 })
 
 t.test('NFQUEUE in a private namespace', { skip: nativeBuilt() ? false : 'native addon not built (make native)' }, async t => {
@@ -54,9 +72,10 @@ t.test('NFQUEUE in a private namespace', { skip: nativeBuilt() ? false : 'native
   })
 
   t.test('a batch of 2000 packets is all verdicted, in few JS calls', async t => {
-    const r = await ns.driver('queue-driver.mjs', { mode: 'echo', queue: 4, port: 6004, count: 2000, size: 500, policy: 'rewrite', settleMs: 1500, burst: 50, pauseMs: 3 }).done()
+    const r = await ns.driver('queue-driver.mjs', { mode: 'echo', queue: 4, port: 6004, count: 2000, size: 500, policy: 'rewrite', nativeCsum: true, settleMs: 1500, burst: 50, pauseMs: 3 }).done()
     const s = r.stats as Record<string, number>
     t.equal(r.received, 2000)
+    t.equal(r.allRewritten, true, 'rewritten with fixIpv4Udp checksums')
     t.equal(s.packets, 2000)
     t.equal(s.verdictsSent, 2000)
     t.equal(s.idGaps, 0)
