@@ -42,7 +42,8 @@ export class Alg {
   /** Kernel flows of ended streams (far ip:port → public port) for the shell to forget. */
   private staleFlows: Array<{ remote: Endpoint, publicPort: number }> = []
 
-  constructor (private readonly cfg: Config, private readonly log: Logger, private readonly now: () => number = Date.now) {
+  constructor (private readonly cfg: Config, private readonly log: Logger, private readonly now: () => number = Date.now,
+    private readonly fixPacket?: (pkt: Buffer) => void) {
     if (cfg.public === null) throw new Error('Alg needs a public address')
     this.publicIp = cfg.public
     this.isInside = insideOf(cfg)
@@ -139,7 +140,7 @@ export class Alg {
       return ACCEPT
     }
     this.counters.inc('rewritten')
-    return { action: 'accept', payload: withPayload(pkt, udp, result.bytes) }
+    return { action: 'accept', payload: withPayload(pkt, udp, result.bytes, this.fixPacket) }
   }
 
   private callFor (msg: SipMessage, phone: Endpoint, publicPort: number, outbound: boolean): Call | undefined {

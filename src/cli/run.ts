@@ -11,7 +11,7 @@ import { SipalgError } from '../errors.js'
 import { createLogger } from '../log.js'
 import { applyOps, type KernelMaps, type MapName, type MapOp } from '../media/mappings.js'
 import { createTable, DEFAULT_MARK } from '../netfilter/table.js'
-import { PacketQueue } from '../netfilter/queue.js'
+import { PacketQueue, fixIpv4Udp } from '../netfilter/queue.js'
 import { NftMaps, addrPortKey, deleteConntrack, portKey, type NftOp } from '../netfilter/nftmaps.js'
 import { LatencyHistogram } from '../histogram.js'
 import { flagsToConfig, parseArgs } from './args.js'
@@ -96,7 +96,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
   createTable({ table: cfg.table, publicIp, outsideIf: cfg.outsideIf, mark: DEFAULT_MARK })
   const nft = NftMaps.open(cfg.table)
   const kernel = kernelMaps(nft)
-  const alg = new Alg(cfg, log)
+  const alg = new Alg(cfg, log, Date.now, b => { fixIpv4Udp(b) })
   adopt(alg, nft, log)
   const latency = new LatencyHistogram()
 

@@ -81,16 +81,25 @@ export function udpChecksum (pkt: Buffer, ihl: number): number {
   return c === 0 ? 0xffff : c
 }
 
-/** A new packet with the same IP/UDP header and a new payload; lengths and checksums recomputed. */
-export function withPayload (pkt: Buffer, udp: UdpPacket, payload: Buffer): Buffer {
-  const ihl = udp.payloadOffset - 8
+/** Recomputes IP total length, header checksum, UDP length and checksum in place (JS). */
+export function fixLengthsAndChecksums (out: Buffer): void {
+  const ihl = (out[0] & 0x0f) * 4
+  out.writeUInt16BE(out.length, 2)
+  out.writeUInt16BE(ipHeaderChecksum(out, ihl), 10)
+  out.writeUInt16BE(out.length - ihl, ihl + 4)
+  out.writeUInt16BE(udpChecksum(out, ihl), ihl + 6)
+}
+
+/**
+ * A new packet with the same IP/UDP header and a new payload; lengths and checksums recomputed
+ * by `fix` (the daemon passes the addon's C version: ~5 µs less per packet than JS).
+ */
+export function withPayload (pkt: Buffer, udp: UdpPacket, payload: Buffer,
+  fix: (b: Buffer) => void = fixLengthsAndChecksums): Buffer {
   const out = Buffer.allocUnsafe(udp.payloadOffset + payload.length)
   pkt.copy(out, 0, 0, udp.payloadOffset)
   payload.copy(out, udp.payloadOffset)
-  out.writeUInt16BE(out.length, 2)
-  out.writeUInt16BE(ipHeaderChecksum(out, ihl), 10)
-  out.writeUInt16BE(8 + payload.length, ihl + 4)
-  out.writeUInt16BE(udpChecksum(out, ihl), ihl + 6)
+  fix(out)
   return out
 }
 
