@@ -12,12 +12,15 @@ export function locateSdp (run: RewriteRun): LocatedSdp | undefined {
   const msg = run.msg
   const available = msg.raw.length - msg.bodyStart
   if (available === 0) return undefined
-  const type = msg.header('content-type')
+  const typeField = msg.firstField('content-type')
+  const type = typeField === undefined ? undefined : msg.text.slice(typeField.valueStart, typeField.valueEnd)
   if (type !== undefined) {
     const semi = type.indexOf(';')
     if ((semi < 0 ? type : type.slice(0, semi)).trim().toLowerCase() !== 'application/sdp') return undefined
   } else if (!msg.text.startsWith('v=', msg.bodyStart)) return undefined
-  if (msg.fieldsNamed('content-length').length > 1) {
+  let lengthFields = 0
+  for (const f of msg.fields) if (f.name === 'content-length') lengthFields++
+  if (lengthFields > 1) {
     run.leave('malformed', 'several Content-Length headers; body left as written')
     return undefined
   }

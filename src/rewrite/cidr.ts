@@ -5,6 +5,7 @@ export interface Cidr {
   readonly network: number
   readonly prefix: number
   contains: (ip: string) => boolean
+  containsNumber: (ip: number) => boolean
   toString: () => string
 }
 
@@ -50,6 +51,7 @@ export function parseCidr (text: string): Cidr | null {
       const n = ipv4ToNumber(candidate)
       return n !== null && ((n & mask) >>> 0) === network
     },
+    containsNumber: (n: number) => ((n & mask) >>> 0) === network,
     toString: () => `${addr}/${prefix}`
   }
 }
@@ -60,7 +62,9 @@ export const PRIVATE_NETWORKS = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'
 /** One predicate for a list of networks. */
 export function insideMatcher (cidrs: Cidr[]): (ip: string) => boolean {
   return ip => {
-    for (const c of cidrs) if (c.contains(ip)) return true
+    const n = ipv4ToNumber(ip) // parsed once, not once per network
+    if (n === null) return false
+    for (const c of cidrs) if (c.containsNumber(n)) return true
     return false
   }
 }

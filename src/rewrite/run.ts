@@ -35,6 +35,17 @@ export class RewriteRun {
    * get a mapping opened toward it (§5), unless the sender is a trusted inside proxy.
    */
   classify (ip: string): AddressClass {
+    // The same address appears five or six times in a typical INVITE: ask isInside once.
+    if (ip === this.lastIp) return this.lastClass
+    this.lastIp = ip
+    this.lastClass = this.classifyUncached(ip)
+    return this.lastClass
+  }
+
+  private lastIp = ''
+  private lastClass: AddressClass = 'public'
+
+  private classifyUncached (ip: string): AddressClass {
     if (ip === '0.0.0.0' || !this.ctx.isInside(ip)) return 'public'
     if (ip === this.ctx.peer.ip || this.ctx.trustedProxy === true) return 'map'
     if (!this.otherInsideSeen.has(ip)) {
@@ -80,7 +91,7 @@ export class RewriteRun {
   }
 
   finish (direction: Direction): RewriteResult {
-    const bytes = this.editor.serialize()
+    const bytes = this.editor.serialize(this.msg.text)
     const changed = bytes !== this.msg.raw
     let leftAlone = this.leftAlone
     if (leftAlone === undefined && !changed) {

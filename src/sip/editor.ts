@@ -3,6 +3,10 @@
 
 interface Edit { start: number, end: number, text: string, seq: number }
 
+function byPosition (a: Edit, b: Edit): number {
+  return a.start - b.start || (a.end - a.start) - (b.end - b.start) || a.seq - b.seq
+}
+
 export class ByteEditor {
   readonly raw: Buffer
   private readonly edits: Edit[] = []
@@ -37,20 +41,20 @@ export class ByteEditor {
     return d
   }
 
-  serialize (): Buffer {
+  /** @param text the raw bytes as latin1, when the caller already has them (saves a decode). */
+  serialize (text?: string): Buffer {
     if (this.edits.length === 0) return this.raw
-    const edits = this.edits.slice().sort((a, b) => a.start - b.start || (a.end - a.start) - (b.end - b.start) || a.seq - b.seq)
-    let size = this.raw.length
-    for (const e of edits) size += e.text.length - (e.end - e.start)
-    const out = Buffer.allocUnsafe(size)
+    const edits = this.edits.length === 1 ? this.edits : this.edits.slice().sort(byPosition)
+    const source = text ?? this.raw.toString('latin1')
+    // One string built from slices and one native encode beat a Buffer.copy/write per edit.
+    let out = ''
     let src = 0
-    let dst = 0
     for (const e of edits) {
-      dst += this.raw.copy(out, dst, src, e.start)
-      dst += out.write(e.text, dst, 'latin1')
+      out += source.slice(src, e.start) + e.text
       src = e.end
     }
-    this.raw.copy(out, dst, src)
-    return out
+    out += source.slice(src)
+    return Buffer.from(out, 'latin1')
   }
+
 }

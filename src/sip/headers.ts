@@ -26,10 +26,17 @@ const COMPACT_FORMS: Record<string, string> = {
 
 /** Lower-case long form of a header name, whichever form was written. */
 export function canonicalHeaderName (name: string): string {
-  const lower = name.toLowerCase()
-  if (lower.length === 1) return COMPACT_FORMS[lower] ?? lower
-  return lower
+  let canonical = seenNames.get(name)
+  if (canonical === undefined) {
+    const lower = name.toLowerCase()
+    canonical = lower.length === 1 ? COMPACT_FORMS[lower] ?? lower : lower
+    // Names repeat from message to message; remembering them saves a lower-casing per header.
+    if (seenNames.size < 4096) seenNames.set(name, canonical)
+  }
+  return canonical
 }
+
+const seenNames = new Map<string, string>()
 
 // Only these headers are comma-separated lists. Others (auth challenges, Date, User-Agent...)
 // contain commas that are not separators, so splitting them would corrupt their values.

@@ -1,6 +1,6 @@
 // Bad input (spec §5): the engine never throws, and each case has a stated answer:
 // not-sip (passed unchanged), unchanged (parsed, nothing safe to do), or rewritten (what is unambiguous).
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { rewriteDatagram } from '../../src/rewrite/rewrite.js'
 import type { RewriteContext, RewriteResult } from '../../src/rewrite/types.js'
 import { parseSip } from '../../src/sip/message.js'
@@ -19,7 +19,7 @@ interface Case {
   ctx?: Partial<RewriteContext>
   check?: (t: Tap, r: RewriteResult, out: string) => void
 }
-type Tap = typeof t
+type Tap = Test
 
 function stun (): Buffer {
   const b = Buffer.alloc(28)
