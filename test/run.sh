@@ -6,7 +6,7 @@ log=$(mktemp /tmp/sipalg-tap.XXXXXX)
 trap 'rm -f "$log"' EXIT
 npx tap --reporter=tap "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
-summary=$(grep -E '^# \{ total: ' "$log" | tail -n 1)
+summary=$(grep -aE '^# \{ total: ' "$log" | tail -n 1)
 num() { sed -nE "s/.*[{ ]$1: ([0-9]+).*/\1/p" <<<"$summary"; }
 total=$(num total); pass=$(num pass); fail=$(num fail)
 total=${total:-0}; pass=${pass:-0}; fail=${fail:-0}
