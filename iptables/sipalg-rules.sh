@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# sipalg's iptables rules (spec §2).
+#
+#   sipalg-rules.sh install   [--queue N] [--sip-ports 5060,5080] [--fail-closed] [--media-mark MARK/MASK]
+#   sipalg-rules.sh uninstall
+#   sipalg-rules.sh status    (prints sipalg's rules; exit 0 when installed, 1 when not)
+#
+# install: sipalg's own chain SIPALG in the filter table, jumped to from the top of FORWARD:
+#   -A SIPALG -p udp --dport P -j NFQUEUE --queue-num N --queue-bypass   (each SIP port P)
+#   -A SIPALG -p udp --sport P -j NFQUEUE --queue-num N --queue-bypass
+#   -A SIPALG -m connmark --mark MARK/MASK -j ACCEPT   (media flows sipalg's nft table DNATs carry this
+#                                                       ct mark, so they pass a FORWARD policy DROP)
+# Every rule carries "-m comment --comment sipalg". --queue-bypass = fail-open: with nothing bound to the
+# queue SIP passes untouched; --fail-closed leaves it out, so SIP is dropped while sipalg is not running.
+# Installing again replaces the chain's content in one iptables-restore transaction (same options = the
+# same rules, no duplicates). uninstall removes the jump(s) and the chain, nothing else; it is a no-op when
+# they are absent. Exit codes: 0 ok, 64 usage, 69 iptables failed.
+# IPTABLES / IPTABLES_RESTORE override the binaries (e.g. iptables-legacy).
+set -euo pipefail
+
+IPT=${IPTABLES:-iptables}
+IPT_RESTORE=${IPTABLES_RESTORE:-${IPT}-restore}
+CHAIN=SIPALG
+COMMENT=sipalg
+
+usage() {
+  echo "usage: sipalg-rules.sh install [--queue N] [--sip-ports 5060,5080] [--fail-closed] [--media-mark 0x5a100000/0xffff0000]" >&2
+  echo "       sipalg-rules.sh uninstall | status" >&2
+  exit 64
+}
+bad() { echo "sipalg-rules.sh: invalid value for $1: $2 ($3); e.g. $4" >&2; exit 64; }
+fail() { echo "sipalg-rules.sh: iptables failed on $1: $2" >&2; exit 69; }
+
+[ $# -ge 1 ] || usage
+cmd=$1; shift
+
+queue=0 ports=5060 fail_closed=0 mark=0x5a100000/0xffff0000
+while [ $# -gt 0 ]; do
+  case $1 in
+    --queue|--sip-ports|--media-mark)
+      [ $# -ge 2 ] || bad "$1" "(missing)" "a value is required" "$1 VALUE"
+      case $1 in --queue) queue=$2 ;; --sip-ports) ports=$2 ;; --media-mark) mark=$2 ;; esac
+      shift 2 ;;
+    --queue=*) queue=${1#*=}; shift ;;
+    --sip-ports=*) ports=${1#*=}; shift ;;
+    --media-mark=*) mark=${1#*=}; shift ;;
+    --fail-closed) fail_closed=1; shift ;;
+    -h|--help) usage ;;
+    *) echo "sipalg-rules.sh: unknown argument $1" >&2; usage ;;
+  esac
+done
+
+# ---- validation
+[[ $queue =~ ^[0-9]{1,5}$ ]] && [ "$queue" -le 65535 ] || bad --queue "$queue" "a queue number 0-65535" "--queue 0"
+IFS=, read -r -a port_list <<<"$ports"
+[ ${#port_list[@]} -gt 0 ] || bad --sip-ports "$ports" "a comma-separated list of UDP ports" "--sip-ports 5060,5080"
+for p in "${port_list[@]}"; do
+  [[ $p =~ ^[0-9]{1,5}$ ]] && [ "$p" -ge 1 ] && [ "$p" -le 65535 ] ||
+    bad --sip-ports "$ports" "a comma-separated list of ports 1-65535" "--sip-ports 5060,5080"
+done
+num='(0x[0-9a-fA-F]{1,8}|[0-9]{1,10})'
+[[ $mark =~ ^$num(/$num)?$ ]] || bad --media-mark "$mark" "MARK[/MASK], 32-bit" "--media-mark 0x5a100000/0xffff0000"
+[[ $mark == */* ]] || mark="$mark/0xffffffff"
+
+command -v "$IPT" >/dev/null 2>&1 || fail "$IPT" "command not found"
+
+chain_exists() { "$IPT" -w -t filter -n -L "$CHAIN" >/dev/null 2>&1; }
+# The jump, exactly as install writes it.
+JUMP=(-m comment --comment "$COMMENT" -j "$CHAIN")
+
+rules_text() {
+  local p bypass=" --queue-bypass"
+  [ "$fail_closed" = 1 ] && bypass=""
+  for p in "${port_list[@]}"; do
+    echo "-A $CHAIN -p udp -m udp --dport $p -m comment --comment $COMMENT -j NFQUEUE --queue-num $queue$bypass"
+    echo "-A $CHAIN -p udp -m udp --sport $p -m comment --comment $COMMENT -j NFQUEUE --queue-num $queue$bypass"
+  done
+  echo "-A $CHAIN -m connmark --mark $mark -m comment --comment $COMMENT -j ACCEPT"
+}
+
+install() {
+  local first txt
+  # Our jump must be the first rule of FORWARD; keep it if it already is, else (re)insert it there.
+  first=$("$IPT" -w -t filter -S FORWARD 2>/dev/null | sed -n '2p' || true)
+  txt="*filter"$'\n'
+  # With --noflush, declaring an existing chain flushes it: its content is replaced atomically.
+  txt+=":$CHAIN - [0:0]"$'\n'
+  txt+="$(rules_text)"$'\n'
+  if [ "$first" != "-A FORWARD -m comment --comment $COMMENT -j $CHAIN" ]; then
+    while "$IPT" -w -t filter -C FORWARD "${JUMP[@]}" >/dev/null 2>&1; do
+      "$IPT" -w -t filter -D FORWARD "${JUMP[@]}" || fail "FORWARD" "cannot remove the old jump to $CHAIN"
+    done
+    txt+="-I FORWARD 1 -m comment --comment $COMMENT -j $CHAIN"$'\n'
+  fi
+  txt+="COMMIT"$'\n'
+  local err
+  if ! err=$("$IPT_RESTORE" -w --noflush <<<"$txt" 2>&1); then
+    fail "install of chain $CHAIN" "$err"
+  fi
+  echo "sipalg rules installed: chain $CHAIN (filter, first in FORWARD), queue $queue, SIP ports ${ports}," \
+       "$([ "$fail_closed" = 1 ] && echo "fail-closed" || echo "fail-open (--queue-bypass)"), media ct mark $mark"
+}
+
+uninstall() {
+  local n=0
+  while "$IPT" -w -t filter -C FORWARD "${JUMP[@]}" >/dev/null 2>&1; do
+    "$IPT" -w -t filter -D FORWARD "${JUMP[@]}" || fail "FORWARD" "cannot remove the jump to $CHAIN"
+    n=$((n + 1))
+    [ $n -lt 100 ] || fail "FORWARD" "jump to $CHAIN keeps coming back"
+  done
+  if chain_exists; then
+    "$IPT" -w -t filter -F "$CHAIN" || fail "chain $CHAIN" "cannot flush it"
+    local err
+    if ! err=$("$IPT" -w -t filter -X "$CHAIN" 2>&1); then
+      fail "chain $CHAIN" "cannot delete it ($err); is it still referenced by a rule sipalg did not add? ($IPT -S | grep $CHAIN)"
+    fi
+    echo "sipalg rules removed"
+  else
+    echo "sipalg rules not installed; nothing to remove"
+  fi
+}
+
+status() {
+  if chain_exists; then
+    "$IPT" -w -t filter -S FORWARD | grep -F -- "-j $CHAIN" || echo "(no jump from FORWARD to $CHAIN)"
+    "$IPT" -w -t filter -S "$CHAIN"
+    return 0
+  fi
+  echo "sipalg rules not installed"
+  return 1
+}
+
+case $cmd in
+  install) install ;;
+  uninstall) uninstall ;;
+  status) status ;;
+  *) usage ;;
+esac

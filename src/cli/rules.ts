@@ -1,0 +1,108 @@
+// `sipalg rules install|uninstall [--queue 0] [--sip-ports 5060] [--fail-closed] [--media-mark M/MASK]`
+// Adds/removes sipalg's own iptables chain (spec §2) by running iptables/sipalg-rules.sh from the
+// package root, which does the work (and is usable on its own, e.g. from a systemd unit).
+
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { SipalgError } from '../errors.js'
+import { parseArgs } from './args.js'
+
+export const RULES_SCRIPT_NAME = join('iptables', 'sipalg-rules.sh')
+
+/**
+ * The rules script: found by walking up from this module (src/cli/rules.ts when run from source,
+ * dist/src/cli/rules.js when compiled) to the package root that holds iptables/sipalg-rules.sh.
+ */
+export function rulesScriptPath (from: string = dirname(fileURLToPath(import.meta.url))): string {
+  let dir = from
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, RULES_SCRIPT_NAME)
+    if (existsSync(candidate)) return candidate
+    const up = dirname(dir)
+    if (up === dir) break
+    dir = up
+  }
+  throw new SipalgError('E205_IPTABLES', { what: 'rules', why: `${RULES_SCRIPT_NAME} not found above ${from}` })
+}
+
+export interface RulesIo {
+  stdout?: NodeJS.WritableStream
+  stderr?: NodeJS.WritableStream
+  /** For tests: the uid to check instead of process.getuid(). */
+  uid?: number
+  /** For tests: another script path. */
+  script?: string
+  /** For tests: command prefix for the script, e.g. ['ip', 'netns', 'exec', 'sipalg-x-gw']. */
+  prefix?: string[]
+}
+
+const USAGE = 'usage: sipalg rules install|uninstall [--queue 0] [--sip-ports 5060] [--fail-closed] [--media-mark 0x5a100000/0xffff0000]'
+
+/** Validated flags → the script's arguments. Throws E100 (usage) / E101 (bad flag value). */
+export function rulesArgs (argv: string[]): string[] {
+  const { positional, flags } = parseArgs(argv, {
+    values: ['queue', 'sip-ports', 'media-mark', 'log-level'],
+    booleans: ['fail-closed'],
+  })
+  const action = positional[0]
+  if (positional.length !== 1 || (action !== 'install' && action !== 'uninstall')) {
+    throw new SipalgError('E100_USAGE', { detail: `${USAGE} (got "${positional.join(' ')}")` })
+  }
+  const out: string[] = [action]
+  const queue = flags.queue
+  if (typeof queue === 'string') {
+    if (!/^\d{1,5}$/.test(queue) || Number(queue) > 65535) {
+      throw new SipalgError('E101_BAD_FLAG', { flag: '--queue', value: queue, why: 'a queue number 0-65535', example: '--queue 0' })
+    }
+    out.push('--queue', String(Number(queue)))
+  }
+  const ports = flags['sip-ports']
+  if (typeof ports === 'string') {
+    const list = ports.split(',')
+    if (list.some(p => !/^\d{1,5}$/.test(p) || Number(p) < 1 || Number(p) > 65535)) {
+      throw new SipalgError('E101_BAD_FLAG', {
+        flag: '--sip-ports', value: ports, why: 'a comma-separated list of UDP ports 1-65535', example: '--sip-ports 5060,5080',
+      })
+    }
+    out.push('--sip-ports', list.map(p => String(Number(p))).join(','))
+  }
+  const mark = flags['media-mark']
+  if (typeof mark === 'string') {
+    const n = '(?:0x[0-9a-fA-F]{1,8}|\\d{1,10})'
+    if (!new RegExp(`^${n}(?:/${n})?$`).test(mark) || mark.split('/').some(x => Number(x) > 0xffffffff)) {
+      throw new SipalgError('E101_BAD_FLAG', {
+        flag: '--media-mark', value: mark, why: 'a 32-bit ct mark with optional mask', example: '--media-mark 0x5a100000/0xffff0000',
+      })
+    }
+    out.push('--media-mark', mark)
+  }
+  if (flags['fail-closed'] === true) out.push('--fail-closed')
+  return out
+}
+
+/** Runs `sipalg rules ...`. Resolves to the exit code (0); throws SipalgError (E100/E101/E200/E205). */
+export async function runRules (argv: string[], io: RulesIo = {}): Promise<number> {
+  const args = rulesArgs(argv)
+  const uid = io.uid ?? process.getuid?.()
+  if (uid !== 0) throw new SipalgError('E200_NOT_ROOT', { what: `sipalg rules ${args[0]}` })
+  const script = io.script ?? rulesScriptPath()
+  const stdout = io.stdout ?? process.stdout
+  const stderr = io.stderr ?? process.stderr
+  const { code, err } = await new Promise<{ code: number | null, err: string }>((resolve) => {
+    const cmd = [...(io.prefix ?? []), 'bash', script, ...args]
+    const child = spawn(cmd[0] ?? 'bash', cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
+    let err = ''
+    child.stdout.on('data', (d: Buffer) => { stdout.write(d) })
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d })
+    child.on('error', (e) => resolve({ code: null, err: String(e) }))
+    child.on('close', (c) => resolve({ code: c, err }))
+  })
+  if (code !== 0) {
+    const why = err.trim().replace(/^sipalg-rules\.sh: /gm, '') || `exit code ${code ?? 'none'}`
+    if (code === 64) stderr.write(err) // usage from the script: should not happen after our own checks
+    throw new SipalgError('E205_IPTABLES', { what: `sipalg rules ${args[0]}`, why })
+  }
+  return 0
+}
