@@ -1,0 +1,79 @@
+// Renders bench/run.sh's JSON lines as one markdown table (bench/results/latest.md).
+// Usage: node dist/bench/report.js results.jsonl
+import { readFileSync } from 'node:fs'
+
+type Row = Record<string, any>
+const rows: Row[] = readFileSync(process.argv[2], 'utf8').split('\n').filter(l => l.trim() !== '').flatMap(l => {
+  try { return [JSON.parse(l) as Row] } catch { return [] }
+})
+const of = (part: string): Row[] => rows.filter(r => r.part === part)
+const n = (x: unknown, d = 0): string => typeof x === 'number' && Number.isFinite(x) ? x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : '–'
+const ratio = (a: unknown, b: unknown): string => typeof a === 'number' && typeof b === 'number' && b > 0 ? `${(a / b).toFixed(2)}×` : '–'
+const ok = (good: boolean | null): string => good === null ? '' : good ? ' ✅' : ' ❌'
+
+const out: string[] = []
+const meta = of('meta')[0] ?? {}
+out.push(`# sipalg benchmarks (bench/run.sh)`, '')
+out.push(`${meta.date ?? ''} · commit ${meta.commit ?? '?'} · kernel ${meta.kernel ?? '?'} · ${meta.cpus ?? '?'} CPUs (shared) · ${meta.seconds ?? '?'} s in total. ` +
+  'Every baseline was measured in the same invocation; ratios are sipalg ÷ baseline. Noise between runs is large on this machine.', '')
+out.push('| # | figure | sipalg | baseline(s), same run | ratio | spec §7 target |', '| --- | --- | --- | --- | --- | --- |')
+
+// 1. rewrite engine
+for (const r of of('rewrite')) {
+  const target = r.msg === 'INVITE + SDP' ? 100_000 : null
+  out.push(`| 1 | rewrite engine, ${r.msg} (${r.bytes} B), one core | ${n(r.rate)} msg/s (${n(1e6 / r.rate, 2)} µs, ${r.allocB === null ? '?' : n(r.allocB)} B allocated/msg) | target 100,000 msg/s | ${ratio(r.rate, 100_000)} | ≥ 100,000/s INVITE+SDP${target === null ? '' : ok(r.rate >= target)} |`)
+}
+
+// 2. call rate
+const best = (pattern: string, mode: string): number | undefined => of('callrate_best').find(r => r.pattern === pattern && r.mode === mode)?.best
+const stopper = (pattern: string, mode: string): string => {
+  const steps = of('callrate').filter(r => r.pattern === pattern && r.mode === mode)
+  const bad = steps.find(r => r.clean !== true)
+  if (bad === undefined) return steps.length > 0 ? 'no failure up to the last step' : 'not run'
+  const why = bad.failed > 0 ? `${bad.failed} of ${bad.calls} calls failed` : `reached ${n(bad.achieved)} of ${bad.rate}/s`
+  return `stopped at ${bad.rate}/s: ${why}`
+}
+for (const [pattern, label] of [['percall', 'per-call media ports, one SIP source port'], ['same', 'new source port per call, every call offers m=audio 6000 (PBX trunk)']]) {
+  const p = best(pattern, 'plain'); const h = best(pattern, 'helper'); const s = best(pattern, 'sipalg')
+  if (p === undefined && s === undefined) continue
+  out.push(`| 2 | max calls/s with 0 failures, ${label} | ${n(s)} (${stopper(pattern, 'sipalg')}) | plain NAT ${n(p)} (${stopper(pattern, 'plain')}); kernel SIP helper ${n(h)} (${stopper(pattern, 'helper')}) | ${ratio(s, p)} of plain, ${ratio(s, h)} of helper | ≥ 0.9× plain${ok(s !== undefined && p !== undefined ? s >= 0.9 * p : null)}, ≥ 1× helper${ok(s !== undefined && h !== undefined ? s >= h : null)} |`)
+}
+
+// 3. latency
+for (const rate of [...new Set(of('latency').map(r => r.rate))]) {
+  const get = (mode: string): Row | undefined => of('latency').find(r => r.rate === rate && r.mode === mode)
+  const s = get('sipalg'); const p = get('plain'); const h = get('helper')
+  if (s === undefined) continue
+  const fmt = (r?: Row): string => r === undefined ? '–' : `${n(r.p50, 0)} / ${n(r.p99, 0)} / ${n(r.p999, 0)} µs (${r.packets} pkts${r.unmatched > 0 ? `, ${r.unmatched} unmatched` : ''}${r.failed > 0 ? `, ${r.failed} failed calls` : ''})`
+  const add50 = s.p50 !== null && p?.p50 != null ? s.p50 - p.p50 : null
+  const add99 = s.p99 !== null && p?.p99 != null ? s.p99 - p.p99 : null
+  const hist = s.histogram ? `; daemon's own histogram (batch processing only, bucket bounds): p50 ≤ ${s.histogram.p50}, p99 ≤ ${s.histogram.p99} µs, mean ${s.histogram.mean} µs` : ''
+  out.push(`| 3 | SIP packet transit through the gateway at ${rate} calls/s, p50 / p99 / p99.9 (wire, lan0⇄wan0) | ${fmt(s)}; added vs plain: p50 +${n(add50)} µs, p99 +${n(add99)} µs${hist} | plain NAT ${fmt(p)}; kernel SIP helper ${fmt(h)} | p50 ${ratio(s.p50, p?.p50)}, p99 ${ratio(s.p99, p?.p99)} of plain | added p50 < 100 µs${ok(add50 === null ? null : add50 < 100)}, p99 < 1 ms${ok(add99 === null ? null : add99 < 1000)} |`)
+}
+
+// 4. media
+const media = of('media')
+if (media.length > 0) {
+  const bestOf = (mode: string): Row | undefined => media.filter(r => r.mode === mode && typeof r.recv?.pps === 'number').sort((a, b) => b.recv.pps - a.recv.pps)[0]
+  const s = bestOf('sipalg'); const p = bestOf('plain'); const r = bestOf('relay')
+  const qmoved = media.filter(m => m.mode === 'sipalg').map(m => (m.queueAfter ?? -1) - (m.queueBefore ?? 0))
+  const allRuns = (mode: string): string => media.filter(m => m.mode === mode).map(m => n(m.recv?.pps)).join(', ')
+  const srcOk = media.filter(m => m.mode === 'sipalg').every(m => m.publicPort !== '' && m.recv?.from === `203.0.113.1:${m.publicPort}`)
+  out.push(`| 4 | RTP-sized datagrams forwarded A→B, packets/s (best of runs: ${allRuns('sipalg')}) | ${n(s?.recv?.pps)} pps via sipalg's kernel mappings (left as ${s?.recv?.from ?? '?'}; public media port ${s?.publicPort || 'none'}${srcOk ? ', as mapped' : ', NOT the mapped port'}) | plain forwarding ${n(p?.recv?.pps)} pps (${allRuns('plain')}); Node userspace relay ${n(r?.recv?.pps)} pps (${allRuns('relay')}) | ${ratio(s?.recv?.pps, p?.recv?.pps)} of plain; relay ${ratio(r?.recv?.pps, p?.recv?.pps)} of plain | ≥ 0.95× plain${ok(s && p ? s.recv.pps >= 0.95 * p.recv.pps : null)} |`)
+  out.push(`| 4 | RTP packets that reached sipalg's queue during the media runs | ${qmoved.join(', ')} | – | – | 0${ok(qmoved.length > 0 && qmoved.every(x => x === 0))} |`)
+}
+
+// 5. mapping install/remove
+for (const size of [...new Set(of('nftmaps').map(r => r.elements))]) {
+  const get = (way: string): Row | undefined => of('nftmaps').find(r => r.elements === size && r.way === way)
+  const s = get('netlink'); const f = get('nft -f process'); const i = get('nft -i')
+  if (s === undefined) continue
+  const fmt = (r?: Row): string => r === undefined ? '–' : `add ${n(r.addP50, 1)} / ${n(r.addP99, 1)}, delete ${n(r.delP50, 1)} / ${n(r.delP99, 1)} µs`
+  const good = Math.max(s.addP50, s.delP50) < 50 && Math.max(s.addP99, s.delP99) < 500
+  out.push(`| 5 | mapping install / remove (2 elements per batch, kernel-acked), p50 / p99, ${n(size)} elements per map | ${fmt(s)} (NftMaps.apply, netlink) | fresh \`nft -f\` process: ${fmt(f)}; persistent \`nft -i\`: ${fmt(i)} | add p50 ${ratio(s.addP50, f?.addP50)} of nft -f, ${ratio(s.addP50, i?.addP50)} of nft -i | p50 < 50 µs, p99 < 0.5 ms${ok(good)} |`)
+}
+
+const notes = of('note')
+if (notes.length > 0) { out.push('', '**Notes**', ''); for (const x of notes) out.push(`- ${x.text}`) }
+out.push('', 'Raw step records: bench/results/latest.jsonl.')
+console.log(out.join('\n'))

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# sipalg benchmarks (issue 6, spec §7): every figure next to baselines measured in the same invocation.
+# Prints one table and writes it to bench/results/latest.md. Needs root (network namespaces), sipp, nft,
+# iptables, conntrack, tcpdump, cc. All netfilter changes happen in namespaces sipalg-<runid>-*, removed
+# on exit. Parts: PARTS="rewrite callrate latency media nftmaps" (default all).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export RUNID=${RUNID:-bench$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+export WORK; WORK=$(mktemp -d /tmp/sipalg-bench.XXXXXX)
+RES=$WORK/results.jsonl; : >"$RES"
+PARTS=${PARTS:-"rewrite callrate latency media nftmaps"}
+START=$(date +%s)
+. bench/lib.sh
+. bench/callrate.sh
+. bench/latency.sh
+. bench/media.sh
+
+cleanup() {
+  trap - EXIT INT TERM
+  [ -n "$SIPALG_PID" ] && bg_kill "$SIPALG_PID"
+  local p; for p in "${BG_PIDS[@]:-}"; do [ -n "$p" ] && bg_kill "$p"; done
+  bash test/lab/lab.sh down "$RUNID" >/dev/null 2>&1 || true
+  ip netns del "$NS_NFT" 2>/dev/null || true
+  if [ -n "${KEEP_WORK:-}" ]; then echo "work dir kept: $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+[ "$(id -u)" = 0 ] || { echo "bench/run.sh: needs root (network namespaces)" >&2; exit 1; }
+[ -f dist/src/cli/main.js ] && [ -f dist/bench/rewrite.js ] && [ -f dist/bench/report.js ] || npx tsc -p tsconfig.json >/dev/null 2>&1 || true
+ulimit -n 20000 2>/dev/null || true
+build_udpblast
+has() { [[ " $PARTS " == *" $1 "* ]]; }
+NOTES=()
+
+# The daemon creates its table with `nft -f`; if that script does not parse on this nft (nft 1.0.6 reads
+# the chain name "fwd" as a keyword), run the daemon with a shim that renames that chain, and say so.
+ip netns add "$NS_NFT"
+script=$(node -e 'import("./dist/src/netfilter/table.js").then(m=>process.stdout.write(m.tableScript({table:"sipalg",publicIp:"203.0.113.1",outsideIf:"wan0",mark:m.DEFAULT_MARK})))')
+if ! ip netns exec "$NS_NFT" nft -c -f - <<<"$script" >/dev/null 2>&1; then
+  mkdir -p "$WORK/shim"
+  cat > "$WORK/shim/nft" <<SEOF
+#!/bin/sh
+# bench-only shim: rename sipalg's chain "fwd" (a keyword for nft $(nft --version | awk '{print $2}')) when a script comes on stdin
+if [ "\$1" = "-f" ] && [ "\$2" = "-" ]; then sed -E 's/ fwd( |\$)/ fwd_mark\\1/g' | $(command -v nft) -f -; exit \$?; fi
+exec $(command -v nft) "\$@"
+SEOF
+  chmod +x "$WORK/shim/nft"; NFT_PATH=$WORK/shim
+  NOTES+=("sipalg's table script does not parse on $(nft --version | awk '{print $1,$2}') (chain name \`fwd\` is a keyword: src/netfilter/table.ts); the bench ran the daemon with an nft shim that renames that chain to \`fwd_mark\`. Without it \`sipalg run\` exits at start and every SIP packet bypasses it (fail-open).")
+  log "table script rejected by nft; using the chain-rename shim"
+fi
+
+if has rewrite; then
+  log "part 1: rewrite engine"
+  BENCH_SECONDS=${REWRITE_SECONDS:-1} timeout 60 node --expose-gc dist/bench/rewrite.js | tee "$WORK/rewrite.txt" >&2
+  node -e '
+    const lines = require("fs").readFileSync(process.argv[1], "utf8").split("\n")
+    for (const l of lines) { const m = l.match(/^(INVITE \+ SDP|200 OK \+ SDP|ACK)\s+(\d+)\s+([\d,]+)\s+([\d.]+)\s+(\S+)/); if (m) console.log(JSON.stringify({ part: "rewrite", msg: m[1], bytes: +m[2], rate: +m[3].replace(/,/g, ""), allocB: m[5] === "n/a" ? null : +m[5].replace(/,/g, "") })) }
+  ' "$WORK/rewrite.txt" >>"$RES"
+fi
+
+if has callrate || has latency || has media; then
+  bash test/lab/lab.sh up "$RUNID" >/dev/null || { echo "lab up failed" >&2; exit 1; }
+fi
+if has callrate; then
+  for pattern in percall same; do
+    for mode in plain helper sipalg; do
+      log "part 2: call rate, $pattern media ports, $mode"
+      callrate_run "$pattern" "$mode"
+    done
+  done
+fi
+if has latency; then
+  for rate in ${LAT_RATES:-100 1000}; do
+    for mode in plain helper sipalg; do
+      log "part 3: wire latency at $rate calls/s, $mode"
+      latency_run "$mode" "$rate"
+    done
+  done
+fi
+if has media; then media_run; fi
+gw_reset 2>/dev/null || true
+if has nftmaps; then
+  log "part 5: mapping install/remove latency"
+  ip netns exec "$NS_NFT" env HOME="$WORK" timeout 180 node dist/bench/nftmaps.js >>"$RES" || log "nftmaps failed"
+fi
+
+for n in "${NOTES[@]:-}"; do [ -n "$n" ] && echo "{\"part\":\"note\",\"text\":$(node -e 'console.log(JSON.stringify(process.argv[1]))' "$n")}" >>"$RES"; done
+echo "{\"part\":\"meta\",\"seconds\":$(( $(date +%s) - START )),\"date\":\"$(date -u +%FT%TZ)\",\"commit\":\"$(git rev-parse --short HEAD 2>/dev/null)\",\"kernel\":\"$(uname -r)\",\"cpus\":$(nproc)}" >>"$RES"
+mkdir -p bench/results
+cp "$RES" bench/results/latest.jsonl
+node dist/bench/report.js "$RES" | tee bench/results/latest.md
