@@ -193,6 +193,23 @@ export class Lab {
     clearTimeout(timer)
   }
 
+  /**
+   * Sends `count` (≤ 100) UDP datagrams (one datagram each, 20 ms apart) from the role's namespace to
+   * ip:port, from `sport` (default: an ephemeral port, the same for all). Uses this Node binary inside
+   * the namespace. code != 0 when sending failed, e.g. "ENETUNREACH" (no route).
+   */
+  sendUdp (role: Role, ip: string, port: number, count = 3, payload = 'sipalg-lab', sport = 0): Promise<ExecResult> {
+    const n = Math.max(1, Math.min(100, Math.floor(count)))
+    const js = `const d = require('node:dgram'); const s = d.createSocket('udp4');
+      const [ip, port, n, sport, payload] = process.argv.slice(1);
+      let i = 0;
+      s.on('error', e => { console.error(e.code || String(e)); process.exit(1) });
+      const next = () => { if (i++ >= Number(n)) { s.close(); return }
+        s.send(Buffer.from(payload), Number(port), ip, e => { if (e) { console.error(e.code || String(e)); process.exit(1) } setTimeout(next, 20) }) };
+      s.bind(Number(sport), next);`
+    return this.exec(role, process.execPath, ['-e', js, ip, String(port), String(n), String(sport), payload], { timeoutMs: 10_000 })
+  }
+
   /** conntrack -F and conntrack -F expect on the gateway (between scenarios). */
   async flushConntrack (): Promise<void> {
     await this.exec('gw', 'conntrack', ['-F'], { timeoutMs: 5000 })
