@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# sipalg demo (make demo): builds the lab, places a call from phone A (inside, 10.0.1.23) to phone B
+# (outside, 203.0.113.9) through plain NAT and prints what went wrong; then [TODO: other engineer] starts
+# sipalg on the gateway, installs its rules, places the same call and prints what changed.
+#
+#   test/lab/demo.sh [--forward-policy accept|drop] [--duration MS] [--keep-logs]
+#
+# Everything happens in namespaces sipalg-<run id>-*; they are removed on exit (also on Ctrl-C).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+HERE=test/lab
+LAB="$HERE/lab.sh"
+
+policy=drop duration=3000 keep=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --forward-policy) policy=${2:?}; shift 2 ;;
+    --duration) duration=${2:?}; shift 2 ;;
+    --keep-logs) keep=1; shift ;;
+    *) echo "usage: $0 [--forward-policy accept|drop] [--duration MS] [--keep-logs]" >&2; exit 64 ;;
+  esac
+done
+[[ $duration =~ ^[0-9]+$ ]] && [ "$duration" -le 7000 ] || { echo "--duration: 0-7000 ms" >&2; exit 64; }
+
+RUNID=demo$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')$$
+GW=sipalg-$RUNID-gw A=sipalg-$RUNID-a B=sipalg-$RUNID-b
+WORK=$(mktemp -d /tmp/sipalg-demo-XXXXXX)
+PIDS=()
+
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  bash "$LAB" down "$RUNID" || true
+  if [ "$keep" = 1 ]; then echo "logs kept in $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Remove a PID from PIDS once it has been waited for.
+forget() { local p keep_pids=(); for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep_pids+=("$p"); done; PIDS=("${keep_pids[@]}"); }
+
+# wait_for FILE PATTERN: up to 5 s
+wait_for() { local i; for i in $(seq 1 100); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+
+# run_call LABEL: one call A -> B with RTP both ways, A hangs up after $duration ms. Logs in $WORK/LABEL.
+run_call() {
+  local label=$1 d="$WORK/$1" ta tb sa sb rc_a rc_b
+  mkdir -p "$d"
+  ip netns exec "$GW" conntrack -F >/dev/null 2>&1 || true
+  ip netns exec "$GW" conntrack -F expect >/dev/null 2>&1 || true
+  # RTP that ARRIVES at each phone (inbound on its eth0, to its own address and media port range).
+  ip netns exec "$A" tcpdump -i eth0 -nn -l -q -Q in "udp and dst host 10.0.1.23 and dst portrange 16000-16999" \
+    >"$d/rtp-at-a.txt" 2>"$d/tcpdump-a.err" &
+  ta=$!; PIDS+=("$ta")
+  ip netns exec "$B" tcpdump -i eth0 -nn -l -q -Q in "udp and dst host 203.0.113.9 and dst portrange 26000-26999" \
+    >"$d/rtp-at-b.txt" 2>"$d/tcpdump-b.err" &
+  tb=$!; PIDS+=("$tb")
+  wait_for "$d/tcpdump-a.err" 'listening on' && wait_for "$d/tcpdump-b.err" 'listening on' ||
+    { echo "tcpdump did not start" >&2; return 1; }
+
+  ( cd "$d" && exec ip netns exec "$B" sipp -sf "$OLDPWD/$HERE/sipp/uas-wait-bye.xml" -i 203.0.113.9 -p 5060 \
+      -mi 203.0.113.9 -mp 26000 -m 1 -nostdin -timeout 30s -timeout_error -max_retrans 5 \
+      -trace_msg -message_file "$d/b.msg" >"$d/b.out" 2>&1 ) &
+  sb=$!; PIDS+=("$sb")
+  local i; for i in $(seq 1 100); do
+    [ -n "$(ip netns exec "$B" ss -Hlnu src 203.0.113.9:5060)" ] && break; sleep 0.05
+  done
+  set +e
+  ( cd "$d" && exec ip netns exec "$A" sipp 203.0.113.9:5060 -sf "$OLDPWD/$HERE/sipp/uac-bye.xml" -i 10.0.1.23 -p 5060 \
+      -mi 10.0.1.23 -mp 16000 -d "$duration" -m 1 -nostdin -timeout 30s -timeout_error -max_retrans 5 \
+      -trace_msg -message_file "$d/a.msg" >"$d/a.out" 2>&1 ) &
+  sa=$!; PIDS+=("$sa")   # in the background + wait, so Ctrl-C/TERM run the cleanup trap at once
+  wait "$sa"; rc_a=$?; forget "$sa"
+  wait "$sb"; rc_b=$?; forget "$sb"
+  set -e
+  sleep 0.2
+  kill -INT "$ta" "$tb" 2>/dev/null || true
+  wait "$ta" 2>/dev/null || true; forget "$ta"
+  wait "$tb" 2>/dev/null || true; forget "$tb"
+  echo "$rc_a" >"$d/rc-a"; echo "$rc_b" >"$d/rc-b"
+}
+
+# first_received FILE START: the first message received in a sipp -trace_msg log whose start line begins with START
+first_received() {
+  awk -v start="$2" '
+    /^----------/ { if (found) exit; inmsg = 0; next }
+    /message received/ { inmsg = 1; first = 1; next }
+    inmsg && first && /^[[:space:]]*$/ { next }
+    inmsg && first { first = 0; if (index($0, start) == 1) found = 1; else { inmsg = 0; next } }
+    found { sub(/\r$/, ""); print }
+  ' "$1"
+}
+
+# summary LABEL: human summary of run_call LABEL (reused for the plain-NAT run and the sipalg run)
+summary() {
+  local label=$1 d="$WORK/$1" rc_a rc_b rtp_a rtp_b invite result
+  rc_a=$(cat "$d/rc-a"); rc_b=$(cat "$d/rc-b")
+  rtp_a=$(grep -c ' > ' "$d/rtp-at-a.txt" || true)
+  rtp_b=$(grep -c ' > ' "$d/rtp-at-b.txt" || true)
+  invite=$(first_received "$d/b.msg" INVITE)
+  if [ "$rc_a" = 0 ] && [ "$rc_b" = 0 ]; then result="connected (200 OK, ACK, BYE/200)"; else result="FAILED (sipp exit A=$rc_a B=$rc_b)"; fi
+  echo
+  echo "== $label"
+  echo "   call A 10.0.1.23 -> B 203.0.113.9: $result"
+  echo "   RTP packets that arrived at A: $rtp_a   (sent by B)"
+  echo "   RTP packets that arrived at B: $rtp_b   (sent by A; from $(awk '/ > / {print $3}' "$d/rtp-at-b.txt" | sort -u | paste -sd' '))"
+  echo "   what B saw in the INVITE:"
+  grep -E '^(Via|v|Contact|m) *:' <<<"$invite" | sed 's/^/     /' || true
+  grep -E '^(c|o|m)=' <<<"$invite" | sed 's/^/     /' || true
+  if grep -qE '(^|[^0-9])10\.[0-9]+\.[0-9]+\.[0-9]+' <<<"$invite"; then
+    echo "   -> B was told a private address: its replies/audio to 10.0.1.23 cannot be routed$(grep -q 'Network is unreachable' "$d/b.out" && echo ' (B: "Network is unreachable")')"
+  else
+    echo "   -> no private address reached B"
+  fi
+  if [ "$rtp_a" -gt 0 ] && [ "$rtp_b" -gt 0 ]; then echo "   -> two-way audio"; else echo "   -> ONE-WAY or no audio"; fi
+}
+
+echo "building lab $RUNID (FORWARD policy $policy)"
+bash "$LAB" up "$RUNID" --forward-policy "$policy" >/dev/null
+
+# ---- 1. plain NAT, no sipalg
+run_call plain-nat
+summary plain-nat
+
+# ---- 2. with sipalg
+# TODO(sipalg run): start sipalg on the gateway, wait for its ready file, install the rules, e.g.
+#   ready="$WORK/sipalg.ready"
+#   ip netns exec "$GW" node dist/src/cli/main.js run --public 203.0.113.1 --inside 10.0.1.0/24 \
+#       --outside-if wan0 --inside-if lan0 --ready-file "$ready" >"$WORK/sipalg.log" 2>&1 &
+#   SIPALG_PID=$!; PIDS+=("$SIPALG_PID")          # killed by PID in cleanup()
+#   wait_for_file "$ready" (bounded) || { cat "$WORK/sipalg.log"; exit 1; }
+#   ip netns exec "$GW" node dist/src/cli/main.js rules install --queue 0
+#   run_call with-sipalg
+#   summary with-sipalg
+# TODO(sipalg mappings): print the mappings sipalg made, e.g.
+#   ip netns exec "$GW" node dist/src/cli/main.js status     (or: ip netns exec "$GW" nft list table ip sipalg)
+# TODO(teardown): ip netns exec "$GW" node dist/src/cli/main.js rules uninstall; kill "$SIPALG_PID" (cleanup does it too)
+echo
+echo "(sipalg run: not wired into the demo yet)"
