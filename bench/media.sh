@@ -2,6 +2,7 @@
 # 203.0.113.9:7000, sender unpaced for MEDIA_SECONDS, counted at B. Modes: plain kernel forwarding
 # (MASQUERADE), sipalg's kernel mappings (a held sipp call whose SDP offered port 40000; the flow must
 # leave with sipalg's public media port) and a Node userspace relay on the gateway (the seed design).
+# Mode 'rules': plain forwarding plus sipalg's two iptables queue rules (isolates their per-packet cost).
 # sipalg's queue packet counter is read before and after: it must not move.
 MEDIA_SECONDS=${MEDIA_SECONDS:-2}
 MEDIA_ROUNDS=${MEDIA_ROUNDS:-2}
@@ -20,7 +21,7 @@ media_blast() { # DST_IP DST_PORT -> receiver JSON, sender JSON on one line
 media_run() {
   local round mode
   for round in $(seq "$MEDIA_ROUNDS"); do
-    for mode in plain sipalg relay; do
+    for mode in plain rules sipalg relay; do
       log "part 4: media, $mode (round $round)"
       local dst=203.0.113.9 dport=7000 extra='' uac='' relay=''
       if [ "$mode" = sipalg ]; then
@@ -43,6 +44,13 @@ media_run() {
         relay=$!
         for _ in $(seq 50); do grep -q listening "$WORK/relay.txt" && break; sleep 0.1; done
         dst=10.0.1.1; dport=30000
+      elif [ "$mode" = rules ]; then
+        # plain forwarding + sipalg's iptables queue rules only (no daemon, no table): isolates their cost
+        gw_mode plain
+        in_gw iptables -w -N SIPALG
+        in_gw iptables -w -I FORWARD -j SIPALG
+        in_gw iptables -w -A SIPALG -p udp --dport 5060 -j NFQUEUE --queue-num 0 --queue-bypass
+        in_gw iptables -w -A SIPALG -p udp --sport 5060 -j NFQUEUE --queue-num 0 --queue-bypass
       else
         gw_mode plain
       fi

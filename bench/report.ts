@@ -9,6 +9,7 @@ const rows: Row[] = readFileSync(process.argv[2], 'utf8').split('\n').filter(l =
 const of = (part: string): Row[] => rows.filter(r => r.part === part)
 const n = (x: unknown, d = 0): string => typeof x === 'number' && Number.isFinite(x) ? x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : '–'
 const ratio = (a: unknown, b: unknown): string => typeof a === 'number' && typeof b === 'number' && b > 0 ? `${(a / b).toFixed(2)}×` : '–'
+const faster = (base: unknown, x: unknown): string => typeof base === 'number' && typeof x === 'number' && x > 0 ? `${Math.round(base / x).toLocaleString('en-US')}×` : '–'
 const ok = (good: boolean | null): string => good === null ? '' : good ? ' ✅' : ' ❌'
 
 const out: string[] = []
@@ -55,11 +56,11 @@ for (const rate of [...new Set(of('latency').map(r => r.rate))]) {
 const media = of('media')
 if (media.length > 0) {
   const bestOf = (mode: string): Row | undefined => media.filter(r => r.mode === mode && typeof r.recv?.pps === 'number').sort((a, b) => b.recv.pps - a.recv.pps)[0]
-  const s = bestOf('sipalg'); const p = bestOf('plain'); const r = bestOf('relay')
+  const s = bestOf('sipalg'); const p = bestOf('plain'); const r = bestOf('relay'); const ru = bestOf('rules')
   const qmoved = media.filter(m => m.mode === 'sipalg').map(m => (m.queueAfter ?? -1) - (m.queueBefore ?? 0))
   const allRuns = (mode: string): string => media.filter(m => m.mode === mode).map(m => n(m.recv?.pps)).join(', ')
   const srcOk = media.filter(m => m.mode === 'sipalg').every(m => m.publicPort !== '' && m.recv?.from === `203.0.113.1:${m.publicPort}`)
-  out.push(`| 4 | RTP-sized datagrams forwarded A→B, packets/s (best of runs: ${allRuns('sipalg')}) | ${n(s?.recv?.pps)} pps via sipalg's kernel mappings (left as ${s?.recv?.from ?? '?'}; public media port ${s?.publicPort || 'none'}${srcOk ? ', as mapped' : ', NOT the mapped port'}) | plain forwarding ${n(p?.recv?.pps)} pps (${allRuns('plain')}); Node userspace relay ${n(r?.recv?.pps)} pps (${allRuns('relay')}) | ${ratio(s?.recv?.pps, p?.recv?.pps)} of plain; relay ${ratio(r?.recv?.pps, p?.recv?.pps)} of plain | ≥ 0.95× plain${ok(s && p ? s.recv.pps >= 0.95 * p.recv.pps : null)} |`)
+  out.push(`| 4 | RTP-sized datagrams forwarded A→B, packets/s (best of runs: ${allRuns('sipalg')}) | ${n(s?.recv?.pps)} pps via sipalg's kernel mappings (left as ${s?.recv?.from ?? '?'}; public media port ${s?.publicPort || 'none'}${srcOk ? ', as mapped' : ', NOT the mapped port'}) | plain forwarding ${n(p?.recv?.pps)} pps (${allRuns('plain')}); plain + sipalg's 2 iptables NFQUEUE rules, no daemon ${n(ru?.recv?.pps)} pps (${allRuns('rules')}); Node userspace relay ${n(r?.recv?.pps)} pps (${allRuns('relay')}) | ${ratio(s?.recv?.pps, p?.recv?.pps)} of plain, ${ratio(s?.recv?.pps, ru?.recv?.pps)} of plain+rules; relay ${ratio(r?.recv?.pps, p?.recv?.pps)} of plain | ≥ 0.95× plain${ok(s && p ? s.recv.pps >= 0.95 * p.recv.pps : null)} |`)
   out.push(`| 4 | RTP packets that reached sipalg's queue during the media runs | ${qmoved.join(', ')} | – | – | 0${ok(qmoved.length > 0 && qmoved.every(x => x === 0))} |`)
 }
 
@@ -70,7 +71,7 @@ for (const size of [...new Set(of('nftmaps').map(r => r.elements))]) {
   if (s === undefined) continue
   const fmt = (r?: Row): string => r === undefined ? '–' : `add ${n(r.addP50, 1)} / ${n(r.addP99, 1)}, delete ${n(r.delP50, 1)} / ${n(r.delP99, 1)} µs`
   const good = Math.max(s.addP50, s.delP50) < 50 && Math.max(s.addP99, s.delP99) < 500
-  out.push(`| 5 | mapping install / remove (2 elements per batch, kernel-acked), p50 / p99, ${n(size)} elements per map | ${fmt(s)} (NftMaps.apply, netlink) | fresh \`nft -f\` process: ${fmt(f)}; persistent \`nft -i\`: ${fmt(i)} | add p50 ${ratio(s.addP50, f?.addP50)} of nft -f, ${ratio(s.addP50, i?.addP50)} of nft -i | p50 < 50 µs, p99 < 0.5 ms${ok(good)} |`)
+  out.push(`| 5 | mapping install / remove (2 elements per batch, kernel-acked), p50 / p99, ${n(size)} elements per map | ${fmt(s)} (NftMaps.apply, netlink) | fresh \`nft -f\` process: ${fmt(f)}; persistent \`nft -i\`: ${fmt(i)} | add p50 ${faster(f?.addP50, s.addP50)} faster than nft -f, ${faster(i?.addP50, s.addP50)} than nft -i | p50 < 50 µs, p99 < 0.5 ms${ok(good)} |`)
 }
 
 const notes = of('note')
