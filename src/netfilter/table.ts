@@ -33,11 +33,11 @@ export function tableScript (s: TableSpec): string {
     `add chain ${t} post { type nat hook postrouting priority srcnat - 1; policy accept; }`,
     // Marks outbound flows from a negotiated phone ip:port, so a FORWARD policy DROP that only
     // lets established traffic and sipalg's mark through still passes the phone's media.
-    `add chain ${t} fwd { type filter hook forward priority filter - 1; policy accept; }`,
+    `add chain ${t} media_mark { type filter hook forward priority filter - 1; policy accept; }`,
     `flush chain ${t} pre`,
     `flush chain ${t} post`,
-    `flush chain ${t} fwd`,
-    `add rule ${t} fwd ${outIf}ct state new meta l4proto udp ip saddr . udp sport @src_nat ${mark}`,
+    `flush chain ${t} media_mark`,
+    `add rule ${t} media_mark ${outIf}ct state new meta l4proto udp ip saddr . udp sport @src_nat ${mark}`,
     `add rule ${t} pre ${inIf}ip daddr ${s.publicIp} meta l4proto udp ip saddr . udp dport @peer_dnat ${mark} dnat ip to ip saddr . udp dport map @peer_dnat`,
     `add rule ${t} pre ${inIf}ip daddr ${s.publicIp} meta l4proto udp udp dport @any_dnat ${mark} dnat ip to udp dport map @any_dnat`,
     // On a map miss the rule does not match and the gateway's own MASQUERADE does the rest.
