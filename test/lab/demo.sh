@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # sipalg demo (make demo): builds the lab, places a call from phone A (inside, 10.0.1.23) to phone B
-# (outside, 203.0.113.9) through plain NAT and prints what went wrong; then [TODO: other engineer] starts
+# (outside, 203.0.113.9) through plain NAT and prints what went wrong; then starts
 # sipalg on the gateway, installs its rules, places the same call and prints what changed.
 #
 #   test/lab/demo.sh [--forward-policy accept|drop] [--duration MS] [--keep-logs]
@@ -109,7 +109,8 @@ summary() {
   echo "   what B saw in the INVITE:"
   grep -E '^(Via|v|Contact|m) *:' <<<"$invite" | sed 's/^/     /' || true
   grep -E '^(c|o|m)=' <<<"$invite" | sed 's/^/     /' || true
-  if grep -qE '(^|[^0-9])10\.[0-9]+\.[0-9]+\.[0-9]+' <<<"$invite"; then
+  # From/To and Call-ID are identity, left as written (spec §3); everything that routes is checked.
+  if grep -vE '^(From|To|Call-ID|f|t|i) *:' <<<"$invite" | grep -qE '(^|[^0-9])10\.[0-9]+\.[0-9]+\.[0-9]+'; then
     echo "   -> B was told a private address: its replies/audio to 10.0.1.23 cannot be routed$(grep -q 'Network is unreachable' "$d/b.out" && echo ' (B: "Network is unreachable")')"
   else
     echo "   -> no private address reached B"
@@ -124,18 +125,44 @@ bash "$LAB" up "$RUNID" --forward-policy "$policy" >/dev/null
 run_call plain-nat
 summary plain-nat
 
-# ---- 2. with sipalg
-# TODO(sipalg run): start sipalg on the gateway, wait for its ready file, install the rules, e.g.
-#   ready="$WORK/sipalg.ready"
-#   ip netns exec "$GW" node dist/src/cli/main.js run --public 203.0.113.1 --inside 10.0.1.0/24 \
-#       --outside-if wan0 --inside-if lan0 --ready-file "$ready" >"$WORK/sipalg.log" 2>&1 &
-#   SIPALG_PID=$!; PIDS+=("$SIPALG_PID")          # killed by PID in cleanup()
-#   wait_for_file "$ready" (bounded) || { cat "$WORK/sipalg.log"; exit 1; }
-#   ip netns exec "$GW" node dist/src/cli/main.js rules install --queue 0
-#   run_call with-sipalg
-#   summary with-sipalg
-# TODO(sipalg mappings): print the mappings sipalg made, e.g.
-#   ip netns exec "$GW" node dist/src/cli/main.js status     (or: ip netns exec "$GW" nft list table ip sipalg)
-# TODO(teardown): ip netns exec "$GW" node dist/src/cli/main.js rules uninstall; kill "$SIPALG_PID" (cleanup does it too)
+# maps: sipalg's kernel map elements, one "map  key -> value" per line
+maps() {
+  local m
+  for m in src_nat any_dnat peer_dnat; do
+    { ip netns exec "$GW" nft list map ip sipalg "$m" 2>/dev/null | tr -d '\n\t'; echo; } | sed -n 's/.*elements = { *\([^}]*\)}.*/\1/p' |
+      tr ',' '\n' | sed -E 's/ timeout [^ ]+ expires [^ ]+//; s/ +/ /g; s/^ //; s/ \. /:/g; s/ : / -> /' | sed "s/^/$m  /"
+  done
+}
+
+# ---- 2. with sipalg on the gateway
+SIPALG="node dist/src/cli/main.js"
+ready="$WORK/sipalg.ready" sock="$WORK/sipalg.sock"
+ip netns exec "$GW" $SIPALG rules install --queue 0 >/dev/null
+ip netns exec "$GW" $SIPALG run --public 203.0.113.1 --inside 10.0.1.0/24 --outside-if wan0 --inside-if lan0 \
+  --ready-file "$ready" --control-socket "$sock" --log-level debug >"$WORK/sipalg.log" 2>&1 &
+SIPALG_PID=$!; PIDS+=("$SIPALG_PID")
+for i in $(seq 1 100); do [ -e "$ready" ] && break; sleep 0.1; done
+[ -e "$ready" ] || { echo "sipalg did not start:"; cat "$WORK/sipalg.log"; exit 1; }
+
+# Print the media mappings while the call is up (sampled once, mid-call).
+( sleep "$(awk -v d="$duration" 'BEGIN { printf "%.1f", d / 2000 + 0.5 }')"
+  maps >"$WORK/mid-call-maps.txt" ) &
+PIDS+=("$!")
+run_call with-sipalg
+summary with-sipalg
+
 echo
-echo "(sipalg run: not wired into the demo yet)"
+echo "== what sipalg did (from its log)"
+node -e '
+  const lines = require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean)
+  for (const l of lines) {
+    let j; try { j = JSON.parse(l) } catch { continue }
+    if (j.msg === "sip" && j.changes?.length) console.log(`   ${j.direction.padEnd(8)} ${j.message.padEnd(18)} ${j.changes.join(", ")}`)
+    else if (j.msg === "sip") console.log(`   ${j.direction.padEnd(8)} ${j.message.padEnd(18)} (unchanged${j.leftAlone ? ": " + j.leftAlone : ""})`)
+    else if (j.msg === "call started" || j.msg === "call ended") console.log(`   ${j.msg}: ${j.callId}${j.reason ? " (" + j.reason + ")" : ""}`)
+  }' "$WORK/sipalg.log"
+echo "   kernel mappings during the call (src_nat: phone -> public port; peer_dnat: far end:public port -> phone):"
+sed 's/^/     /' "$WORK/mid-call-maps.txt"
+echo "   kernel mappings after the BYE (the phone's signalling mapping stays until it is idle):"
+maps | sed 's/^/     /'
+ip netns exec "$GW" $SIPALG status --socket "$sock" | sed -n '/^Counters/,/^$/p' | sed 's/^/   /'
