@@ -5,7 +5,7 @@
 # Mode 'rules': plain forwarding plus sipalg's two iptables queue rules (isolates their per-packet cost).
 # sipalg's queue packet counter is read before and after: it must not move.
 MEDIA_SECONDS=${MEDIA_SECONDS:-2}
-MEDIA_ROUNDS=${MEDIA_ROUNDS:-2}
+MEDIA_ROUNDS=${MEDIA_ROUNDS:-3}
 
 media_blast() { # DST_IP DST_PORT -> receiver JSON, sender JSON on one line
   local r="$WORK/mrecv.txt" s="$WORK/msend.txt"
@@ -24,12 +24,13 @@ media_run() {
     for mode in plain rules sipalg relay; do
       log "part 4: media, $mode (round $round)"
       local dst=203.0.113.9 dport=7000 extra='' uac='' relay=''
+      if [ "$mode" = sipalg ]; then gw_mode sipalg || continue; else gw_mode plain; fi
+      # Every mode holds the same sipp call during the blast, so sipp's own CPU use is in every figure.
+      sipp_uas_start
+      ip netns exec "$NS_A" timeout 40 sipp 203.0.113.9:5060 -sf bench/sipp/uac-hold.xml -t u1 -p 5060 -i 10.0.1.23 \
+        -mp 50000 -d 30000 -m 1 -recv_timeout 5000 -timeout 35s -nostdin >/dev/null 2>&1 &
+      uac=$!
       if [ "$mode" = sipalg ]; then
-        gw_mode sipalg || continue
-        sipp_uas_start
-        ip netns exec "$NS_A" timeout 40 sipp 203.0.113.9:5060 -sf bench/sipp/uac-hold.xml -t u1 -p 5060 -i 10.0.1.23 \
-          -mp 50000 -d 30000 -m 1 -recv_timeout 5000 -timeout 35s -nostdin >/dev/null 2>&1 &
-        uac=$!
         local pub=''
         for _ in $(seq 50); do
           pub=$(sipalg_status | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{const j=JSON.parse(s);for(const c of j.calls)for(const m of c.media){const x=/10\.0\.1\.23:40000 → (\d+)/.exec(m);if(x&&c.state!=="ringing")console.log(x[1])}}catch{}})' | head -1)
@@ -39,27 +40,25 @@ media_run() {
         local q0; q0=$(sipalg_status | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{console.log(JSON.parse(s).queue.packets)}catch{console.log(-1)}})')
         extra=",\"publicPort\":\"${pub}\",\"queueBefore\":$q0"
       elif [ "$mode" = relay ]; then
-        gw_mode plain
         ip netns exec "$GW" timeout 40 node dist/bench/relay.js 10.0.1.1 30000 203.0.113.1 30002 203.0.113.9 7000 $(( MEDIA_SECONDS + 4 )) >"$WORK/relay.txt" &
         relay=$!
         for _ in $(seq 50); do grep -q listening "$WORK/relay.txt" && break; sleep 0.1; done
         dst=10.0.1.1; dport=30000
       elif [ "$mode" = rules ]; then
         # plain forwarding + sipalg's iptables queue rules only (no daemon, no table): isolates their cost
-        gw_mode plain
         in_gw iptables -w -N SIPALG
         in_gw iptables -w -I FORWARD -j SIPALG
         in_gw iptables -w -A SIPALG -p udp --dport 5060 -j NFQUEUE --queue-num 0 --queue-bypass
         in_gw iptables -w -A SIPALG -p udp --sport 5060 -j NFQUEUE --queue-num 0 --queue-bypass
       else
-        gw_mode plain
+        sleep 0.5
       fi
       read -r recv send < <(media_blast "$dst" "$dport")
       if [ "$mode" = sipalg ]; then
         local q1; q1=$(sipalg_status | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{console.log(JSON.parse(s).queue.packets)}catch{console.log(-1)}})')
         extra="$extra,\"queueAfter\":$q1"
-        bg_kill "$uac"; bg_kill "$UAS_PID"
       fi
+      bg_kill "$uac"; bg_kill "$UAS_PID"
       [ -n "$relay" ] && bg_kill "$relay"
       echo "{\"part\":\"media\",\"mode\":\"$mode\",\"round\":$round,\"recv\":${recv:-{\}},\"send\":${send:-{\}}$extra}" >>"$RES"
       tail -1 "$RES" >&2
