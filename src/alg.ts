@@ -10,7 +10,7 @@ import { classifyDatagram, parseSip, type SipMessage } from './sip/message.js'
 import { rewriteMessage } from './rewrite/rewrite.js'
 import { locateUriHost } from './sip/uri.js'
 import type { Direction, Endpoint, RewriteContext, RewriteResult } from './rewrite/types.js'
-import { MappingTable } from './media/mappings.js'
+import { MappingTable, entryId, type Entry } from './media/mappings.js'
 import { MediaPortPool, parsePortRange } from './media/ports.js'
 import { SignallingTable } from './media/signalling.js'
 import { CallTable, type Call } from './dialog/calls.js'
@@ -18,6 +18,7 @@ import { RegistrationTable } from './dialog/registrations.js'
 import { Counters } from './counters.js'
 import { RateLimiter } from './media/limits.js'
 import type { StatusDoc } from './cli/status.js'
+import type { TraceEvent } from './trace/ladder.js'
 
 export type Verdict =
   | { action: 'accept', payload?: Buffer }
@@ -41,6 +42,8 @@ export class Alg {
   private readonly publicIp: string
   /** Kernel flows of ended streams (far ip:port → public port) for the shell to forget. */
   private staleFlows: Array<{ remote: Endpoint, publicPort: number }> = []
+  /** `sipalg trace` listener: one event per SIP message. Unset (the default) costs nothing. */
+  onMessage?: (e: TraceEvent) => void
 
   constructor (private readonly cfg: Config, private readonly log: Logger, private readonly now: () => number = Date.now,
     private readonly fixPacket?: (pkt: Buffer) => void) {
@@ -107,6 +110,7 @@ export class Alg {
   }
 
   private handleSip (pkt: Buffer, udp: UdpPacket, direction: Direction, phone: Endpoint, msg: SipMessage): Verdict {
+    const mapsBefore = this.onMessage === undefined ? undefined : new Map([...this.maps.all()].map(e => [entryId(e.map, e.key), e]))
     const outbound = direction === 'outbound'
     const remoteIp = outbound ? udp.dst : udp.src
     const publicPort = outbound ? this.signalling.map(phone) : this.signalling.lookupPrivate(phone)
@@ -135,6 +139,10 @@ export class Alg {
     if (call !== undefined) this.calls.update(call, msg, outbound, remoteIp, result.media, outbound ? undefined : result.sdp)
     this.trackRegistration(msg, outbound, phone, publicPort, remoteIp)
     this.logMessage(msg, direction, result)
+    if (mapsBefore !== undefined) {
+      // A trace listener never costs a call its rewrite.
+      try { this.traceMessage(mapsBefore, msg, direction, phone, outbound ? `${udp.dst}:${udp.dstPort}` : `${udp.src}:${udp.srcPort}`, result) } catch { /* trace only */ }
+    }
     if (!result.changed) {
       this.counters.inc('passed')
       return ACCEPT
@@ -198,6 +206,33 @@ export class Alg {
       leftAlone: r.leftAlone,
       detail: r.detail
     }, 'sip')
+  }
+
+  private traceMessage (before: Map<string, Entry>, msg: SipMessage, direction: Direction, phone: Endpoint, far: string, r: RewriteResult): void {
+    const mapping = (e: Entry): { map: string, key: Entry['key'], data: Entry['data'] } => ({ map: e.map, key: e.key, data: e.data })
+    const added = []
+    for (const e of this.maps.all()) {
+      const id = entryId(e.map, e.key)
+      const old = before.get(id)
+      before.delete(id)
+      if (old === undefined || old.data.ip !== e.data.ip || old.data.port !== e.data.port) added.push(mapping(e))
+    }
+    this.onMessage?.({
+      at: this.now(),
+      callId: msg.callId,
+      direction,
+      phone: `${phone.ip}:${phone.port}`,
+      far,
+      method: msg.isRequest ? msg.method : undefined,
+      status: msg.isRequest ? undefined : msg.statusCode,
+      reason: msg.isRequest ? undefined : msg.reasonPhrase,
+      cseqMethod: msg.cseq?.method,
+      changes: r.changes,
+      leftAlone: r.leftAlone,
+      detail: r.detail,
+      added,
+      removed: [...before.values()].map(mapping)
+    })
   }
 
   takeStaleFlows (): Array<{ remote: Endpoint, publicPort: number }> {
