@@ -5,33 +5,7 @@ import { rewriteDatagram } from '../../src/rewrite/rewrite.js'
 import type { Direction, RewriteResult } from '../../src/rewrite/types.js'
 import { parseSip } from '../../src/sip/message.js'
 import { fixture, fixtureNames, makeCtx } from '../fixtures/helpers.js'
-
-function mulberry32 (seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0
-    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-const TOKENS = [':', '\r\n', '\n', ' ', '<', '>', '"', ';', ',', '/', '=', '0', '99999', '-1', '\r\n ', '10.0.1.23', '203.0.113.1', 'm=audio 1 RTP/AVP 0\r\n', 'a=rtcp:', '\u0000', '\u00ff']
-
-function mutate (buf: Buffer, rnd: () => number): Buffer {
-  let b = Buffer.from(buf)
-  const n = 1 + Math.floor(rnd() * 4)
-  for (let k = 0; k < n; k++) {
-    const at = Math.floor(rnd() * (b.length + 1))
-    switch (Math.floor(rnd() * 5)) {
-      case 0: if (b.length > 0) b[Math.min(at, b.length - 1)] ^= 1 << Math.floor(rnd() * 8); break
-      case 1: b = b.subarray(0, at); break
-      case 2: { const len = Math.floor(rnd() * 64); b = Buffer.concat([b.subarray(0, at), b.subarray(at, at + len), b.subarray(at)]); break }
-      case 3: b = Buffer.concat([b.subarray(0, at), Buffer.from(TOKENS[Math.floor(rnd() * TOKENS.length)], 'latin1'), b.subarray(at)]); break
-      default: { const len = Math.floor(rnd() * 16); b = Buffer.concat([b.subarray(0, at), b.subarray(at + len)]) }
-    }
-  }
-  return b
-}
+import { mulberry32, mutate } from '../fixtures/mutate.js'
 
 t.test('5,000 mutated fixtures: no exception, well-formed results', async t => {
   const rnd = mulberry32(0x5a1a16)
