@@ -235,6 +235,8 @@ export class Alg {
     })
   }
 
+  hasStaleFlows (): boolean { return this.staleFlows.length > 0 }
+
   takeStaleFlows (): Array<{ remote: Endpoint, publicPort: number }> {
     const f = this.staleFlows
     this.staleFlows = []

@@ -17,6 +17,7 @@ import { LatencyHistogram } from '../histogram.js'
 import { flagsToConfig, parseArgs } from './args.js'
 import { defaultSocketPath, serveControl } from './control.js'
 import { serveMetrics } from '../metrics.js'
+import type { TraceEvent } from '../trace/ladder.js'
 
 export const RUN_FLAGS = {
   booleans: ['firewall', 'fail-closed', 'pretty', 'rewrite-from-to', 'rewrite-ice', 'media-latching'],
@@ -106,15 +107,23 @@ export async function runDaemon (argv: string[]): Promise<number> {
       alg.counters.inc('map_ops_failed')
       log.error({ map: f.op.map, key: f.op.key, err: f.error.message }, 'kernel refused a mapping change')
     }
-    // A media flow the kernel still tracks outlives its map element: forget it so the ended
-    // call's far end is cut off and a reused public port starts clean.
-    for (const f of alg.takeStaleFlows()) {
-      for (const direction of ['original', 'reply'] as const) {
-        try {
-          if (deleteConntrack({ proto: 'udp', src: f.remote.ip, sport: f.remote.port, dst: publicIp, dport: f.publicPort, direction })) alg.counters.inc('conntrack_deleted')
-        } catch (e) { log.debug({ err: (e as Error).message }, 'conntrack delete failed') }
-      }
-    }
+  }
+  // A media flow the kernel still tracks outlives its map element: forget it so the ended call's
+  // far end is cut off and a reused public port starts clean. Runs after the verdicts are sent
+  // (never on the packet path), all deletes of a wake-up in one netlink send.
+  let cleanupScheduled = false
+  const forgetStaleFlows = (): void => {
+    cleanupScheduled = false
+    const tuples = alg.takeStaleFlows().flatMap(f => (['original', 'reply'] as const).map(direction =>
+      ({ proto: 'udp' as const, src: f.remote.ip, sport: f.remote.port, dst: publicIp, dport: f.publicPort, direction })))
+    try {
+      alg.counters.inc('conntrack_deleted', deleteConntrack(tuples))
+    } catch (e) { log.warn({ err: (e as Error).message, flows: tuples.length }, 'could not delete conntrack entries of ended calls') }
+  }
+  const scheduleCleanup = (): void => {
+    if (cleanupScheduled || !alg.hasStaleFlows()) return
+    cleanupScheduled = true
+    setImmediate(forgetStaleFlows)
   }
   queue.onPackets(batch => {
     const t0 = process.hrtime.bigint()
@@ -127,13 +136,26 @@ export async function runDaemon (argv: string[]): Promise<number> {
     }
     queue.flush()
     latency.record(Number(process.hrtime.bigint() - t0) / 1000, batch.length)
+    scheduleCleanup()
   })
 
-  const timer = setInterval(() => { alg.tick(); commit() }, 1000)
+  const timer = setInterval(() => { alg.tick(); commit(); scheduleCleanup() }, 1000)
   const startedAt = Date.now()
   const socketPath = cfg.controlSocket ?? defaultSocketPath(cfg.table, cfg.queue)
+  // `sipalg trace` clients: the ALG emits message events only while at least one is connected.
+  const tracers = new Set<(e: TraceEvent) => void>()
   const control = serveControl(socketPath, {
     status: () => ({ ...alg.status(), uptimeSeconds: Math.round((Date.now() - startedAt) / 1000), latencyUs: latency.summary(), queue: queue.stats() })
+  }, {
+    trace: client => {
+      client.send({ trace: 'started', publicIp })
+      tracers.add(client.send)
+      alg.onMessage = e => { for (const f of tracers) f(e) }
+      client.onClose(() => {
+        tracers.delete(client.send)
+        if (tracers.size === 0) alg.onMessage = undefined
+      })
+    }
   })
   const metrics = cfg.metricsPort === 0
     ? null

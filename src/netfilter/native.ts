@@ -77,7 +77,8 @@ export interface NativeAddon {
   nftList (h: Handle, map: string): NativeSetElem[]
   nftClose (h: Handle): void
   nftStats (h: Handle): { batches: number, ops: number, errors: number }
-  ctDelete (direction: 'original' | 'reply', src: number, dst: number, sport: number, dport: number): boolean
+  /** [reply 0|1, src, dst, sport, dport] per entry; returns how many existed and were deleted. */
+  ctDeleteMany (tuples: Uint32Array): number
   fixIpv4Udp (pkt: Uint8Array): boolean
 }
 

@@ -131,17 +131,22 @@ function ipToU32 (ip: string): number {
 }
 
 /**
- * Delete one UDP conntrack entry by its exact tuple (ctnetlink IPCTNL_MSG_CT_DELETE). Returns true if an
- * entry was deleted, false if none matched. Partial filters (wildcards) are not supported.
+ * Deletes UDP conntrack entries by their exact tuples (ctnetlink IPCTNL_MSG_CT_DELETE), all in one
+ * send() on a persistent socket. Returns how many existed; missing ones are not errors.
+ * Partial filters (wildcards) are not supported.
  */
-export function deleteConntrack (t: ConntrackTuple): boolean {
-  if (t.proto !== 'udp') throw new TypeError('only udp is supported')
-  checkPort(t.sport)
-  checkPort(t.dport)
-  const native = loadNative()
+export function deleteConntrack (tuples: ConntrackTuple[]): number {
+  if (tuples.length === 0) return 0
+  const packed = new Uint32Array(tuples.length * 5)
+  tuples.forEach((t, i) => {
+    if (t.proto !== 'udp') throw new TypeError('only udp is supported')
+    checkPort(t.sport)
+    checkPort(t.dport)
+    packed.set([t.direction === 'reply' ? 1 : 0, ipToU32(t.src), ipToU32(t.dst), t.sport, t.dport], i * 5)
+  })
   try {
-    return native.ctDelete(t.direction ?? 'original', ipToU32(t.src), ipToU32(t.dst), t.sport, t.dport)
+    return loadNative().ctDeleteMany(packed)
   } catch (err) {
-    throw toSipalgError(err, { what: 'deleting a conntrack entry' })
+    throw toSipalgError(err, { what: 'deleting conntrack entries' })
   }
 }
