@@ -9,7 +9,8 @@ import { parseUdp, withPayload, type UdpPacket } from './netfilter/packet.js'
 import { classifyDatagram, parseSip, type SipMessage } from './sip/message.js'
 import { rewriteMessage } from './rewrite/rewrite.js'
 import { locateUriHost } from './sip/uri.js'
-import type { Direction, Endpoint, RewriteContext, RewriteResult } from './rewrite/types.js'
+import type { Direction, Endpoint, RewriteContext, RewriteResult, SdpSummary } from './rewrite/types.js'
+import { ipv4ToNumber } from './rewrite/cidr.js'
 import { MappingTable, entryId, type Entry } from './media/mappings.js'
 import { MediaPortPool, parsePortRange } from './media/ports.js'
 import { SignallingTable } from './media/signalling.js'
@@ -136,7 +137,7 @@ export class Alg {
       lookupSignalling: port => this.signalling.lookupPublic(port)
     }
     const result = rewriteMessage(msg, direction, ctx)
-    if (call !== undefined) this.calls.update(call, msg, outbound, remoteIp, result.media, outbound ? undefined : result.sdp)
+    if (call !== undefined) this.calls.update(call, msg, outbound, remoteIp, result.media, outbound ? undefined : this.usableFarSdp(result.sdp))
     this.trackRegistration(msg, outbound, phone, publicPort, remoteIp)
     this.logMessage(msg, direction, result)
     if (mapsBefore !== undefined) {
@@ -179,6 +180,17 @@ export class Alg {
         this.log.info({ phone: `${phone.ip}:${phone.port}`, registrar: remoteIp }, 'unregistered')
       }
     }
+  }
+
+  /**
+   * The far end's SDP as far as it may open anything: a media address that is not a public IPv4
+   * address (garbage, 0.0.0.0, or an inside host — spec §5) never becomes a pinhole source.
+   */
+  private usableFarSdp (sdp: SdpSummary | undefined): SdpSummary | undefined {
+    if (sdp === undefined) return undefined
+    const usable = (ip: string | null): boolean => ip !== null && ipv4ToNumber(ip) !== null && !this.isInside(ip) && ip !== '0.0.0.0'
+    if (sdp.streams.every(s => usable(s.ip))) return sdp
+    return { ...sdp, streams: sdp.streams.map(s => (usable(s.ip) ? s : { ...s, ip: null })) }
   }
 
   private notSip (udp: UdpPacket, why: string): Verdict {

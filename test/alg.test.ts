@@ -243,3 +243,13 @@ Content-Length: {len}
   t.ok(opsText(out.ops).includes(`add peer_dnat ${B}.20000 : ${A}.4000`), 'pinhole limited to the caller from the start')
   t.notOk(out.ops.some(o => o.map === 'any_dnat'), 'never open to anyone')
 })
+
+t.test('far SDP naming garbage or an inside host opens no pinhole from it', async t => {
+  const { alg } = makeAlg()
+  send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 'g1'))
+  for (const bad of ['10.0.1.24', '1hone', '10.0.1:.23', '0.0.0.0']) {
+    const r = send(alg, B, 5060, A, 5060, response('183 Session Progress', 'INVITE', 1, A, 5060, 'g1', sdp(bad, 6000)))
+    t.notOk(r.ops.some(o => o.map === 'peer_dnat' && o.key.ip === bad), `no pinhole from "${bad}"`)
+  }
+  t.ok(alg.maps.get('any_dnat', { port: 20000 }), 'still waiting for a usable far address')
+})

@@ -89,6 +89,8 @@ t.test('hostile stream in both directions', async t => {
   t.equal((st.queue as unknown as { verdictsSent: number }).verdictsSent, st.queue.packets, 'every packet got a verdict')
   t.ok(st.counters.not_sip > 50, `malformed datagrams counted (${st.counters.not_sip})`)
   t.equal(st.counters.internal_errors ?? 0, 0, 'no internal error')
+  t.equal(st.counters.map_ops_failed ?? 0, 0,
+    `the kernel accepted every mapping change\n${alg.log().split('\n').filter(l => l.includes('kernel refused')).slice(0, 5).join('\n')}`)
   const rssAfter = await rssKb(lab, pid)
   t.ok(rssAfter - rssBefore < 64 * 1024, `memory bounded: RSS ${rssBefore} kB → ${rssAfter} kB`)
   t.comment(`verdicts: ${JSON.stringify(st.counters)}`)
