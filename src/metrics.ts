@@ -23,8 +23,9 @@ export function renderMetrics (src: MetricsSource): string {
   let cum = 0
   h.bounds.forEach((b, i) => {
     cum += h.counts[i]
-    lines.push(`sipalg_verdict_latency_microseconds_bucket{le="${b === Infinity ? '+Inf' : b}"} ${cum}`)
+    lines.push(`sipalg_verdict_latency_microseconds_bucket{le="${b}"} ${cum}`)
   })
+  lines.push(`sipalg_verdict_latency_microseconds_bucket{le="+Inf"} ${h.total}`)
   lines.push(`sipalg_verdict_latency_microseconds_sum ${h.sumUs}`, `sipalg_verdict_latency_microseconds_count ${h.total}`)
   return lines.join('\n') + '\n'
 }
