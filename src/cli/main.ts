@@ -13,6 +13,9 @@ const HELP = `sipalg — transparent SIP ALG for Linux NAT gateways
   sipalg rewrite --public 203.0.113.1 [--direction outbound|inbound] [--inside 10.0.1.0/24]
              [--media-ports 20000-29999] [--source 10.0.1.23] [--explain]  < message
   sipalg status [--json] [--watch] [--socket PATH]
+  sipalg trace [--socket PATH] [--json] [--call CALL-ID]    live ladder of the SIP sipalg handles
+  sipalg trace --pcap FILE --public 203.0.113.1 [--inside 10.0.1.0/24] [--sip-ports 5060]
+             [--media-ports 20000-29999] [--json] [--call CALL-ID]   what sipalg would do to a capture
   sipalg doctor
 `
 
@@ -24,6 +27,7 @@ const commands: Record<string, Command> = {
   rewrite: async argv => await (await import('./rewrite.js')).runRewrite(argv,
     { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }),
   status: async argv => await (await import('./status.js')).runStatus(argv),
+  trace: async argv => await (await import('./trace.js')).runTrace(argv),
   doctor: async argv => await (await import('./doctor.js')).runDoctor(argv),
   help: async () => { process.stdout.write(HELP); return 0 }
 }

@@ -101,7 +101,7 @@ function parseFlags (argv: string[]): RewriteOptions | 'help' {
 }
 
 /** Media ports as a real gateway would hand them out: even RTP, RTCP = RTP + 1, in order. */
-function mediaAllocator (range: { first: number, last: number }): (req: MediaRequest) => MediaGrant | null {
+export function mediaAllocator (range: { first: number, last: number }): (req: MediaRequest) => MediaGrant | null {
   let next = range.first % 2 === 0 ? range.first : range.first + 1
   return req => {
     if (next + 1 > range.last) return null
@@ -123,6 +123,24 @@ export function explainLines (result: RewriteResult): string[] {
   if (result.leftAlone !== undefined) lines.push(`left alone: ${result.leftAlone}${result.detail === undefined ? '' : ` (${result.detail})`}`)
   else if (result.detail !== undefined) lines.push(`note: ${result.detail}`)
   return lines
+}
+
+/**
+ * The context of an offline rewrite (`sipalg rewrite`, `sipalg trace --pcap`): no kernel state, the
+ * phone (peer) keeps its signalling port on the public side, media ports come from mapMedia.
+ */
+export function dryRunContext (opts: { publicIp: string, isInside: (ip: string) => boolean, rewriteFromTo: boolean, rewriteIce: boolean },
+  peer: Endpoint, mapMedia: (req: MediaRequest) => MediaGrant | null): RewriteContext {
+  return {
+    publicIp: opts.publicIp,
+    isInside: opts.isInside,
+    peer,
+    rewriteFromTo: opts.rewriteFromTo,
+    rewriteIce: opts.rewriteIce,
+    mapSignalling: priv => priv.port, // dry run: the public port is the private one
+    mapMedia,
+    lookupSignalling: publicPort => ({ ip: peer.ip, port: publicPort })
+  }
 }
 
 export async function runRewrite (argv: string[], io: RewriteIo): Promise<number> {
@@ -157,16 +175,7 @@ export async function runRewrite (argv: string[], io: RewriteIo): Promise<number
     return err.exitCode
   }
   const peer: Endpoint = { ip: sourceIp, port: sourceIp === via?.host && typeof via?.port === 'number' ? via.port : 5060 }
-  const ctx: RewriteContext = {
-    publicIp: opts.publicIp,
-    isInside: insideMatcher(opts.inside),
-    peer,
-    rewriteFromTo: opts.rewriteFromTo,
-    rewriteIce: opts.rewriteIce,
-    mapSignalling: priv => priv.port, // dry run: the public port is the private one
-    mapMedia: mediaAllocator(opts.mediaPorts),
-    lookupSignalling: publicPort => ({ ip: sourceIp, port: publicPort })
-  }
+  const ctx = dryRunContext({ ...opts, isInside: insideMatcher(opts.inside) }, peer, mediaAllocator(opts.mediaPorts))
   const result = rewriteMessage(msg, opts.direction, ctx)
   io.stdout.write(result.bytes)
   if (opts.explain) io.stderr.write(explainLines(result).join('\n') + '\n')

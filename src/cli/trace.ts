@@ -1,0 +1,236 @@
+// `sipalg trace`: a ladder diagram of the SIP passing through the gateway.
+//   live:   connects to the running daemon's control socket ("trace") and draws each message as
+//           sipalg handles it — what it changed and the kernel mappings it added or removed;
+//   --pcap: draws a capture offline, every message run through the rewrite engine with the same
+//           dry-run context as `sipalg rewrite` (signalling keeps its port, media ports from
+//           --media-ports): what sipalg would have done to a call recorded elsewhere.
+
+import { readFileSync } from 'node:fs'
+import { SipalgError } from '../errors.js'
+import { parseArgs } from './args.js'
+import { defaultSocketPath, streamControl } from './control.js'
+import { dryRunContext, mediaAllocator } from './rewrite.js'
+import { PRIVATE_NETWORKS, insideMatcher, parseCidr, type Cidr } from '../rewrite/cidr.js'
+import { rewriteMessage } from '../rewrite/rewrite.js'
+import type { Direction, MediaGrant, MediaRequest } from '../rewrite/types.js'
+import { classifyDatagram, parseSip } from '../sip/message.js'
+import { isIPv4 } from '../sip/text.js'
+import { parseUdp } from '../netfilter/packet.js'
+import { Ladder, renderLadder, type TraceEvent, type TraceMapping } from '../trace/ladder.js'
+import { PcapError, readPcap, type PcapPacket } from '../trace/pcap.js'
+
+export interface TraceIo {
+  stdout: NodeJS.WritableStream
+  stderr: NodeJS.WritableStream
+}
+
+const FLAGS = {
+  booleans: ['json'],
+  values: ['socket', 'queue', 'table', 'pcap', 'public', 'sip-ports', 'media-ports', 'call'],
+  repeatable: ['inside']
+}
+
+export interface CaptureOptions {
+  publicIp: string
+  inside: Cidr[]
+  sipPorts: number[]
+  mediaPorts: { first: number, last: number }
+  rewriteFromTo?: boolean
+  rewriteIce?: boolean
+}
+
+export interface CaptureTrace {
+  events: TraceEvent[]
+  /** IPv4/UDP packets on a SIP port that were not between an inside and an outside address. */
+  notCrossing: number
+  /** Datagrams on a SIP port that were keepalives or not SIP. */
+  notSip: number
+}
+
+/**
+ * Runs every SIP message of a capture through the rewrite engine, as sipalg would have on the
+ * gateway. Mappings are what the dry run hands out: the phone's signalling port the first time it
+ * is seen, each media stream's RTP/RTCP ports (src_nat out, any_dnat in) when first offered, and
+ * the call's media ports removed at its BYE. (The daemon also narrows any_dnat to the far end's
+ * address once it answers: that needs the call state and shows in the live trace only.)
+ */
+export function traceCapture (packets: PcapPacket[], opts: CaptureOptions): CaptureTrace {
+  const isInside = insideMatcher(opts.inside)
+  const sipPorts = new Set(opts.sipPorts)
+  const alloc = mediaAllocator(opts.mediaPorts)
+  const grants = new Map<string, MediaGrant | null>()
+  const signalling = new Set<string>()
+  const callMedia = new Map<string, TraceMapping[]>()
+  const out: CaptureTrace = { events: [], notCrossing: 0, notSip: 0 }
+  for (const p of packets) {
+    const parsed = parseUdp(p.ip)
+    if (!parsed.ok) continue
+    const u = parsed.udp
+    if (!sipPorts.has(u.srcPort) && !sipPorts.has(u.dstPort)) continue
+    const direction: Direction | null = isInside(u.src) && !isInside(u.dst)
+      ? 'outbound'
+      : isInside(u.dst) && !isInside(u.src) ? 'inbound' : null
+    if (direction === null) { out.notCrossing++; continue }
+    if (classifyDatagram(u.payload) !== 'sip') { out.notSip++; continue }
+    const res = parseSip(u.payload)
+    if (!res.ok) { out.notSip++; continue }
+    const msg = res.msg
+    const outbound = direction === 'outbound'
+    const phone = outbound ? { ip: u.src, port: u.srcPort } : { ip: u.dst, port: u.dstPort }
+    const far = outbound ? `${u.dst}:${u.dstPort}` : `${u.src}:${u.srcPort}`
+    const call = `${msg.callId ?? '-'}|${phone.ip}:${phone.port}`
+    // The same private stream in the same call keeps its public ports (re-INVITE, UPDATE, ACK).
+    const mapMedia = (req: MediaRequest): MediaGrant | null => {
+      const k = `${call}|${req.ip}:${req.rtpPort}`
+      if (!grants.has(k)) grants.set(k, alloc(req))
+      return grants.get(k) ?? null
+    }
+    const r = rewriteMessage(msg, direction, dryRunContext({
+      publicIp: opts.publicIp, isInside, rewriteFromTo: opts.rewriteFromTo ?? false, rewriteIce: opts.rewriteIce ?? false
+    }, phone, mapMedia))
+
+    const added: TraceMapping[] = []
+    let removed: TraceMapping[] = []
+    if (r.signalling !== undefined) {
+      const k = `${r.signalling.private.ip}:${r.signalling.private.port}`
+      if (!signalling.has(k)) {
+        signalling.add(k)
+        added.push({ map: 'src_nat', key: r.signalling.private, data: { port: r.signalling.publicPort } })
+      }
+    }
+    const media = callMedia.get(call) ?? []
+    for (const m of r.media) {
+      const ports: Array<[number, number]> = [[m.private.rtpPort, m.public.rtpPort]]
+      if (m.private.rtcpPort !== null && m.public.rtcpPort !== null) ports.push([m.private.rtcpPort, m.public.rtcpPort])
+      for (const [priv, pub] of ports) {
+        if (media.some(x => x.map === 'any_dnat' && x.key.port === pub)) continue
+        const pair: TraceMapping[] = [
+          { map: 'src_nat', key: { ip: m.private.ip, port: priv }, data: { port: pub } },
+          { map: 'any_dnat', key: { port: pub }, data: { ip: m.private.ip, port: priv } }
+        ]
+        added.push(...pair)
+        media.push(...pair)
+      }
+    }
+    if (media.length > 0) callMedia.set(call, media)
+    if (msg.isRequest && msg.method === 'BYE') {
+      removed = callMedia.get(call) ?? []
+      callMedia.delete(call)
+    }
+    out.events.push({
+      at: p.at,
+      callId: msg.callId,
+      direction,
+      phone: `${phone.ip}:${phone.port}`,
+      far,
+      method: msg.isRequest ? msg.method : undefined,
+      status: msg.isRequest ? undefined : msg.statusCode,
+      reason: msg.isRequest ? undefined : msg.reasonPhrase,
+      cseqMethod: msg.cseq?.method,
+      changes: r.changes,
+      leftAlone: r.leftAlone,
+      detail: r.detail,
+      added,
+      removed
+    })
+  }
+  return out
+}
+
+function badFlag (flag: string, value: string, why: string, example: string): SipalgError {
+  return new SipalgError('E101_BAD_FLAG', { flag, value, why, example })
+}
+
+function captureOptions (flags: Record<string, string | boolean | string[]>): CaptureOptions {
+  const publicIp = flags.public
+  if (typeof publicIp !== 'string') throw new SipalgError('E100_USAGE', { detail: 'sipalg trace --pcap needs --public (the gateway\'s public IPv4 address)' })
+  if (!isIPv4(publicIp)) throw badFlag('--public', publicIp, 'not an IPv4 address', '--public 203.0.113.1')
+  const insideTexts = (Array.isArray(flags.inside) ? flags.inside : []).flatMap(v => v.split(',').map(s => s.trim()))
+  for (const n of insideTexts) if (parseCidr(n) === null) throw badFlag('--inside', n, 'not an IPv4 network', '--inside 10.0.1.0/24')
+  const inside = (insideTexts.length > 0 ? insideTexts : PRIVATE_NETWORKS).map(n => parseCidr(n) as Cidr)
+  const portsText = typeof flags['sip-ports'] === 'string' ? flags['sip-ports'] : '5060'
+  const sipPorts = portsText.split(',').map(s => Number(s.trim()))
+  if (sipPorts.some(p => !Number.isInteger(p) || p < 1 || p > 65535)) throw badFlag('--sip-ports', portsText, 'not a list of ports', '--sip-ports 5060,5080')
+  const rangeText = typeof flags['media-ports'] === 'string' ? flags['media-ports'] : '20000-29999'
+  const m = /^(\d{1,5})-(\d{1,5})$/.exec(rangeText)
+  const first = m === null ? NaN : Number(m[1])
+  const last = m === null ? NaN : Number(m[2])
+  if (!(first >= 1 && last <= 65535 && last - first >= 1)) throw badFlag('--media-ports', rangeText, 'not a port range with room for RTP and RTCP', '--media-ports 20000-29999')
+  return { publicIp, inside, sipPorts, mediaPorts: { first, last } }
+}
+
+const matches = (e: TraceEvent, call: string | undefined): boolean => call === undefined || (e.callId ?? '').includes(call)
+
+async function tracePcap (file: string, flags: Record<string, string | boolean | string[]>, io: TraceIo): Promise<number> {
+  const opts = captureOptions(flags)
+  let buf: Buffer
+  try { buf = readFileSync(file) } catch (e) {
+    throw new SipalgError('E100_USAGE', { detail: `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` })
+  }
+  let packets: PcapPacket[]
+  let truncated = false
+  try {
+    const pcap = readPcap(buf)
+    packets = pcap.packets
+    truncated = pcap.truncated
+  } catch (e) {
+    if (!(e instanceof PcapError)) throw e
+    throw new SipalgError('E100_USAGE', { detail: `${file}: ${e.message}` })
+  }
+  const call = typeof flags.call === 'string' ? flags.call : undefined
+  const t = traceCapture(packets, opts)
+  const events = t.events.filter(e => matches(e, call))
+  if (flags.json === true) {
+    for (const e of events) io.stdout.write(JSON.stringify(e) + '\n')
+  } else {
+    io.stdout.write(renderLadder(events, { publicIp: opts.publicIp }))
+  }
+  if (events.length === 0) {
+    io.stderr.write(`no SIP between the inside networks and the outside on ports ${opts.sipPorts.join(',')} in ${file}` +
+      (t.notCrossing > 0 ? ` (${t.notCrossing} SIP packets did not cross inside↔outside: check --inside, or capture on the inside interface)` : '') + '\n')
+  }
+  if (truncated) io.stderr.write(`${file} ends inside a packet record (capture cut short); the last packet was skipped\n`)
+  return 0
+}
+
+async function traceLive (flags: Record<string, string | boolean | string[]>, io: TraceIo): Promise<number> {
+  const path = typeof flags.socket === 'string'
+    ? flags.socket
+    : defaultSocketPath(typeof flags.table === 'string' ? flags.table : 'sipalg', Number(flags.queue ?? 0))
+  const call = typeof flags.call === 'string' ? flags.call : undefined
+  let ladder: Ladder | undefined
+  const s = streamControl(path, 'trace', doc => {
+    const d = doc as Partial<TraceEvent> & { trace?: string, publicIp?: string, lost?: number }
+    if (d.trace === 'started') {
+      if (flags.json !== true) {
+        ladder = new Ladder({ publicIp: d.publicIp })
+        io.stdout.write(ladder.header())
+      }
+      return
+    }
+    if (typeof d.lost === 'number') {
+      io.stderr.write(`(${d.lost} messages not shown: this terminal could not keep up)\n`)
+      return
+    }
+    const e = d as TraceEvent
+    if (!matches(e, call)) return
+    if (flags.json === true) io.stdout.write(JSON.stringify(e) + '\n')
+    else io.stdout.write((ladder ??= new Ladder()).event(e))
+  })
+  const onSignal = (): void => { s.stop() }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  try {
+    await s.done
+  } finally {
+    process.removeListener('SIGINT', onSignal)
+    process.removeListener('SIGTERM', onSignal)
+  }
+  return 0
+}
+
+export async function runTrace (argv: string[], io: TraceIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const { flags } = parseArgs(argv, FLAGS)
+  if (typeof flags.pcap === 'string') return await tracePcap(flags.pcap, flags, io)
+  return await traceLive(flags, io)
+}
