@@ -202,7 +202,8 @@ async function traceLive (flags: Record<string, string | boolean | string[]>, io
   const s = streamControl(path, 'trace', doc => {
     const d = doc as Partial<TraceEvent> & { trace?: string, publicIp?: string, lost?: number }
     if (d.trace === 'started') {
-      if (flags.json !== true) {
+      if (flags.json === true) io.stdout.write(JSON.stringify(d) + '\n') // scripts: connected
+      else {
         ladder = new Ladder({ publicIp: d.publicIp })
         io.stdout.write(ladder.header())
       }
