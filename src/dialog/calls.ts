@@ -44,6 +44,8 @@ export interface Call {
   confirmedTag: string | null
   /** Far signalling addresses allowed to send in-dialog requests to the phone. */
   signallingPeers: Set<string>
+  /** The phone's streams in the last SDP it sent with any mapped stream (offer or answer). */
+  phoneSdp: Set<string> | null
   endReason?: string
 }
 
@@ -105,7 +107,8 @@ export class CallTable {
         streams: new Map(),
         farMedia: new Map(),
         confirmedTag: null,
-        signallingPeers: new Set()
+        signallingPeers: new Set(),
+        phoneSdp: null
       }
       this.calls.set(key, call)
       this.events.onStart?.(call)
@@ -144,15 +147,19 @@ export class CallTable {
     phoneMedia: MediaMapping[], farSdp: SdpSummary | undefined): void {
     if (call.state === 'ended') return
     const now = this.now()
-    call.signallingPeers.add(remoteIp)
-    this.allowSignallingPeer(call, remoteIp)
+    if (!call.signallingPeers.has(remoteIp)) {
+      call.signallingPeers.add(remoteIp)
+      this.allowSignallingPeer(call, remoteIp)
+    }
+    // Kernel elements change only with new SDP or a new dialog state; tick() refreshes timeouts.
+    let dirty = phoneMedia.length > 0
 
     if (farSdp !== undefined && !phoneSent) {
       const farTag = (msg.isRequest ? msg.fromTag : msg.toTag) ?? ''
       const far = farSdp.streams.map(s => (s.ip !== null && s.ip !== '0.0.0.0' && s.port > 0
         ? { ip: s.ip, rtpPort: s.port, rtcpPort: s.rtcpPort }
         : null))
-      if (far.some(f => f !== null)) call.farMedia.set(farTag, far)
+      if (far.some(f => f !== null)) { call.farMedia.set(farTag, far); dirty = true }
     }
 
     if (msg.isRequest) {
@@ -169,6 +176,7 @@ export class CallTable {
             if (tag !== call.confirmedTag && !phoneSent) call.farMedia.delete(tag)
           }
         }
+        dirty ||= call.state === 'early'
         call.state = 'confirmed'
         call.deadline = now + this.timeouts.callMs
       } else if (code >= 300 && call.state === 'early') {
@@ -176,13 +184,18 @@ export class CallTable {
       }
     }
 
-    if (phoneMedia.length > 0 && msg.statusCode !== undefined && msg.statusCode >= 200 && msg.cseq?.method === 'INVITE') {
-      // The phone's answer (or late-offer) in a 2xx is its complete media: streams it no longer
-      // lists are over.
-      const keep = new Set(phoneMedia.map(m => streamKey(m.private.ip, m.private.rtpPort)))
+    if (phoneSent && phoneMedia.length > 0) call.phoneSdp = new Set(phoneMedia.map(m => streamKey(m.private.ip, m.private.rtpPort)))
+    // An offer/answer exchange completes with a 2xx to INVITE or UPDATE (either side answering) or
+    // with the phone's answer in an ACK (late offer): the phone's last SDP is then its complete
+    // media, and streams it no longer lists (a port it moved away from) are over.
+    const completes = (msg.statusCode !== undefined && msg.statusCode >= 200 && msg.statusCode < 300 &&
+      (msg.cseq?.method === 'INVITE' || msg.cseq?.method === 'UPDATE')) ||
+      (phoneSent && msg.isRequest && msg.method === 'ACK' && phoneMedia.length > 0)
+    if (completes && call.phoneSdp !== null) {
+      const keep = call.phoneSdp
       for (const [k, s] of call.streams) if (!keep.has(k)) this.dropStream(call, s)
     }
-    this.install(call)
+    if (dirty) this.install(call)
   }
 
   /** (Re)installs every stream's kernel elements; refreshes timeouts of unchanged ones. */
