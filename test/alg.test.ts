@@ -253,3 +253,92 @@ t.test('far SDP naming garbage or an inside host opens no pinhole from it', asyn
   }
   t.ok(alg.maps.get('any_dnat', { port: 20000 }), 'still waiting for a usable far address')
 })
+
+// A request from the phone inside the dialog, with SDP (re-INVITE / UPDATE offers).
+const inDialogOffer = (method: string, cseq: number, callId: string, body: string): string => withBody(`${method} sip:bob@${B}:5060 SIP/2.0
+Via: SIP/2.0/UDP ${A}:5060;branch=z9hG4bK-${method}${cseq}-${callId}
+Max-Forwards: 70
+From: <sip:alice@${A}>;tag=a-${callId}
+To: <sip:bob@${B}>;tag=b-${callId}
+Call-ID: ${callId}
+CSeq: ${cseq} ${method}
+Contact: <sip:alice@${A}:5060>
+Content-Type: application/sdp
+Content-Length: {len}
+
+`, body)
+
+t.test('re-INVITE / UPDATE from the phone moving to a new media port: the old port goes once the far end answers', async t => {
+  for (const method of ['INVITE', 'UPDATE']) {
+    const { alg } = makeAlg()
+    const id = `move-${method}`
+    send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, id))
+    send(alg, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, id, sdp(B, 6000)))
+    send(alg, A, 5060, B, 5060, request('ACK', 1, A, 5060, id))
+    const offer = send(alg, A, 5060, B, 5060, inDialogOffer(method, 2, id, sdp(A, 4002, 'a=rtcp-mux\n')))
+    t.match(offer.out, 'm=audio 20002 RTP/AVP', `${method}: new private port, new public port`)
+    t.ok(opsText(offer.ops).includes(`add peer_dnat ${B}.20002 : ${A}.4002`), `${method}: the new port is open to B at once`)
+    const answer = send(alg, B, 5060, A, 5060, response('200 OK', method, 2, A, 5060, id, sdp(B, 6000)))
+    t.same(opsText(answer.ops).filter(o => o.startsWith('delete')).sort(), [
+      `delete peer_dnat ${B}.20000`, `delete peer_dnat ${B}.20001`, `delete src_nat ${A}.4000`, `delete src_nat ${A}.4001`
+    ].sort(), `${method}: the answer retires the old port`)
+    t.equal(alg.ports.inUse, 1, `${method}: one public media port left`)
+    send(alg, A, 5060, B, 5060, request('BYE', 3, A, 5060, id))
+    t.equal(alg.ports.inUse, 0)
+    t.same([...alg.maps.all()].filter(e => e.map !== 'src_nat'), [])
+  }
+})
+
+t.test('abuse limits: refused calls still pass, without a mapping, and are counted', async t => {
+  const { alg, clock } = makeAlg({ limits: { max_calls: 3, calls_per_host: 2, calls_per_second: 100, calls_per_second_per_host: 100 } })
+  const mapped = (out: string): boolean => out.includes('m=audio 2')
+  t.ok(mapped(send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 'l1')).out))
+  t.ok(mapped(send(alg, A, 5060, B, 5060, invite(A, 5060, 4010, 'l2')).out))
+  const third = send(alg, A, 5060, B, 5060, invite(A, 5060, 4020, 'l3'))
+  t.notOk(mapped(third.out), 'third concurrent call of one host: SDP left alone')
+  t.notOk(third.dropped, 'but the INVITE still passes')
+  t.notOk(third.ops.some(o => o.map !== 'peer_dnat' && o.key.port === 4020), 'no media mapping for it')
+  t.equal(alg.counters.get('refused_calls_per_host'), 1)
+  t.ok(mapped(send(alg, A2, 5060, B, 5060, invite(A2, 5060, 4000, 'l4')).out), 'another host still can')
+  t.notOk(mapped(send(alg, A2, 5060, B, 5060, invite(A2, 5060, 4010, 'l5')).out), 'until the gateway-wide maximum')
+  t.equal(alg.counters.get('refused_max_calls'), 1)
+  send(alg, A, 5060, B, 5060, request('BYE', 2, A, 5060, 'l1'))
+  clock.now += 1000
+  t.ok(mapped(send(alg, A, 5060, B, 5060, invite(A, 5060, 4030, 'l6')).out), 'a slot freed by BYE is usable again')
+
+  const rate = makeAlg({ limits: { calls_per_second: 100, calls_per_second_per_host: 2 } })
+  const results = [1, 2, 3].map(i => mapped(send(rate.alg, A, 5060, B, 5060, invite(A, 5060, 4000 + i * 10, `r${i}`)).out))
+  t.same(results, [true, true, false], 'third new call within one second refused')
+  rate.clock.now += 1000
+  t.ok(mapped(send(rate.alg, A, 5060, B, 5060, invite(A, 5060, 4100, 'r4')).out), 'next second it is fine')
+})
+
+t.test('an inside host naming another inside host opens nothing toward it', async t => {
+  const { alg } = makeAlg()
+  const body = sdp('10.0.1.24', 4000)
+  const msg = invite(A, 5060, 4000, 'o1').replace(/\r\n\r\nv=0[\s\S]*$/, '\r\n\r\n' + crlf(body)).replace(/Content-Length: \d+/, `Content-Length: ${Buffer.byteLength(crlf(body))}`)
+  const r = send(alg, A, 5060, B, 5060, msg)
+  t.notOk(r.ops.some(o => o.data?.ip === '10.0.1.24' || o.key.ip === '10.0.1.24'), 'no mapping toward 10.0.1.24')
+  t.match(r.out, 'c=IN IP4 10.0.1.24', 'that address left as written')
+  const trusted = makeAlg({ trusted_inside_proxies: [A] }).alg
+  const r2 = send(trusted, A, 5060, B, 5060, msg)
+  t.ok(r2.ops.some(o => o.map === 'src_nat' && o.key.ip === '10.0.1.24'), 'unless the sender is a trusted inside proxy')
+})
+
+t.test('outside SDP alone never opens a path to an inside host', async t => {
+  const { alg } = makeAlg()
+  const inv = withBody(`INVITE sip:alice@${PUB}:5060 SIP/2.0
+Via: SIP/2.0/UDP ${B}:5060;branch=z9hG4bK-x1
+From: <sip:bob@${B}>;tag=b1
+To: <sip:alice@${PUB}>
+Call-ID: out-1
+CSeq: 1 INVITE
+Contact: <sip:bob@${B}:5060>
+Content-Type: application/sdp
+Content-Length: {len}
+
+`, sdp(B, 6000))
+  const r = send(alg, B, 5060, A, 5060, inv)
+  t.same(r.ops.filter(o => o.op === 'add' && o.map !== 'peer_dnat'), [], 'no media mapping from the far offer')
+  t.notOk(r.ops.some(o => o.map === 'peer_dnat' && o.key.port !== 5060), 'no media pinhole either')
+})
