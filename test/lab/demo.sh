@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # sipalg demo (make demo): builds the lab, places a call from phone A (inside, 10.0.1.23) to phone B
 # (outside, 203.0.113.9) through plain NAT and prints what went wrong; then starts
-# sipalg on the gateway, installs its rules, places the same call and prints what changed.
+# sipalg on the gateway, installs its rules, places the same call and prints what changed — ending
+# with the ladder of that call as `sipalg trace` drew it live, and the plain-NAT call (captured with
+# tcpdump -w on the gateway) as `sipalg trace --pcap` says sipalg would have rewritten it.
 #
 #   test/lab/demo.sh [--forward-policy accept|drop] [--duration MS] [--keep-logs]
 #
@@ -121,8 +123,12 @@ summary() {
 echo "building lab $RUNID (FORWARD policy $policy)"
 bash "$LAB" up "$RUNID" --forward-policy "$policy" >/dev/null
 
-# ---- 1. plain NAT, no sipalg
+# ---- 1. plain NAT, no sipalg (SIP captured on the gateway's inside interface for sipalg trace --pcap)
+ip netns exec "$GW" tcpdump -i lan0 -nn -U --immediate-mode -w "$WORK/plain-nat.pcap" "udp port 5060" 2>"$WORK/tcpdump-gw.err" &
+TD=$!; PIDS+=("$TD")
+wait_for "$WORK/tcpdump-gw.err" 'listening on' || { echo "tcpdump on the gateway did not start" >&2; exit 1; }
 run_call plain-nat
+kill -INT "$TD" 2>/dev/null || true; wait "$TD" 2>/dev/null || true; forget "$TD"
 summary plain-nat
 
 # maps: sipalg's kernel map elements, one "map  key -> value" per line
@@ -148,7 +154,13 @@ for i in $(seq 1 100); do [ -e "$ready" ] && break; sleep 0.1; done
 ( sleep "$(awk -v d="$duration" 'BEGIN { printf "%.1f", d / 2000 + 0.5 }')"
   maps >"$WORK/mid-call-maps.txt" ) &
 PIDS+=("$!")
+# A live `sipalg trace` client, connected before the call, records the ladder as sipalg draws it.
+ip netns exec "$GW" $SIPALG trace --socket "$sock" >"$WORK/trace.txt" 2>"$WORK/trace.err" &
+TR=$!; PIDS+=("$TR")
+wait_for "$WORK/trace.txt" 'inside phone' || { echo "sipalg trace did not connect:"; cat "$WORK/trace.err"; exit 1; }
 run_call with-sipalg
+sleep 0.2
+kill -INT "$TR" 2>/dev/null || true; wait "$TR" 2>/dev/null || true; forget "$TR"
 summary with-sipalg
 
 echo
@@ -166,3 +178,11 @@ sed 's/^/     /' "$WORK/mid-call-maps.txt"
 echo "   kernel mappings after the BYE (the phone's signalling mapping stays until it is idle):"
 maps | sed 's/^/     /'
 ip netns exec "$GW" $SIPALG status --socket "$sock" | sed -n '/^Counters/,/^$/p' | sed 's/^/   /'
+
+echo
+echo "== the call with sipalg, as 'sipalg trace' drew it live (◆ = sipalg rewrote the message, ┼ = passed as is)"
+sed 's/^/   /' "$WORK/trace.txt"
+echo
+echo "== the plain-NAT call from section 1, as sipalg would have rewritten it:"
+echo "   sipalg trace --pcap plain-nat.pcap --public 203.0.113.1 --inside 10.0.1.0/24  (tcpdump -w on the gateway's lan0)"
+$SIPALG trace --pcap "$WORK/plain-nat.pcap" --public 203.0.113.1 --inside 10.0.1.0/24 | sed 's/^/   /'
