@@ -57,7 +57,7 @@ function pcapFile (linkType: number, frames: Array<{ sec: number, usec: number, 
   const w16 = (b: Buffer, v: number, off: number): void => { if (bigEndian) b.writeUInt16BE(v, off); else b.writeUInt16LE(v, off) }
   const head = Buffer.alloc(24)
   w32(head, 0xa1b2c3d4, 0); w16(head, 2, 4); w16(head, 4, 6); w32(head, 262144, 16); w32(head, linkType, 20)
-  const parts = [head]
+  const parts: Buffer[] = [head]
   for (const f of frames) {
     const rec = Buffer.alloc(16)
     w32(rec, f.sec, 0); w32(rec, f.usec, 4); w32(rec, f.frame.length, 8); w32(rec, f.frame.length, 12)
