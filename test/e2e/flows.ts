@@ -4,7 +4,7 @@
 
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { isAbsolute, join } from 'node:path'
 import type { ChildProcess } from 'node:child_process'
 import { addrOf, type Lab, type Role } from '../lab/lab.js'
 import { MEDIA_BASE, SIPP_DIR, parseSippMessages, privateAddresses, startLine, waitUdpListening } from '../lab/sip.js'
@@ -15,7 +15,7 @@ export interface Peer {
   /** Label in the result (default: the role). */
   name?: string
   role: Phone
-  /** Scenario file in test/lab/sipp. */
+  /** Scenario file in test/lab/sipp (or an absolute path). */
   scenario: string
   /** Local SIP port (default 5060). */
   port?: number
@@ -148,7 +148,7 @@ export async function runFlow (lab: Lab, peers: Peer[], opts: { timeoutMs?: numb
     const names = peers.map(p => p.name ?? p.role)
     const start = (p: Peer, name: string): Promise<{ code: number | null, log: string }> => {
       const ip = p.ip ?? addrOf(p.role)
-      const args = [...(p.remote === undefined ? [] : [p.remote]), '-sf', join(SIPP_DIR, p.scenario), '-i', ip,
+      const args = [...(p.remote === undefined ? [] : [p.remote]), '-sf', isAbsolute(p.scenario) ? p.scenario : join(SIPP_DIR, p.scenario), '-i', ip,
         '-p', String(p.port ?? 5060), '-mi', ip, '-mp', String(p.mediaBase ?? MEDIA_BASE[p.role]),
         '-m', '1', '-nostdin', '-timeout', `${Math.ceil(limitMs / 1000)}s`, '-timeout_error', '-max_retrans', '5',
         '-trace_msg', '-message_file', join(dir, `${name}.msg`), '-trace_err', '-error_file', join(dir, `${name}.err`)]
