@@ -14,7 +14,7 @@ import { ipv4ToNumber } from './rewrite/cidr.js'
 import { MappingTable, entryId, type Entry } from './media/mappings.js'
 import { MediaPortPool, parsePortRange } from './media/ports.js'
 import { SignallingTable } from './media/signalling.js'
-import { CallTable, type Call } from './dialog/calls.js'
+import { CallTable, type Call, type FarStream, type Stream } from './dialog/calls.js'
 import { RegistrationTable } from './dialog/registrations.js'
 import { Counters } from './counters.js'
 import { RateLimiter } from './media/limits.js'
@@ -62,12 +62,8 @@ export class Alg {
       { ringMs: t.ring * 1000, callMs: t.call * 1000, elementMs: Math.min(t.element, t.call) * 1000 },
       {
         onStart: call => { this.counters.inc('calls_started'); this.log.info({ callId: call.callId, phone: `${call.phone.ip}:${call.phone.port}`, direction: call.outgoing ? 'outbound' : 'inbound' }, 'call started') },
-        onStreamDropped: (_call, s, far) => {
-          for (const f of far) {
-            this.staleFlows.push({ remote: { ip: f.ip, port: f.rtpPort }, publicPort: s.pub.rtpPort })
-            if (f.rtcpPort !== null && s.pub.rtcpPort !== null) this.staleFlows.push({ remote: { ip: f.ip, port: f.rtcpPort }, publicPort: s.pub.rtcpPort })
-          }
-        },
+        onStreamDropped: (_call, s, far) => { this.forgetFlows(s, far) },
+        onForkDropped: (_call, s, far) => { this.forgetFlows(s, far) },
         onEnd: (call, reason) => { this.counters.inc('calls_ended'); this.limiter.ended(call.phone.ip); this.log.info({ callId: call.callId, reason, seconds: Math.round((this.now() - call.createdAt) / 1000) }, 'call ended') }
       }, now)
     this.registrations = new RegistrationTable(this.maps,
@@ -245,6 +241,14 @@ export class Alg {
       added,
       removed: [...before.values()].map(mapping)
     })
+  }
+
+  /** Kernel flows between far media endpoints and a stream's public ports, for the shell to delete. */
+  private forgetFlows (s: Stream, far: FarStream[]): void {
+    for (const f of far) {
+      this.staleFlows.push({ remote: { ip: f.ip, port: f.rtpPort }, publicPort: s.pub.rtpPort })
+      if (f.rtcpPort !== null && s.pub.rtcpPort !== null) this.staleFlows.push({ remote: { ip: f.ip, port: f.rtcpPort }, publicPort: s.pub.rtcpPort })
+    }
   }
 
   hasStaleFlows (): boolean { return this.staleFlows.length > 0 }

@@ -342,3 +342,20 @@ Content-Length: {len}
   t.same(r.ops.filter(o => o.op === 'add' && o.map !== 'peer_dnat'), [], 'no media mapping from the far offer')
   t.notOk(r.ops.some(o => o.map === 'peer_dnat' && o.key.port !== 5060), 'no media pinhole either')
 })
+
+t.test('forked early dialogs: the fork that did not answer loses its pinhole and its kernel flows', async t => {
+  const { alg } = makeAlg()
+  const C = '203.0.113.10'
+  const id = 'fork-1'
+  send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, id))
+  const x = send(alg, B, 5060, A, 5060, response('183 Session Progress', 'INVITE', 1, A, 5060, id, sdp(B, 6000)).replace(`tag=b-${id}`, 'tag=x'))
+  const y = send(alg, B, 5060, A, 5060, response('183 Session Progress', 'INVITE', 1, A, 5060, id, sdp(C, 7000)).replace(`tag=b-${id}`, 'tag=y'))
+  t.ok(opsText(x.ops).includes(`add peer_dnat ${B}.20000 : ${A}.4000`))
+  t.ok(opsText(y.ops).includes(`add peer_dnat ${C}.20000 : ${A}.4000`), 'both forks may send early media')
+  alg.takeStaleFlows()
+  const ok = send(alg, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, id, sdp(B, 6000)).replace(`tag=b-${id}`, 'tag=x'))
+  t.same(opsText(ok.ops).filter(o => o.startsWith('delete')).sort(), [`delete peer_dnat ${C}.20000`, `delete peer_dnat ${C}.20001`])
+  t.same(alg.takeStaleFlows(), [
+    { remote: { ip: C, port: 7000 }, publicPort: 20000 }, { remote: { ip: C, port: 7001 }, publicPort: 20001 }
+  ], 'the losing fork\'s media flows are handed to the shell for conntrack deletion')
+})

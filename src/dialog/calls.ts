@@ -56,6 +56,8 @@ export interface CallEvents {
   onEnd?: (call: Call, reason: string) => void
   /** A stream's mappings are gone: flows the kernel still tracks for it should go too. */
   onStreamDropped?: (call: Call, stream: Stream, far: FarStream[]) => void
+  /** Forks that did not answer lost their pinholes on this stream: their flows should go too. */
+  onForkDropped?: (call: Call, stream: Stream, far: FarStream[]) => void
 }
 
 export interface SipFacts {
@@ -171,10 +173,13 @@ export class CallTable {
       if (code >= 200 && code < 300) {
         if (call.state === 'early') {
           call.confirmedTag = (phoneSent ? msg.fromTag : msg.toTag) ?? ''
-          // Forked early dialogs that did not answer lose their media pinholes.
-          for (const tag of call.farMedia.keys()) {
-            if (tag !== call.confirmedTag && !phoneSent) call.farMedia.delete(tag)
+          // Forked early dialogs that did not answer lose their media pinholes, and the kernel
+          // flows their early media already opened must go too (a flow outlives its pinhole).
+          const lost: Array<FarStream | null>[] = []
+          for (const [tag, streams] of call.farMedia) {
+            if (tag !== call.confirmedTag && !phoneSent) { lost.push(streams); call.farMedia.delete(tag) }
           }
+          if (lost.length > 0) this.dropLostForks(call, lost)
         }
         dirty ||= call.state === 'early'
         call.state = 'confirmed'
@@ -203,7 +208,7 @@ export class CallTable {
     const t = this.timeouts.elementMs
     for (const s of call.streams.values()) {
       const far = this.farAddresses(call, s.index)
-      if (far.join() !== s.installedPeers.join()) this.removeDnat(call, s)
+      if (far.join() !== s.installedPeers.join()) this.removeDnat(call, s, far)
       this.maps.set('src_nat', { ip: s.priv.ip, port: s.priv.rtpPort }, { port: s.pub.rtpPort }, t, call.key)
       if (s.priv.rtcpPort !== null && s.pub.rtcpPort !== null) {
         this.maps.set('src_nat', { ip: s.priv.ip, port: s.priv.rtcpPort }, { port: s.pub.rtcpPort }, t, call.key)
@@ -265,12 +270,25 @@ export class CallTable {
     return pairs
   }
 
-  private removeDnat (call: Call, s: Stream): void {
+  /** Removes the stream's DNAT elements, except peer elements for the addresses in `keep`. */
+  private removeDnat (call: Call, s: Stream, keep: string[] = []): void {
     for (const [pub] of this.portPairs(s)) {
       if (s.installedPeers.length === 0) this.maps.release('any_dnat', { port: pub }, call.key)
-      for (const ip of s.installedPeers) this.maps.release('peer_dnat', { ip, port: pub }, call.key)
+      for (const ip of s.installedPeers) if (!keep.includes(ip)) this.maps.release('peer_dnat', { ip, port: pub }, call.key)
     }
     s.installedPeers = []
+  }
+
+  /** Media flows of forks that did not answer, unless the answering fork uses the same far endpoint. */
+  private dropLostForks (call: Call, lost: Array<Array<FarStream | null>>): void {
+    for (const s of call.streams.values()) {
+      const kept = this.farStreams(call, s.index)
+      const gone = lost.flatMap(streams => {
+        const f = streams[s.index]
+        return f === null || f === undefined || kept.some(k => k.ip === f.ip && k.rtpPort === f.rtpPort) ? [] : [f]
+      })
+      if (gone.length > 0) this.events.onForkDropped?.(call, s, gone)
+    }
   }
 
   private dropStream (call: Call, s: Stream): void {
