@@ -6,7 +6,6 @@ GW=sipalg-$RUNID-gw NS_A=sipalg-$RUNID-a NS_B=sipalg-$RUNID-b NS_NFT=sipalg-$RUN
 SOCK=$WORK/sipalg.sock READY=$WORK/sipalg.ready
 BG_PIDS=()
 SIPALG_PID=""
-NFT_PATH=""   # set to a shim dir when the daemon's table script does not parse on this nft (see run.sh)
 log() { echo "[bench $(date +%T)] $*" >&2; }
 in_gw() { ip netns exec "$GW" "$@"; }
 
@@ -123,7 +122,7 @@ limits:
   calls_per_second_per_host: 1000000
 YEOF
       rm -f "$READY"
-      ip netns exec "$GW" env PATH="${NFT_PATH:+$NFT_PATH:}$PATH" node ${SIPALG_NODE_FLAGS:-} dist/src/cli/main.js run --config "$WORK/sipalg.yaml" \
+      ip netns exec "$GW" node ${SIPALG_NODE_FLAGS:-} dist/src/cli/main.js run --config "$WORK/sipalg.yaml" \
         --public 203.0.113.1 --inside 10.0.1.0/24 --outside-if wan0 --inside-if lan0 --ready-file "$READY" \
         --control-socket "$SOCK" --log-level warn "$@" >>"$WORK/sipalg.log" 2>&1 &
       SIPALG_PID=$!
