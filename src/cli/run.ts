@@ -102,8 +102,20 @@ export async function runDaemon (argv: string[]): Promise<number> {
   const latency = new LatencyHistogram()
 
   const queue = PacketQueue.open({ queue: cfg.queue, maxLen: cfg.queueMaxLen, rcvbufBytes: cfg.queueRcvbufBytes, failOpen: !cfg.failClosed })
-  const commit = (): void => {
-    for (const f of applyOps(kernel, alg.maps.takePending())) {
+  // Map changes go to the kernel before the verdicts only when they add something the released
+  // packets may rely on; pure removals (BYE, CANCEL, errors) wait until the verdicts are out, so a
+  // call's end never costs its packets an nft transaction. Deferred ops ride along with the next
+  // batch, in order, so a later add never overtakes an earlier delete of the same key.
+  let deferred: MapOp[] = []
+  const commit = (beforeVerdict: boolean): void => {
+    const ops = alg.maps.takePending()
+    if (beforeVerdict && !ops.some(o => o.op === 'add')) {
+      if (ops.length > 0) deferred = deferred.concat(ops)
+      return
+    }
+    const all = deferred.length === 0 ? ops : deferred.concat(ops)
+    deferred = []
+    for (const f of applyOps(kernel, all)) {
       alg.counters.inc('map_ops_failed')
       log.error({ map: f.op.map, key: f.op.key, err: f.error.message }, 'kernel refused a mapping change')
     }
@@ -112,8 +124,10 @@ export async function runDaemon (argv: string[]): Promise<number> {
   // far end is cut off and a reused public port starts clean. Runs after the verdicts are sent
   // (never on the packet path), all deletes of a wake-up in one netlink send.
   let cleanupScheduled = false
-  const forgetStaleFlows = (): void => {
+  const afterVerdicts = (): void => {
     cleanupScheduled = false
+    commit(false)
+    if (!alg.hasStaleFlows()) return
     const tuples = alg.takeStaleFlows().flatMap(f => (['original', 'reply'] as const).map(direction =>
       ({ proto: 'udp' as const, src: f.remote.ip, sport: f.remote.port, dst: publicIp, dport: f.publicPort, direction })))
     try {
@@ -121,14 +135,14 @@ export async function runDaemon (argv: string[]): Promise<number> {
     } catch (e) { log.warn({ err: (e as Error).message, flows: tuples.length }, 'could not delete conntrack entries of ended calls') }
   }
   const scheduleCleanup = (): void => {
-    if (cleanupScheduled || !alg.hasStaleFlows()) return
+    if (cleanupScheduled || (deferred.length === 0 && !alg.hasStaleFlows())) return
     cleanupScheduled = true
-    setImmediate(forgetStaleFlows)
+    setImmediate(afterVerdicts)
   }
   queue.onPackets(batch => {
     const t0 = process.hrtime.bigint()
     const verdicts = batch.map(p => alg.process(p.payload))
-    commit()
+    commit(true)
     for (let i = 0; i < batch.length; i++) {
       const v = verdicts[i]
       if (v.action === 'drop') queue.verdict(batch[i].id, 'drop')
@@ -139,7 +153,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
     scheduleCleanup()
   })
 
-  const timer = setInterval(() => { alg.tick(); commit(); scheduleCleanup() }, 1000)
+  const timer = setInterval(() => { alg.tick(); commit(false); scheduleCleanup() }, 1000)
   const startedAt = Date.now()
   const socketPath = cfg.controlSocket ?? defaultSocketPath(cfg.table, cfg.queue)
   // `sipalg trace` clients: the ALG emits message events only while at least one is connected.
@@ -180,7 +194,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
   return await new Promise<number>(resolve => {
     const stop = (sig: string): void => {
       clearInterval(timer)
-      commit()
+      commit(false)
       // Kernel mappings stay: calls in progress keep their audio; the rules fail open.
       queue.close()
       nft.close()
