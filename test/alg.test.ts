@@ -359,3 +359,21 @@ t.test('forked early dialogs: the fork that did not answer loses its pinhole and
     { remote: { ip: C, port: 7000 }, publicPort: 20000 }, { remote: { ip: C, port: 7001 }, publicPort: 20001 }
   ], 'the losing fork\'s media flows are handed to the shell for conntrack deletion')
 })
+
+t.test('the far end declines a stream (m=video 0 in its answer): that stream\'s mappings go at once', async t => {
+  const { alg } = makeAlg()
+  const id = 'declined-1'
+  const offer = invite(A, 5060, 4000, id).replace(/Content-Length: \d+/, '')
+  const body = sdp(A, 4000, 'a=rtcp:4001\nm=video 4002 RTP/AVP 96\na=rtpmap:96 H264/90000\na=rtcp-mux\n')
+  const inv = send(alg, A, 5060, B, 5060, withBody(offer.slice(0, offer.indexOf('\r\n\r\n') + 2).replace(/\r\n/g, '\n') + 'Content-Length: {len}\n\n', body))
+  t.match(inv.out, 'm=video 20002 RTP/AVP 96', 'video offered on its own public port')
+  t.ok(opsText(inv.ops).includes(`add any_dnat 20002 : ${A}.4002`))
+  const answer = sdp(B, 6000, 'm=video 0 RTP/AVP 96\n')
+  const ok = send(alg, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, id, answer))
+  const ops = opsText(ok.ops)
+  t.ok(ops.includes('delete any_dnat 20002'), 'video DNAT removed')
+  t.ok(ops.includes(`delete src_nat ${A}.4002`), 'video SNAT removed')
+  t.notOk(ops.some(o => o.includes('.20002 :')), 'no pinhole opened for the declined video')
+  t.ok(ops.includes(`add peer_dnat ${B}.20000 : ${A}.4000`), 'audio limited to B')
+  t.equal(alg.ports.inUse, 1, 'only the audio port stays taken')
+})

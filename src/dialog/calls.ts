@@ -200,6 +200,12 @@ export class CallTable {
       const keep = call.phoneSdp
       for (const [k, s] of call.streams) if (!keep.has(k)) this.dropStream(call, s)
     }
+    // The far end's answer declines a stream (m= port 0): nothing will flow on it.
+    if (!phoneSent && farSdp !== undefined && (completes || (msg.isRequest && msg.method === 'ACK'))) {
+      for (const s of [...call.streams.values()]) {
+        if (farSdp.streams[s.index]?.port === 0) this.dropStream(call, s)
+      }
+    }
     if (dirty) this.install(call)
   }
 
