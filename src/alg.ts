@@ -16,6 +16,7 @@ import { MediaPortPool, parsePortRange } from './media/ports.js'
 import { SignallingTable } from './media/signalling.js'
 import { CallTable, type Call, type FarStream, type Stream } from './dialog/calls.js'
 import { RegistrationTable } from './dialog/registrations.js'
+import { reviveCall, snapshot, type SavedState } from './dialog/state.js'
 import { Counters } from './counters.js'
 import { RateLimiter } from './media/limits.js'
 import type { StatusDoc } from './cli/status.js'
@@ -41,6 +42,7 @@ export class Alg {
   private readonly limiter: RateLimiter
   private readonly quietUntil = new Map<string, number>()
   private readonly publicIp: string
+  private savedGeneration = -1
   /** Kernel flows of ended streams (far ip:port → public port) for the shell to forget. */
   private staleFlows: Array<{ remote: Endpoint, publicPort: number }> = []
   /** `sipalg trace` listener: one event per SIP message. Unset (the default) costs nothing. */
@@ -292,10 +294,41 @@ export class Alg {
     this.calls.tick()
     this.registrations.tick()
     for (const e of this.maps.sweep()) {
-      if (e.map === 'src_nat' && e.key.ip !== undefined) this.signalling.expired({ ip: e.key.ip, port: e.key.port })
+      if (e.map !== 'src_nat' || e.key.ip === undefined) continue
+      this.signalling.expired({ ip: e.key.ip, port: e.key.port })
+      // A dead call's media left by a previous sipalg: its port is free again once the kernel let go.
+      if (e.owners.has(ADOPTED) && e.owners.size === 1 && this.ports.contains(e.data.port)) this.ports.release(e.data.port)
     }
   }
+
+  /** The call and registration state for a restarted sipalg, or null when unchanged since the last one. */
+  stateIfChanged (): SavedState | null {
+    const generation = this.counters.get('queued') + this.counters.get('calls_ended') + this.registrations.size
+    if (generation === this.savedGeneration) return null
+    this.savedGeneration = generation
+    return snapshot(this.calls.values(), this.registrations.values(), this.now())
+  }
+
+  /**
+   * After a restart: takes over the calls and registrations a previous sipalg saved, if the kernel
+   * still has their mappings (adopted into the mirror beforehand). Elements nobody claims stay
+   * 'adopted' and expire by their kernel timeout.
+   */
+  restore (state: SavedState): { calls: number, registrations: number } {
+    let calls = 0
+    let registrations = 0
+    for (const saved of state.calls) {
+      const call = reviveCall(saved)
+      if (this.calls.restore(call)) { calls++; this.limiter.started(call.phone.ip) }
+    }
+    for (const reg of state.registrations) if (this.registrations.restore(reg)) registrations++
+    this.maps.disownShared(ADOPTED)
+    return { calls, registrations }
+  }
 }
+
+/** Owner of the kernel elements found at start, until a restored call or registration claims them. */
+export const ADOPTED = 'adopted'
 
 /** The expiry the registrar granted to our (rewritten) Contact, in seconds; null when none. */
 export function grantedExpiry (msg: SipMessage, publicIp: string, publicPort: number): number | null {

@@ -23,6 +23,8 @@ export interface Config {
   readyFile: string | null
   /** Unix socket `sipalg status` talks to; default /run/sipalg/<table>-<queue>.sock. */
   controlSocket: string | null
+  /** Call state for a restarted sipalg; default /run/sipalg/<table>-<queue>.state.json. */
+  stateFile: string | null
   /** Prometheus metrics on 127.0.0.1:<port>; 0 = off. */
   metricsPort: number
   table: string
@@ -51,6 +53,7 @@ export const defaults: Config = {
   logLevel: 'info',
   readyFile: null,
   controlSocket: null,
+  stateFile: null,
   metricsPort: 0,
   table: 'sipalg',
   rewriteFromTo: false,

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { pino } from 'pino'
-import { Alg } from '../src/alg.js'
+import { ADOPTED, Alg } from '../src/alg.js'
 import { buildConfig } from '../src/config.js'
 import { buildUdp, parseUdp } from '../src/netfilter/packet.js'
 import type { MapOp } from '../src/media/mappings.js'
@@ -376,4 +376,30 @@ t.test('the far end declines a stream (m=video 0 in its answer): that stream\'s 
   t.notOk(ops.some(o => o.includes('.20002 :')), 'no pinhole opened for the declined video')
   t.ok(ops.includes(`add peer_dnat ${B}.20000 : ${A}.4000`), 'audio limited to B')
   t.equal(alg.ports.inUse, 1, 'only the audio port stays taken')
+})
+
+t.test('restart: a new sipalg takes over a live call from the saved state, and its BYE removes the mappings', async t => {
+  const { alg: first } = makeAlg()
+  send(first, A, 5060, B, 5060, invite(A, 5060, 4000, 'rs1'))
+  send(first, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, 'rs1', sdp(B, 6000)))
+  first.maps.takePending()
+  const state = JSON.parse(JSON.stringify(first.stateIfChanged()))
+  t.equal(first.stateIfChanged(), null, 'nothing new to save')
+
+  // The second sipalg finds the kernel elements (adopted) and the saved state.
+  const { alg: second } = makeAlg()
+  for (const e of first.maps.all()) second.maps.adopt(e.map, e.key, e.data, 60_000, 60_000, ADOPTED)
+  second.ports.claim(20000)
+  second.signalling.adopt({ ip: A, port: 5060 }, 5060)
+  t.same(second.restore(state), { calls: 1, registrations: 0 })
+  second.maps.takePending()
+  const bye = send(second, A, 5060, B, 5060, request('BYE', 2, A, 5060, 'rs1'))
+  t.same(opsText(bye.ops.filter(o => o.op === 'delete')).sort(), [
+    `delete peer_dnat ${B}.20000`, `delete peer_dnat ${B}.20001`, `delete peer_dnat ${B}.5060`,
+    `delete src_nat ${A}.4000`, `delete src_nat ${A}.4001`
+  ].sort(), 'the BYE removes exactly the adopted call\'s elements')
+  t.equal(second.ports.inUse, 0)
+
+  const { alg: third } = makeAlg()
+  t.same(third.restore(state), { calls: 0, registrations: 0 }, 'a saved call the kernel no longer has is dropped')
 })

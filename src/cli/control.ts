@@ -9,6 +9,7 @@ import { dirname } from 'node:path'
 import { SipalgError } from '../errors.js'
 
 export const defaultSocketPath = (table: string, queue: number): string => `/run/sipalg/${table}-${queue}.sock`
+export const defaultStatePath = (table: string, queue: number): string => `/run/sipalg/${table}-${queue}.state.json`
 
 /** What a streaming handler gets: send documents, learn when the client has gone. */
 export interface StreamClient {

@@ -5,7 +5,8 @@
 import { writeFileSync, rmSync } from 'node:fs'
 import { networkInterfaces } from 'node:os'
 import type { Logger } from 'pino'
-import { Alg } from '../alg.js'
+import { ADOPTED, Alg } from '../alg.js'
+import { loadState, saveState } from '../dialog/state.js'
 import { buildConfig, loadConfigFile, type Config } from '../config.js'
 import { SipalgError } from '../errors.js'
 import { createLogger } from '../log.js'
@@ -15,14 +16,14 @@ import { PacketQueue, fixIpv4Udp } from '../netfilter/queue.js'
 import { NftMaps, addrPortKey, deleteConntrack, portKey, type NftOp } from '../netfilter/nftmaps.js'
 import { LatencyHistogram } from '../histogram.js'
 import { flagsToConfig, parseArgs } from './args.js'
-import { defaultSocketPath, serveControl } from './control.js'
+import { defaultSocketPath, defaultStatePath, serveControl } from './control.js'
 import { serveMetrics } from '../metrics.js'
 import type { TraceEvent } from '../trace/ladder.js'
 
 export const RUN_FLAGS = {
   booleans: ['firewall', 'fail-closed', 'pretty', 'rewrite-from-to', 'rewrite-ice', 'media-latching'],
   values: ['public', 'outside-if', 'inside-if', 'queue', 'media-ports', 'config', 'ready-file', 'log-level',
-    'sip-ports', 'malformed', 'inbound-sip-from', 'table', 'control-socket', 'metrics-port'],
+    'sip-ports', 'malformed', 'inbound-sip-from', 'table', 'control-socket', 'metrics-port', 'state-file'],
   repeatable: ['inside']
 }
 
@@ -70,7 +71,7 @@ function adopt (alg: Alg, nft: NftMaps, log: Logger): void {
     const pub = e.data?.readUInt16BE(0)
     if (pub === undefined) continue
     const remaining = e.expiresMs ?? 60_000
-    alg.maps.adopt('src_nat', { ip, port }, { port: pub }, remaining, remaining, 'adopted')
+    alg.maps.adopt('src_nat', { ip, port }, { port: pub }, remaining, remaining, ADOPTED)
     if (alg.ports.contains(pub)) alg.ports.claim(pub); else alg.signalling.adopt({ ip, port }, pub)
     n++
   }
@@ -82,7 +83,7 @@ function adopt (alg: Alg, nft: NftMaps, log: Logger): void {
       if (e.data === null) continue
       const data = { ip: `${e.data[0]}.${e.data[1]}.${e.data[2]}.${e.data[3]}`, port: e.data.readUInt16BE(4) }
       const remaining = e.expiresMs ?? 60_000
-      alg.maps.adopt(map, key, data, remaining, remaining, 'adopted')
+      alg.maps.adopt(map, key, data, remaining, remaining, ADOPTED)
       n++
     }
   }
@@ -99,6 +100,17 @@ export async function runDaemon (argv: string[]): Promise<number> {
   const kernel = kernelMaps(nft)
   const alg = new Alg(cfg, log, Date.now, b => { fixIpv4Udp(b) })
   adopt(alg, nft, log)
+  const statePath = cfg.stateFile ?? defaultStatePath(cfg.table, cfg.queue)
+  const saved = loadState(statePath)
+  if (saved !== null) {
+    const taken = alg.restore(saved)
+    log.info({ ...taken, savedSecondsAgo: Math.round((Date.now() - saved.savedAt) / 1000) }, 'took over the calls and registrations of the previous sipalg')
+  }
+  const persist = (): void => {
+    const state = alg.stateIfChanged()
+    if (state === null) return
+    try { saveState(statePath, state) } catch (e) { log.warn({ err: (e as Error).message, path: statePath }, 'could not save call state') }
+  }
   const latency = new LatencyHistogram()
 
   const queue = PacketQueue.open({ queue: cfg.queue, maxLen: cfg.queueMaxLen, rcvbufBytes: cfg.queueRcvbufBytes, failOpen: !cfg.failClosed })
@@ -153,7 +165,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
     scheduleCleanup()
   })
 
-  const timer = setInterval(() => { alg.tick(); commit(false); scheduleCleanup() }, 1000)
+  const timer = setInterval(() => { alg.tick(); commit(false); scheduleCleanup(); persist() }, 1000)
   const startedAt = Date.now()
   const socketPath = cfg.controlSocket ?? defaultSocketPath(cfg.table, cfg.queue)
   // `sipalg trace` clients: the ALG emits message events only while at least one is connected.
@@ -195,6 +207,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
     const stop = (sig: string): void => {
       clearInterval(timer)
       commit(false)
+      persist()
       // Kernel mappings stay: calls in progress keep their audio; the rules fail open.
       queue.close()
       nft.close()

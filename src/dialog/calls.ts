@@ -118,6 +118,21 @@ export class CallTable {
     return call
   }
 
+  /**
+   * Takes over a call a previous sipalg left (restart): its ports are claimed and its kernel
+   * elements, adopted from the table, become this call's again. False when the kernel no longer
+   * has its media (the call died meanwhile): then it is forgotten.
+   */
+  restore (call: Call): boolean {
+    const alive = [...call.streams.values()].every(s => this.maps.get('src_nat', { ip: s.priv.ip, port: s.priv.rtpPort })?.data.port === s.pub.rtpPort)
+    if (!alive || this.calls.has(call.key) || this.now() >= call.deadline) return false
+    for (const s of call.streams.values()) this.ports.claim(s.pub.rtpPort)
+    this.calls.set(call.key, call)
+    this.install(call)
+    for (const ip of call.signallingPeers) this.allowSignallingPeer(call, ip)
+    return true
+  }
+
   /** Public ports for one of the phone's streams; the same private endpoint keeps its ports. */
   grantMedia (call: Call, req: MediaRequest): MediaGrant | null {
     const existing = call.streams.get(streamKey(req.ip, req.rtpPort))

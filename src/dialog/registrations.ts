@@ -64,6 +64,14 @@ export class RegistrationTable {
     return reg
   }
 
+  /** Takes over a registration a previous sipalg saved, if it has not expired meanwhile. */
+  restore (reg: Registration): boolean {
+    if (this.now() >= reg.expiresAt + this.policy.graceMs || this.regs.has(reg.key)) return false
+    this.regs.set(reg.key, reg)
+    this.install(reg)
+    return true
+  }
+
   remove (key: string): void {
     const reg = this.regs.get(key)
     if (reg === undefined) return

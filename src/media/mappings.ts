@@ -104,6 +104,11 @@ export class MappingTable {
     })
   }
 
+  /** An owner stops relying on every element that has another owner (restart adoption done). */
+  disownShared (owner: string): void {
+    for (const e of this.entries.values()) if (e.owners.size > 1) e.owners.delete(owner)
+  }
+
   /** Drops mirror entries the kernel has expired by itself and returns them. */
   sweep (): Entry[] {
     const now = this.now()
