@@ -61,7 +61,7 @@ export class Alg {
     const t = cfg.timeouts
     this.signalling = new SignallingTable(this.maps, t.signalling * 1000, p => this.ports.contains(p))
     this.calls = new CallTable(this.maps, this.ports,
-      { ringMs: t.ring * 1000, callMs: t.call * 1000, elementMs: Math.min(t.element, t.call) * 1000 },
+      { ringMs: t.ring * 1000, callMs: t.call * 1000, elementMs: Math.min(t.element, t.call) * 1000, peerOnly: cfg.firewall },
       {
         onStart: call => { this.counters.inc('calls_started'); this.log.info({ callId: call.callId, phone: `${call.phone.ip}:${call.phone.port}`, direction: call.outgoing ? 'outbound' : 'inbound' }, 'call started') },
         onStreamDropped: (_call, s, far) => { this.forgetFlows(s, far) },

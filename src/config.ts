@@ -135,6 +135,9 @@ export function validate (c: Config): Config {
   try { parsePortRange(String(c.mediaPorts)) } catch (e) { throw bad('media_ports', (e as Error).message, 'media_ports: 20000-29999') }
   c.mediaPorts = String(c.mediaPorts)
   for (const k of ['firewall', 'failClosed', 'rewriteFromTo', 'rewriteIce', 'mediaLatching'] as const) c[k] = bool(k, c[k])
+  // Latching needs the first media source from conntrack before locking the pinhole to it; until
+  // sipalg reads that, it refuses the option rather than silently opening media to anyone.
+  if (c.mediaLatching) throw bad('media_latching', 'is not supported yet (media is accepted only from the SDP address)', 'media_latching: false')
   if (c.malformed !== 'pass' && c.malformed !== 'drop') throw bad('malformed', 'must be pass or drop', 'malformed: pass')
   if (c.inboundSipFrom !== 'registrar' && c.inboundSipFrom !== 'any') throw bad('inbound_sip_from', 'must be registrar or any', 'inbound_sip_from: registrar')
   c.trustedInsideProxies = asList(c.trustedInsideProxies).map(String)

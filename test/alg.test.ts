@@ -403,3 +403,14 @@ t.test('restart: a new sipalg takes over a live call from the saved state, and i
   const { alg: third } = makeAlg()
   t.same(third.restore(state), { calls: 0, registrations: 0 }, 'a saved call the kernel no longer has is dropped')
 })
+
+t.test('firewall mode: no pinhole from anyone, only from the far end once its SDP is known', async t => {
+  const { alg } = makeAlg({ firewall: true })
+  const inv = send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 'fw1'))
+  t.match(inv.out, 'm=audio 20000 ')
+  t.notOk(inv.ops.some(o => o.map === 'any_dnat'), 'nothing open while the far SDP is unknown')
+  t.ok(inv.ops.some(o => o.map === 'src_nat' && o.key.port === 4000), 'the phone\'s own media is mapped out')
+  const ok = send(alg, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, 'fw1', sdp(B, 6000)))
+  t.ok(ok.ops.some(o => o.op === 'add' && o.map === 'peer_dnat' && o.key.ip === B && o.key.port === 20000))
+  t.throws(() => buildConfig([{ public: PUB, media_latching: true }]), /media_latching/)
+})

@@ -7,13 +7,18 @@ import type { Endpoint, MediaGrant, MediaMapping, MediaRequest, SdpSummary } fro
 import type { MappingTable } from '../media/mappings.js'
 import type { MediaPortPool } from '../media/ports.js'
 
-export interface CallTimeouts {
+export interface CallPolicy {
   /** From INVITE to a final answer. */
   ringMs: number
   /** An established call with no SIP seen for this long is over (hold-aware: long by default). */
   callMs: number
   /** Lifetime of a kernel element between refreshes; elements outlive a dead sipalg by at most this. */
   elementMs: number
+  /**
+   * Firewall mode: inbound media only from the far end's SDP address, never "from anyone" while
+   * that address is not known yet (costs early media from a far end that sends before its SDP).
+   */
+  peerOnly?: boolean
 }
 
 export interface Stream {
@@ -80,7 +85,7 @@ export class CallTable {
   constructor (
     private readonly maps: MappingTable,
     private readonly ports: MediaPortPool,
-    private readonly timeouts: CallTimeouts,
+    private readonly policy: CallPolicy,
     private readonly events: CallEvents = {},
     private readonly now: () => number = Date.now
   ) {}
@@ -104,7 +109,7 @@ export class CallTable {
         outgoing: phoneSent,
         state: 'early',
         createdAt: now,
-        deadline: now + this.timeouts.ringMs,
+        deadline: now + this.policy.ringMs,
         cancelled: false,
         streams: new Map(),
         farMedia: new Map(),
@@ -182,7 +187,7 @@ export class CallTable {
     if (msg.isRequest) {
       if (msg.method === 'BYE') return this.end(call, phoneSent ? 'bye from phone' : 'bye from far end')
       if (msg.method === 'CANCEL') call.cancelled = true
-      if (call.state === 'confirmed') call.deadline = now + this.timeouts.callMs
+      if (call.state === 'confirmed') call.deadline = now + this.policy.callMs
     } else if (msg.cseq?.method === 'INVITE' && msg.statusCode !== undefined) {
       const code = msg.statusCode
       if (code >= 200 && code < 300) {
@@ -198,7 +203,7 @@ export class CallTable {
         }
         dirty ||= call.state === 'early'
         call.state = 'confirmed'
-        call.deadline = now + this.timeouts.callMs
+        call.deadline = now + this.policy.callMs
       } else if (code >= 300 && call.state === 'early') {
         return this.end(call, `final ${code}`)
       }
@@ -226,7 +231,7 @@ export class CallTable {
 
   /** (Re)installs every stream's kernel elements; refreshes timeouts of unchanged ones. */
   install (call: Call): void {
-    const t = this.timeouts.elementMs
+    const t = this.policy.elementMs
     for (const s of call.streams.values()) {
       const far = this.farAddresses(call, s.index)
       if (far.join() !== s.installedPeers.join()) this.removeDnat(call, s, far)
@@ -235,7 +240,7 @@ export class CallTable {
         this.maps.set('src_nat', { ip: s.priv.ip, port: s.priv.rtcpPort }, { port: s.pub.rtcpPort }, t, call.key)
       }
       for (const [pub, priv] of this.portPairs(s)) {
-        if (far.length === 0) this.maps.set('any_dnat', { port: pub }, { ip: s.priv.ip, port: priv }, t, call.key)
+        if (far.length === 0 && this.policy.peerOnly !== true) this.maps.set('any_dnat', { port: pub }, { ip: s.priv.ip, port: priv }, t, call.key)
         for (const ip of far) this.maps.set('peer_dnat', { ip, port: pub }, { ip: s.priv.ip, port: priv }, t, call.key)
       }
       s.installedPeers = far
@@ -268,7 +273,7 @@ export class CallTable {
   }
 
   private allowSignallingPeer (call: Call, ip: string): void {
-    this.maps.set('peer_dnat', { ip, port: call.phonePublicPort }, call.phone, this.timeouts.elementMs, call.key)
+    this.maps.set('peer_dnat', { ip, port: call.phonePublicPort }, call.phone, this.policy.elementMs, call.key)
   }
 
   private farStreams (call: Call, index: number): FarStream[] {

@@ -1,6 +1,7 @@
 // A gateway that forwards nothing new on its own (FORWARD policy DROP, only established/related
-// accepted, not even LAN → WAN): calls still have audio because sipalg accepts exactly the flows
-// it negotiated, only from the far end's SDP address, and only while the call lives.
+// accepted, not even LAN → WAN) with sipalg in firewall mode: calls still have audio because
+// sipalg accepts exactly the flows it negotiated, only from the far end's SDP address, only from
+// the phone's negotiated port, and only while the call lives.
 
 import t from 'tap'
 import { Lab } from '../lab/lab.js'
@@ -13,7 +14,7 @@ t.test('strict firewall gateway', async t => {
   const lab = await Lab.up({ forwardPolicy: 'drop' })
   t.teardown(async () => { await lab.down() })
   await lab.sh('gw', 'iptables', ['-D', 'FORWARD', '-i', 'lan0', '-o', 'wan0', '-j', 'ACCEPT'])
-  const alg = await startSipalg(lab)
+  const alg = await startSipalg(lab, { args: ['--firewall'] })
   t.teardown(async () => { await alg.stop() })
 
   const call = runCall(lab, { durationMs: 2500 })
@@ -43,5 +44,12 @@ t.test('strict firewall gateway', async t => {
   await lab.sendUdp('b', '203.0.113.1', publicRtp, 20, 'y'.repeat(172), Number(bSource?.split('.').pop() ?? 26000))
   await sleep(300)
   t.same(await cap.stop(), [], 'after BYE the far end\'s media reaches nobody')
+
+  // Outbound, only the phone's negotiated ip:port gets out: another port of A reaches nobody.
+  const capB = captureUdp(lab, 'b', 26000, 26999)
+  await capB.ready
+  await lab.sendUdp('a', '203.0.113.9', 26000, 20, 'z'.repeat(172), 16999)
+  await sleep(300)
+  t.same(await capB.stop(), [], 'media from a port nobody negotiated does not leave')
   t.same(await alg.elements('peer_dnat'), [])
 })
