@@ -43,6 +43,7 @@ export class Alg {
   private readonly quietUntil = new Map<string, number>()
   private readonly publicIp: string
   private savedGeneration = -1
+  private mappingsFirst = false
   /** Kernel flows of ended streams (far ip:port → public port) for the shell to forget. */
   private staleFlows: Array<{ remote: Endpoint, publicPort: number }> = []
   /** `sipalg trace` listener: one event per SIP message. Unset (the default) costs nothing. */
@@ -111,6 +112,7 @@ export class Alg {
   private handleSip (pkt: Buffer, udp: UdpPacket, direction: Direction, phone: Endpoint, msg: SipMessage): Verdict {
     const mapsBefore = this.onMessage === undefined ? undefined : new Map([...this.maps.all()].map(e => [entryId(e.map, e.key), e]))
     const outbound = direction === 'outbound'
+    const addsBefore = this.maps.addsQueued
     const remoteIp = outbound ? udp.dst : udp.src
     const publicPort = outbound ? this.signalling.map(phone) : this.signalling.lookupPrivate(phone)
     if (outbound && publicPort === null) {
@@ -137,6 +139,9 @@ export class Alg {
     const result = rewriteMessage(msg, direction, ctx)
     if (call !== undefined) this.calls.update(call, msg, outbound, remoteIp, result.media, outbound ? undefined : this.usableFarSdp(result.sdp))
     this.trackRegistration(msg, outbound, phone, publicPort, remoteIp)
+    // What the phone's message advertises must be in the kernel before it leaves; changes caused by
+    // inbound messages (narrowing to the far end, registration and peer DNAT) can follow it.
+    if (outbound && this.maps.addsQueued !== addsBefore) this.mappingsFirst = true
     this.logMessage(msg, direction, result)
     if (mapsBefore !== undefined) {
       // A trace listener never costs a call its rewrite.
@@ -251,6 +256,13 @@ export class Alg {
       this.staleFlows.push({ remote: { ip: f.ip, port: f.rtpPort }, publicPort: s.pub.rtpPort })
       if (f.rtcpPort !== null && s.pub.rtcpPort !== null) this.staleFlows.push({ remote: { ip: f.ip, port: f.rtcpPort }, publicPort: s.pub.rtcpPort })
     }
+  }
+
+  /** Whether a packet processed since the last call needs its map changes in the kernel before its verdict. */
+  takeMappingsFirst (): boolean {
+    const v = this.mappingsFirst
+    this.mappingsFirst = false
+    return v
   }
 
   hasStaleFlows (): boolean { return this.staleFlows.length > 0 }

@@ -114,14 +114,15 @@ export async function runDaemon (argv: string[]): Promise<number> {
   const latency = new LatencyHistogram()
 
   const queue = PacketQueue.open({ queue: cfg.queue, maxLen: cfg.queueMaxLen, rcvbufBytes: cfg.queueRcvbufBytes, failOpen: !cfg.failClosed })
-  // Map changes go to the kernel before the verdicts only when they add something the released
-  // packets may rely on; pure removals (BYE, CANCEL, errors) wait until the verdicts are out, so a
-  // call's end never costs its packets an nft transaction. Deferred ops ride along with the next
-  // batch, in order, so a later add never overtakes an earlier delete of the same key.
+  // Map changes go to the kernel before the verdicts only when a phone's outgoing message relies
+  // on them (the ports it advertises); everything else — removals at BYE/CANCEL/errors, narrowing
+  // to the far end, registration DNAT — follows right after the verdicts are sent, coalesced, so
+  // most packets never wait for an nft transaction. Deferred ops ride along with the next batch,
+  // in order, so a later add never overtakes an earlier delete of the same key.
   let deferred: MapOp[] = []
   const commit = (beforeVerdict: boolean): void => {
     const ops = alg.maps.takePending()
-    if (beforeVerdict && !ops.some(o => o.op === 'add')) {
+    if (beforeVerdict && !alg.takeMappingsFirst()) {
       if (ops.length > 0) deferred = deferred.concat(ops)
       return
     }

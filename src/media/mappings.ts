@@ -44,6 +44,8 @@ const sameData = (a: ElemData, b: ElemData): boolean => a.ip === b.ip && a.port 
 export class MappingTable {
   private readonly entries = new Map<string, Entry>()
   private pending: MapOp[] = []
+  /** Adds queued so far (monotonic): lets a caller see whether one packet added anything. */
+  addsQueued = 0
 
   constructor (private readonly now: () => number = Date.now) {}
 
@@ -81,6 +83,7 @@ export class MappingTable {
     }
     owners.add(owner)
     this.pending.push({ op: 'add', map, key, data, timeoutMs })
+    this.addsQueued++
     this.entries.set(id, { map, key, data, timeoutMs, expiresAt: now + timeoutMs, refreshedAt: now, owners })
   }
 
