@@ -20,7 +20,7 @@ import { reviveCall, snapshot, type SavedState } from './dialog/state.js'
 import { Counters } from './counters.js'
 import { RateLimiter } from './media/limits.js'
 import type { StatusDoc } from './cli/status.js'
-import type { TraceEvent } from './trace/ladder.js'
+import { traceEvent, type TraceEvent } from './trace/ladder.js'
 
 export type Verdict =
   | { action: 'accept', payload?: Buffer }
@@ -232,22 +232,7 @@ export class Alg {
       before.delete(id)
       if (old === undefined || old.data.ip !== e.data.ip || old.data.port !== e.data.port) added.push(mapping(e))
     }
-    this.onMessage?.({
-      at: this.now(),
-      callId: msg.callId,
-      direction,
-      phone: `${phone.ip}:${phone.port}`,
-      far,
-      method: msg.isRequest ? msg.method : undefined,
-      status: msg.isRequest ? undefined : msg.statusCode,
-      reason: msg.isRequest ? undefined : msg.reasonPhrase,
-      cseqMethod: msg.cseq?.method,
-      changes: r.changes,
-      leftAlone: r.leftAlone,
-      detail: r.detail,
-      added,
-      removed: [...before.values()].map(mapping)
-    })
+    this.onMessage?.(traceEvent(this.now(), msg, direction, `${phone.ip}:${phone.port}`, far, r, added, [...before.values()].map(mapping)))
   }
 
   /** Kernel flows between far media endpoints and a stream's public ports, for the shell to delete. */

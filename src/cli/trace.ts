@@ -16,7 +16,7 @@ import type { Direction, MediaGrant, MediaRequest } from '../rewrite/types.js'
 import { classifyDatagram, parseSip } from '../sip/message.js'
 import { isIPv4 } from '../sip/text.js'
 import { parseUdp } from '../netfilter/packet.js'
-import { Ladder, renderLadder, type TraceEvent, type TraceMapping } from '../trace/ladder.js'
+import { Ladder, renderLadder, traceEvent, type TraceEvent, type TraceMapping } from '../trace/ladder.js'
 import { PcapError, readPcap, type PcapPacket } from '../trace/pcap.js'
 
 export interface TraceIo {
@@ -117,22 +117,7 @@ export function traceCapture (packets: PcapPacket[], opts: CaptureOptions): Capt
       removed = callMedia.get(call) ?? []
       callMedia.delete(call)
     }
-    out.events.push({
-      at: p.at,
-      callId: msg.callId,
-      direction,
-      phone: `${phone.ip}:${phone.port}`,
-      far,
-      method: msg.isRequest ? msg.method : undefined,
-      status: msg.isRequest ? undefined : msg.statusCode,
-      reason: msg.isRequest ? undefined : msg.reasonPhrase,
-      cseqMethod: msg.cseq?.method,
-      changes: r.changes,
-      leftAlone: r.leftAlone,
-      detail: r.detail,
-      added,
-      removed
-    })
+    out.events.push(traceEvent(p.at, msg, direction, `${phone.ip}:${phone.port}`, far, r, added, removed))
   }
   return out
 }

@@ -129,7 +129,8 @@ export class CallTable {
    * has its media (the call died meanwhile): then it is forgotten.
    */
   restore (call: Call): boolean {
-    const alive = [...call.streams.values()].every(s => this.maps.get('src_nat', { ip: s.priv.ip, port: s.priv.rtpPort })?.data.port === s.pub.rtpPort)
+    const alive = call.streams.size > 0 &&
+      [...call.streams.values()].every(s => this.maps.get('src_nat', { ip: s.priv.ip, port: s.priv.rtpPort })?.data.port === s.pub.rtpPort)
     if (!alive || this.calls.has(call.key) || this.now() >= call.deadline) return false
     for (const s of call.streams.values()) this.ports.claim(s.pub.rtpPort)
     this.calls.set(call.key, call)

@@ -67,6 +67,10 @@ export class RegistrationTable {
   /** Takes over a registration a previous sipalg saved, if it has not expired meanwhile. */
   restore (reg: Registration): boolean {
     if (this.now() >= reg.expiresAt + this.policy.graceMs || this.regs.has(reg.key)) return false
+    // Only what the kernel still holds: a state file from another network namespace or a
+    // rebooted gateway names registrations nobody maps any more.
+    const dnat = this.maps.get('peer_dnat', { ip: reg.registrar, port: reg.publicPort })
+    if (dnat?.data.ip !== reg.phone.ip || dnat.data.port !== reg.phone.port) return false
     this.regs.set(reg.key, reg)
     this.install(reg)
     return true

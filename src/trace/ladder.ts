@@ -34,6 +34,36 @@ export interface TraceEvent {
   removed: TraceMapping[]
 }
 
+/** The fields of a SIP message a trace event carries (live from the daemon, or from a capture). */
+export interface TracedMessage {
+  callId?: string
+  isRequest: boolean
+  method: string
+  statusCode: number
+  reasonPhrase: string
+  cseq?: { method: string }
+}
+
+export function traceEvent (at: number, msg: TracedMessage, direction: 'outbound' | 'inbound', phone: string, far: string,
+  r: { changes: Change[], leftAlone?: string, detail?: string }, added: TraceMapping[], removed: TraceMapping[]): TraceEvent {
+  return {
+    at,
+    callId: msg.callId,
+    direction,
+    phone,
+    far,
+    method: msg.isRequest ? msg.method : undefined,
+    status: msg.isRequest ? undefined : msg.statusCode,
+    reason: msg.isRequest ? undefined : msg.reasonPhrase,
+    cseqMethod: msg.cseq?.method,
+    changes: r.changes,
+    leftAlone: r.leftAlone,
+    detail: r.detail,
+    added,
+    removed
+  }
+}
+
 export interface LadderOptions {
   /** The gateway's public address (column title and public side of mappings). */
   publicIp?: string

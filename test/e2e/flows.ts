@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { isAbsolute, join } from 'node:path'
 import type { ChildProcess } from 'node:child_process'
 import { addrOf, type Lab, type Role } from '../lab/lab.js'
-import { MEDIA_BASE, SIPP_DIR, parseSippMessages, privateAddresses, startLine, waitUdpListening } from '../lab/sip.js'
+import { MEDIA_BASE, SIPP_DIR, parseSippMessages, privateAddresses, startLine, tcpdumpIn, waitUdpListening } from '../lab/sip.js'
 
 export type Phone = Exclude<Role, 'gw'>
 
@@ -92,31 +92,15 @@ export function timedReceived (log: string): Array<{ t: number, text: string }> 
 
 function capture (lab: Lab, role: Phone, lo: number, hi: number): { ready: Promise<void>, stop: () => Promise<Packet[]> } {
   const ip = addrOf(role)
-  const p: ChildProcess = lab.spawn(role, 'tcpdump', ['-i', 'eth0', '-nn', '-l', '-q', '-tt', '-Q', 'in',
-    `udp and dst net ${ip.split('.').slice(0, 3).join('.')}.0/24 and dst portrange ${lo}-${hi}`])
-  let out = ''
-  let err = ''
-  p.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d })
-  const ready = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`tcpdump in ${lab.ns(role)} not listening: ${err}`)), 10_000)
-    p.stderr?.setEncoding('utf8').on('data', (d: string) => {
-      err += d
-      if (err.includes('listening on')) { clearTimeout(timer); resolve() }
-    })
-    p.on('exit', () => { clearTimeout(timer); reject(new Error(`tcpdump in ${lab.ns(role)} exited: ${err}`)) })
-  })
-  ready.catch(() => {})
+  const dump = tcpdumpIn(lab, role, `udp and dst net ${ip.split('.').slice(0, 3).join('.')}.0/24 and dst portrange ${lo}-${hi}`, ['-tt'])
   return {
-    ready,
-    stop: async () => {
-      await lab.stop(p, 'SIGINT', 3000)
-      return out.split('\n').flatMap(l => {
-        const m = /^(\d+\.\d+)\s+IP (\S+) > (\S+?):/.exec(l)
-        if (m === null) return []
-        const dst = m[3] ?? ''
-        return [{ t: Number(m[1]), src: m[2] ?? '', dst, dport: Number(dst.slice(dst.lastIndexOf('.') + 1)) }]
-      })
-    }
+    ready: dump.ready,
+    stop: async () => (await dump.stop()).flatMap(l => {
+      const m = /^(\d+\.\d+)\s+IP (\S+) > (\S+?):/.exec(l)
+      if (m === null) return []
+      const dst = m[3] ?? ''
+      return [{ t: Number(m[1]), src: m[2] ?? '', dst, dport: Number(dst.slice(dst.lastIndexOf('.') + 1)) }]
+    })
   }
 }
 

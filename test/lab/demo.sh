@@ -145,7 +145,7 @@ SIPALG="node dist/src/cli/main.js"
 ready="$WORK/sipalg.ready" sock="$WORK/sipalg.sock"
 ip netns exec "$GW" $SIPALG rules install --queue 0 >/dev/null
 ip netns exec "$GW" $SIPALG run --public 203.0.113.1 --inside 10.0.1.0/24 --outside-if wan0 --inside-if lan0 \
-  --ready-file "$ready" --control-socket "$sock" --log-level debug >"$WORK/sipalg.log" 2>&1 &
+  --ready-file "$ready" --control-socket "$sock" --state-file "$WORK/state.json" --log-level debug >"$WORK/sipalg.log" 2>&1 &
 SIPALG_PID=$!; PIDS+=("$SIPALG_PID")
 for i in $(seq 1 100); do [ -e "$ready" ] && break; sleep 0.1; done
 [ -e "$ready" ] || { echo "sipalg did not start:"; cat "$WORK/sipalg.log"; exit 1; }

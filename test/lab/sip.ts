@@ -127,11 +127,9 @@ export interface Capture {
   stop: () => Promise<string[]>
 }
 
-/** Counts inbound UDP packets to `role`'s own address with destination port in [lo, hi] on its eth0. */
-export function captureUdp (lab: Lab, role: Exclude<Role, 'gw'>, lo: number, hi: number): Capture {
-  const ip = addrOf(role)
-  const p: ChildProcess = lab.spawn(role, 'tcpdump', ['-i', 'eth0', '-nn', '-l', '-q', '-Q', 'in',
-    `udp and dst host ${ip} and dst portrange ${lo}-${hi}`])
+/** tcpdump on `role`'s eth0, inbound only, with a filter: its output lines once stopped. */
+export function tcpdumpIn (lab: Lab, role: Exclude<Role, 'gw'>, filter: string, extraArgs: string[] = []): { ready: Promise<void>, stop: () => Promise<string[]> } {
+  const p: ChildProcess = lab.spawn(role, 'tcpdump', ['-i', 'eth0', '-nn', '-l', '-q', ...extraArgs, '-Q', 'in', filter])
   let out = ''
   let err = ''
   p.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d })
@@ -148,11 +146,20 @@ export function captureUdp (lab: Lab, role: Exclude<Role, 'gw'>, lo: number, hi:
     ready,
     stop: async () => {
       await lab.stop(p, 'SIGINT', 3000)
-      return out.split('\n').flatMap(l => {
-        const m = /\sIP (\S+) > (\S+?):/.exec(l)
-        return m === null ? [] : [`${m[1]} > ${m[2]}`]
-      })
-    },
+      return out.split('\n')
+    }
+  }
+}
+
+/** Counts inbound UDP packets to `role`'s own address with destination port in [lo, hi] on its eth0. */
+export function captureUdp (lab: Lab, role: Exclude<Role, 'gw'>, lo: number, hi: number): Capture {
+  const dump = tcpdumpIn(lab, role, `udp and dst host ${addrOf(role)} and dst portrange ${lo}-${hi}`)
+  return {
+    ready: dump.ready,
+    stop: async () => (await dump.stop()).flatMap(l => {
+      const m = /\sIP (\S+) > (\S+?):/.exec(l)
+      return m === null ? [] : [`${m[1]} > ${m[2]}`]
+    })
   }
 }
 

@@ -52,6 +52,8 @@ export async function startSipalg (lab: Lab, opts: SipalgOptions = {}): Promise<
   const logFile = join(dir, 'sipalg.log')
   const args = [CLI, 'run', '--public', '203.0.113.1', '--inside', '10.0.1.0/24', '--outside-if', 'wan0',
     '--inside-if', 'lan0', '--ready-file', ready, '--control-socket', socket, ...(opts.args ?? [])]
+  // Each test's daemon keeps its own call state (the default path is shared by every namespace).
+  if (!args.includes('--state-file')) args.push('--state-file', join(dir, 'state.json'))
   if (opts.config !== undefined) {
     writeFileSync(join(dir, 'sipalg.yaml'), opts.config)
     args.push('--config', join(dir, 'sipalg.yaml'))
