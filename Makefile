@@ -7,7 +7,7 @@ APT_PACKAGES := iptables nftables conntrack iproute2 libnetfilter-queue-dev libn
 NATIVE := native/build/Release/sipalg_native.node
 SIPALG := node dist/src/cli/main.js
 
-.PHONY: deps sysdeps build native ts test demo bench install-rules uninstall-rules clean
+.PHONY: deps sysdeps build native ts test demo bench soak install-rules uninstall-rules clean
 
 # System packages: installed only when one is missing (needs root and Debian's apt).
 sysdeps:
@@ -41,6 +41,10 @@ demo: build
 
 bench: build
 	@bash bench/run.sh
+
+# 1,000 short calls with random outcomes through the lab (CI runs a 200-call variant in make test).
+soak: build
+	@bash test/e2e/soak-run.sh
 
 install-rules: build
 	$(SIPALG) rules install $(if $(QUEUE),--queue $(QUEUE)) $(if $(SIP_PORTS),--sip-ports $(SIP_PORTS))

@@ -275,7 +275,12 @@ static napi_value js_nft_apply(napi_env env, napi_callback_info info) {
     nftnl_set_set_str(s, NFTNL_SET_NAME, ops[i].map);
     nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, ops[i].key, (uint32_t)ops[i].klen);
     if (ops[i].add && ops[i].data) nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, ops[i].data, (uint32_t)ops[i].dlen);
-    if (ops[i].add && ops[i].has_timeout) nftnl_set_elem_set_u64(e, NFTNL_SET_ELEM_TIMEOUT, ops[i].timeout_ms);
+    if (ops[i].add && ops[i].has_timeout) {
+      nftnl_set_elem_set_u64(e, NFTNL_SET_ELEM_TIMEOUT, ops[i].timeout_ms);
+      /* An explicit expiration: a kernel that updates existing elements (>= 6.10) restarts the
+       * countdown; the caller also replaces elements it refreshes, for kernels that do not. */
+      nftnl_set_elem_set_u64(e, NFTNL_SET_ELEM_EXPIRATION, ops[i].timeout_ms);
+    }
     nftnl_set_elem_add(s, e);
     nlh = nftnl_nlmsg_build_hdr(h->sbuf + off, ops[i].add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM, NFPROTO_IPV4,
                                 NLM_F_ACK | (ops[i].add ? NLM_F_CREATE : 0), ++h->seq);

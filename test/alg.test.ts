@@ -394,7 +394,9 @@ t.test('restart: a new sipalg takes over a live call from the saved state, and i
   t.same(second.restore(state), { calls: 1, registrations: 0 })
   second.maps.takePending()
   const bye = send(second, A, 5060, B, 5060, request('BYE', 2, A, 5060, 'rs1'))
-  t.same(opsText(bye.ops.filter(o => o.op === 'delete')).sort(), [
+  const readded = new Set(opsText(bye.ops.filter(o => o.op === 'add')).map(o => o.replace(/^add (\S+ \S+).*/, '$1')))
+  const removed = bye.ops.filter(o => o.op === 'delete' && !readded.has(opsText([o])[0].replace(/^delete /, '')))
+  t.same(opsText(removed).sort(), [
     `delete peer_dnat ${B}.20000`, `delete peer_dnat ${B}.20001`, `delete peer_dnat ${B}.5060`,
     `delete src_nat ${A}.4000`, `delete src_nat ${A}.4001`
   ].sort(), 'the BYE removes exactly the adopted call\'s elements')

@@ -64,7 +64,8 @@ export class MappingTable {
 
   /**
    * Installs or refreshes an element for an owner. Data that changes replaces the element
-   * (and its owners). A refresh of unchanged data is skipped while the element is young.
+   * (and its owners). A refresh of unchanged data is skipped while the element is young; one
+   * that is sent replaces the element (delete + add, atomic in one batch).
    */
   set (map: MapName, key: ElemKey, data: ElemData, timeoutMs: number, owner: string): void {
     const id = entryId(map, key)
@@ -77,6 +78,9 @@ export class MappingTable {
         if (now - old.refreshedAt < old.timeoutMs / 4 && now + timeoutMs <= old.expiresAt + old.timeoutMs / 4) return
         owners = old.owners
         timeoutMs = Math.max(timeoutMs, old.expiresAt - now)
+        // Re-adding an existing element does not restart its kernel timeout (seen on 6.18; older
+        // kernels ignore a new expiration too): delete and add it in the same batch instead.
+        this.pending.push({ op: 'delete', map, key })
       } else if (old.expiresAt - now > EXPIRY_MARGIN_MS) {
         this.pending.push({ op: 'delete', map, key })
       }
