@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 APT_PACKAGES := iptables nftables conntrack iproute2 libnetfilter-queue-dev libnftnl-dev libmnl-dev \
-                sip-tester tcpdump tshark sipvicious sipsak
+                sip-tester tcpdump sipvicious
 NATIVE := native/build/Release/sipalg_native.node
 SIPALG := node dist/src/cli/main.js
 
