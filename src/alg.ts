@@ -14,8 +14,8 @@ import { ipv4ToNumber } from './rewrite/cidr.js'
 import { MappingTable, entryId, type Entry } from './media/mappings.js'
 import { MediaPortPool, parsePortRange } from './media/ports.js'
 import { SignallingTable } from './media/signalling.js'
-import { CallTable, type Call, type FarStream, type Stream } from './dialog/calls.js'
-import { RegistrationTable } from './dialog/registrations.js'
+import { CallTable, type Call, type CallPolicy, type FarStream, type Stream } from './dialog/calls.js'
+import { RegistrationTable, type RegistrationPolicy } from './dialog/registrations.js'
 import { reviveCall, snapshot, type SavedState } from './dialog/state.js'
 import { Counters } from './counters.js'
 import { RateLimiter } from './media/limits.js'
@@ -59,19 +59,48 @@ export class Alg {
     this.maps = new MappingTable(now)
     const range = parsePortRange(cfg.mediaPorts)
     this.ports = new MediaPortPool(range.lo, range.hi)
-    const t = cfg.timeouts
-    this.signalling = new SignallingTable(this.maps, t.signalling * 1000, p => this.ports.contains(p))
-    this.calls = new CallTable(this.maps, this.ports,
-      { ringMs: t.ring * 1000, callMs: t.call * 1000, elementMs: Math.min(t.element, t.call) * 1000, peerOnly: cfg.firewall },
+    this.applyPolicies(cfg)
+    this.signalling = new SignallingTable(this.maps, cfg.timeouts.signalling * 1000, p => this.ports.contains(p))
+    this.calls = new CallTable(this.maps, this.ports, this.callPolicy,
       {
         onStart: call => { this.counters.inc('calls_started'); this.log.info({ callId: call.callId, phone: `${call.phone.ip}:${call.phone.port}`, direction: call.outgoing ? 'outbound' : 'inbound' }, 'call started') },
         onStreamDropped: (_call, s, far) => { this.forgetFlows(s, far) },
         onForkDropped: (_call, s, far) => { this.forgetFlows(s, far) },
         onEnd: (call, reason) => { this.counters.inc('calls_ended'); this.limiter.ended(call.phone.ip); this.log.info({ callId: call.callId, reason, seconds: Math.round((this.now() - call.createdAt) / 1000) }, 'call ended') }
       }, now)
-    this.registrations = new RegistrationTable(this.maps,
-      { graceMs: t.registrationGrace * 1000, inboundFromAny: cfg.inboundSipFrom === 'any' }, now)
+    this.registrations = new RegistrationTable(this.maps, this.registrationPolicy, now)
     this.limiter = new RateLimiter(cfg.limits, now)
+  }
+
+  // Policies are shared objects: a reload changes them in place for every call and registration.
+  private readonly callPolicy: CallPolicy = { ringMs: 0, callMs: 0, elementMs: 0 }
+  private readonly registrationPolicy: RegistrationPolicy = { graceMs: 0, inboundFromAny: false }
+
+  private applyPolicies (cfg: Config): void {
+    const t = cfg.timeouts
+    Object.assign(this.callPolicy, { ringMs: t.ring * 1000, callMs: t.call * 1000, elementMs: Math.min(t.element, t.call) * 1000, peerOnly: cfg.firewall })
+    Object.assign(this.registrationPolicy, { graceMs: t.registrationGrace * 1000, inboundFromAny: cfg.inboundSipFrom === 'any' })
+  }
+
+  /**
+   * A reloaded config (SIGHUP): timeouts, limits, rewrite and firewall options take effect at once,
+   * for live calls too, and nothing is dropped. Returns the changed keys that need a restart.
+   */
+  reconfigure (next: Config): string[] {
+    const needRestart: string[] = (['public', 'inside', 'outsideIf', 'queue', 'sipPorts', 'mediaPorts', 'table', 'failClosed',
+      'controlSocket', 'stateFile', 'metricsPort', 'queueMaxLen', 'queueRcvbufBytes'] as const)
+      .filter(k => JSON.stringify(next[k]) !== JSON.stringify(this.cfg[k]))
+    if (next.timeouts.signalling !== this.cfg.timeouts.signalling) needRestart.push('timeouts.signalling')
+    Object.assign(this.cfg.limits, next.limits)
+    Object.assign(this.cfg.timeouts, next.timeouts, { signalling: this.cfg.timeouts.signalling })
+    for (const k of ['rewriteFromTo', 'rewriteIce', 'firewall', 'malformed', 'inboundSipFrom', 'logLevel'] as const) {
+      (this.cfg as unknown as Record<string, unknown>)[k] = next[k]
+    }
+    this.trusted.clear()
+    for (const ip of next.trustedInsideProxies) this.trusted.add(ip)
+    this.applyPolicies(this.cfg)
+    this.log.level = next.logLevel
+    return needRestart
   }
 
   process (pkt: Buffer): Verdict {

@@ -416,3 +416,17 @@ t.test('firewall mode: no pinhole from anyone, only from the far end once its SD
   t.ok(ok.ops.some(o => o.op === 'add' && o.map === 'peer_dnat' && o.key.ip === B && o.key.port === 20000))
   t.throws(() => buildConfig([{ public: PUB, media_latching: true }]), /media_latching/)
 })
+
+t.test('reload: limits and timeouts change live, for calls in progress too; restart-only keys are named', async t => {
+  const { alg, clock } = makeAlg({ timeouts: { call: 600 }, limits: { calls_per_host: 1 } })
+  send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 'h1'))
+  send(alg, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, 'h1', sdp(B, 6000)))
+  t.notMatch(send(alg, A, 5060, B, 5060, invite(A, 5060, 4010, 'h2')).out, 'm=audio 2', 'second call refused at first')
+  const needRestart = alg.reconfigure(buildConfig([{ public: '203.0.113.2', inside: ['10.0.1.0/24'], timeouts: { call: 60 }, limits: { calls_per_host: 5 } }]))
+  t.same(needRestart, ['public'], 'a new public address needs a restart')
+  t.match(send(alg, A, 5060, B, 5060, invite(A, 5060, 4020, 'h3')).out, 'm=audio 2', 'the raised limit applies at once')
+  send(alg, A, 5060, B, 5060, request('ACK', 1, A, 5060, 'h1'))
+  clock.now += 61_000
+  alg.tick()
+  t.notOk(alg.calls.get(`h1|${A}:5060`), 'the shorter call timeout applies to the call in progress')
+})

@@ -219,6 +219,16 @@ export async function runDaemon (argv: string[]): Promise<number> {
       log.info({ signal: sig, counters: alg.counters.snapshot(), queue: queue.stats(), latencyUs: latency.summary() }, 'sipalg stopped; kernel mappings left to expire')
       resolve(0)
     }
+    // SIGHUP: re-read the config; what can change live does, for calls in progress too.
+    process.on('SIGHUP', () => {
+      try {
+        const next = runConfig(argv).cfg
+        const needRestart = alg.reconfigure(next)
+        log.info({ needRestart }, needRestart.length === 0 ? 'config reloaded' : 'config reloaded; some changes need a restart')
+      } catch (e) {
+        log.error({ err: e instanceof SipalgError ? e.toString() : String(e) }, 'config reload failed; keeping the running config')
+      }
+    })
     process.once('SIGTERM', () => stop('SIGTERM'))
     process.once('SIGINT', () => stop('SIGINT'))
   })
