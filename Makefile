@@ -7,7 +7,7 @@ APT_PACKAGES := iptables nftables conntrack iproute2 libnetfilter-queue-dev libn
 NATIVE := native/build/Release/sipalg_native.node
 SIPALG := node dist/src/cli/main.js
 
-.PHONY: deps sysdeps build native ts test demo bench soak install-rules uninstall-rules clean
+.PHONY: deps sysdeps build native ts test demo bench soak install install-rules uninstall-rules clean
 
 # System packages: installed only when one is missing (needs root and Debian's apt).
 sysdeps:
@@ -46,10 +46,26 @@ bench: build
 soak: build
 	@bash test/e2e/soak-run.sh
 
+# A real gateway: the config in /etc/sipalg and a systemd unit running sipalg from this checkout.
+install: build
+	install -d /etc/sipalg
+	[ -e /etc/sipalg/sipalg.yaml ] || install -m 0644 sipalg.example.yaml /etc/sipalg/sipalg.yaml
+	sed 's#/opt/sipalg#$(CURDIR)#g' systemd/sipalg.service > /etc/systemd/system/sipalg.service
+	if command -v systemctl >/dev/null; then systemctl daemon-reload; fi
+	@echo "installed: edit /etc/sipalg/sipalg.yaml, then: systemctl enable --now sipalg"
+
 install-rules: build
 	$(SIPALG) rules install $(if $(QUEUE),--queue $(QUEUE)) $(if $(SIP_PORTS),--sip-ports $(SIP_PORTS))
 
-uninstall-rules: build
+un# A real gateway: the config in /etc/sipalg and a systemd unit running sipalg from this checkout.
+install: build
+	install -d /etc/sipalg
+	[ -e /etc/sipalg/sipalg.yaml ] || install -m 0644 sipalg.example.yaml /etc/sipalg/sipalg.yaml
+	sed 's#/opt/sipalg#$(CURDIR)#g' systemd/sipalg.service > /etc/systemd/system/sipalg.service
+	if command -v systemctl >/dev/null; then systemctl daemon-reload; fi
+	@echo "installed: edit /etc/sipalg/sipalg.yaml, then: systemctl enable --now sipalg"
+
+install-rules: build
 	$(SIPALG) rules uninstall $(if $(QUEUE),--queue $(QUEUE))
 
 clean:
