@@ -57,15 +57,7 @@ install: build
 install-rules: build
 	$(SIPALG) rules install $(if $(QUEUE),--queue $(QUEUE)) $(if $(SIP_PORTS),--sip-ports $(SIP_PORTS))
 
-un# A real gateway: the config in /etc/sipalg and a systemd unit running sipalg from this checkout.
-install: build
-	install -d /etc/sipalg
-	[ -e /etc/sipalg/sipalg.yaml ] || install -m 0644 sipalg.example.yaml /etc/sipalg/sipalg.yaml
-	sed 's#/opt/sipalg#$(CURDIR)#g' systemd/sipalg.service > /etc/systemd/system/sipalg.service
-	if command -v systemctl >/dev/null; then systemctl daemon-reload; fi
-	@echo "installed: edit /etc/sipalg/sipalg.yaml, then: systemctl enable --now sipalg"
-
-install-rules: build
+uninstall-rules: build
 	$(SIPALG) rules uninstall $(if $(QUEUE),--queue $(QUEUE))
 
 clean:
