@@ -25,6 +25,11 @@ for (const r of of('rewrite')) {
   out.push(`| 1 | rewrite engine, ${r.msg} (${r.bytes} B), one core | ${n(r.rate)} msg/s (${n(1e6 / r.rate, 2)} µs, ${r.allocB === null ? '?' : n(r.allocB)} B allocated/msg) | target 100,000 msg/s | ${ratio(r.rate, 100_000)} | ≥ 100,000/s INVITE+SDP${target === null ? '' : ok(r.rate >= target)} |`)
 }
 
+// 1b. the whole JS packet path (parse, rewrite, call state, mapping mirror), no kernel
+for (const r of of('alg')) {
+  out.push(`| 1 | ALG packet path in JS (7-packet calls), one core | ${n(r.callsPerSec)} calls/s = ${n(r.packetsPerSec)} SIP packets/s (${n(r.warmUs, 1)} µs/packet back to back; ${n(r.pacedUs, 1)} µs/packet one call every 10 ms, cold caches) | – | – | (bounds the queue rate and the latency) |`)
+}
+
 // 2. call rate
 const best = (pattern: string, mode: string): number | undefined => of('callrate_best').find(r => r.pattern === pattern && r.mode === mode)?.best
 const stopper = (pattern: string, mode: string): string => {

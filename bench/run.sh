@@ -47,6 +47,8 @@ if has rewrite; then
     const lines = require("fs").readFileSync(process.argv[1], "utf8").split("\n")
     for (const l of lines) { const m = l.match(/^(INVITE \+ SDP|200 OK \+ SDP|ACK)\s+(\d+)\s+([\d,]+)\s+([\d.]+)\s+(\S+)/); if (m) console.log(JSON.stringify({ part: "rewrite", msg: m[1], bytes: +m[2], rate: +m[3].replace(/,/g, ""), allocB: m[5] === "n/a" ? null : +m[5].replace(/,/g, "") })) }
   ' "$WORK/rewrite.txt" >>"$RES"
+  log "part 1b: the ALG packet path in JS"
+  timeout 60 node dist/bench/alg.js --json >>"$RES" || log "alg bench failed"
 fi
 
 if has callrate || has latency || has media; then
