@@ -1,6 +1,7 @@
 // The ALG core: one queued IPv4 packet in, a verdict out, kernel map changes recorded in the
-// mapping mirror (the caller sends them to the kernel before giving the verdicts). No I/O here,
-// so the whole packet path can be driven by tests and benchmarks without root.
+// mapping mirror (the caller sends them to the kernel — before the verdicts when takeMappingsFirst()
+// says a released packet relies on them). No I/O here, so the whole packet path can be driven by
+// tests and benchmarks without root.
 
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
@@ -14,7 +15,7 @@ import { ipv4ToNumber } from './rewrite/cidr.js'
 import { MappingTable, entryId, type Entry } from './media/mappings.js'
 import { MediaPortPool, parsePortRange } from './media/ports.js'
 import { SignallingTable } from './media/signalling.js'
-import { CallTable, type Call, type CallPolicy, type FarStream, type Stream } from './dialog/calls.js'
+import { CallTable, callKey, type Call, type CallPolicy, type FarStream, type Stream } from './dialog/calls.js'
 import { RegistrationTable, type RegistrationPolicy } from './dialog/registrations.js'
 import { reviveCall, snapshot, type SavedState } from './dialog/state.js'
 import { Counters } from './counters.js'
@@ -185,13 +186,15 @@ export class Alg {
   }
 
   private callFor (msg: SipMessage, phone: Endpoint, publicPort: number, outbound: boolean): Call | undefined {
-    const existing = msg.callId === undefined ? undefined : this.calls.get(`${msg.callId}|${phone.ip}:${phone.port}`)
+    const existing = msg.callId === undefined ? undefined : this.calls.get(callKey(msg.callId, phone))
     if (existing !== undefined) return existing
     if (!(msg.isRequest && msg.method === 'INVITE' && msg.toTag === undefined)) return undefined
     const refusal = this.limiter.admit(phone.ip, this.calls.size)
     if (refusal !== null) {
       this.counters.inc(`refused_${refusal}`)
-      this.log.warn({ callId: msg.callId, phone: phone.ip, limit: refusal }, 'call refused by limit; message passed without media mapping')
+      if (this.firstThisMinute(`limit ${phone.ip}`)) {
+        this.log.warn({ callId: msg.callId, phone: phone.ip, limit: refusal }, 'call refused by limit; message passed without media mapping (logged once per host per minute)')
+      }
       return undefined
     }
     const call = this.calls.lookup(msg, phone, publicPort, outbound)
@@ -214,6 +217,15 @@ export class Alg {
     }
   }
 
+  /** Whether this is the first time this minute something is logged under `key` (log floods stay bounded). */
+  private firstThisMinute (key: string): boolean {
+    const now = this.now()
+    if ((this.quietUntil.get(key) ?? 0) > now) return false
+    if (this.quietUntil.size > 10_000) this.quietUntil.clear()
+    this.quietUntil.set(key, now + 60_000)
+    return true
+  }
+
   /**
    * The far end's SDP as far as it may open anything: a media address that is not a public IPv4
    * address (garbage, 0.0.0.0, or an inside host — spec §5) never becomes a pinhole source.
@@ -227,10 +239,7 @@ export class Alg {
 
   private notSip (udp: UdpPacket, why: string): Verdict {
     this.counters.inc('not_sip')
-    const now = this.now()
-    if ((this.quietUntil.get(udp.src) ?? 0) <= now) {
-      if (this.quietUntil.size > 10_000) this.quietUntil.clear()
-      this.quietUntil.set(udp.src, now + 60_000)
+    if (this.firstThisMinute(`not-sip ${udp.src}`)) {
       this.log.warn({ src: `${udp.src}:${udp.srcPort}`, dst: `${udp.dst}:${udp.dstPort}`, bytes: udp.payload.length, why }, 'not SIP on a SIP port (logged once per source per minute)')
     }
     if (this.cfg.malformed === 'drop' || this.cfg.failClosed) {
