@@ -1,6 +1,7 @@
 // `sipalg run`: the daemon. Reads the queue a batch per wake-up, runs every packet through the
-// ALG, sends the batch's map changes to the kernel in one netlink batch, then all verdicts in
-// one send — so a mapping is always in the kernel before the SIP that advertises it leaves.
+// ALG, sends the map changes a released phone message relies on to the kernel in one netlink
+// batch, then all verdicts in one send — so a mapping is always in the kernel before the SIP that
+// advertises it leaves — and everything else (removals, narrowing, conntrack cleanup) right after.
 
 import { writeFileSync, rmSync } from 'node:fs'
 import { networkInterfaces } from 'node:os'
@@ -13,7 +14,7 @@ import { createLogger } from '../log.js'
 import { applyOps, type KernelMaps, type MapName, type MapOp } from '../media/mappings.js'
 import { createTable, DEFAULT_MARK } from '../netfilter/table.js'
 import { PacketQueue, fixIpv4Udp } from '../netfilter/queue.js'
-import { NftMaps, addrPortKey, deleteConntrack, portKey, type NftOp } from '../netfilter/nftmaps.js'
+import { NftMaps, addrPortKey, decodeKey, deleteConntrack, portKey, type NftOp } from '../netfilter/nftmaps.js'
 import { LatencyHistogram } from '../histogram.js'
 import { flagsToConfig, parseArgs } from './args.js'
 import { defaultSocketPath, defaultStatePath, serveControl } from './control.js'
@@ -65,25 +66,16 @@ export function kernelMaps (nft: NftMaps): KernelMaps {
 /** Takes over the elements a previous sipalg left in the table (they keep calls alive). */
 function adopt (alg: Alg, nft: NftMaps, log: Logger): void {
   let n = 0
-  for (const e of nft.list('src_nat')) {
-    const ip = `${e.key[0]}.${e.key[1]}.${e.key[2]}.${e.key[3]}`
-    const port = e.key.readUInt16BE(4)
-    const pub = e.data?.readUInt16BE(0)
-    if (pub === undefined) continue
-    const remaining = e.expiresMs ?? 60_000
-    alg.maps.adopt('src_nat', { ip, port }, { port: pub }, remaining, remaining, ADOPTED)
-    if (alg.ports.contains(pub)) alg.ports.claim(pub); else alg.signalling.adopt({ ip, port }, pub)
-    n++
-  }
-  for (const map of ['any_dnat', 'peer_dnat'] as const) {
+  for (const map of ['src_nat', 'any_dnat', 'peer_dnat'] as const) {
     for (const e of nft.list(map)) {
-      const key = map === 'any_dnat'
-        ? { port: e.key.readUInt16BE(0) }
-        : { ip: `${e.key[0]}.${e.key[1]}.${e.key[2]}.${e.key[3]}`, port: e.key.readUInt16BE(4) }
       if (e.data === null) continue
-      const data = { ip: `${e.data[0]}.${e.data[1]}.${e.data[2]}.${e.data[3]}`, port: e.data.readUInt16BE(4) }
+      const key = decodeKey(e.key)
+      const data = decodeKey(e.data)
       const remaining = e.expiresMs ?? 60_000
       alg.maps.adopt(map, key, data, remaining, remaining, ADOPTED)
+      if (map === 'src_nat' && key.ip !== undefined) {
+        if (alg.ports.contains(data.port)) alg.ports.claim(data.port); else alg.signalling.adopt({ ip: key.ip, port: key.port }, data.port)
+      }
       n++
     }
   }
