@@ -34,6 +34,7 @@ ts: node_modules/.package-lock.json
 build: deps native ts
 
 test: build
+	npx tsc -p test/tsconfig.json
 	@bash test/run.sh
 
 demo: build

@@ -27,6 +27,17 @@ napi_value sa_throw(napi_env env, const char *kind, int err, const char *fmt, ..
 }
 
 /* CAP_NET_ADMIN (bit 12) in the effective set, read from /proc/self/status. */
+void *sa_handle(napi_env env, napi_value v, uint32_t magic, const char *what) {
+  void *p = NULL;
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external ||
+      napi_get_value_external(env, v, &p) != napi_ok || !p || *(uint32_t *)p != magic) {
+    sa_throw(env, K_ARG, 0, "not %s", what);
+    return NULL;
+  }
+  return p;
+}
+
 int sa_has_cap_net_admin(void) {
   FILE *f = fopen("/proc/self/status", "r");
   if (!f) return 1; /* unknown: assume yes, let the kernel decide */

@@ -19,6 +19,10 @@ napi_value sa_throw(napi_env env, const char *kind, int err, const char *fmt, ..
   __attribute__((format(printf, 4, 5)));
 
 int sa_has_cap_net_admin(void);
+
+/* The C struct behind a handle created by this addon, checked by the magic number its first field
+ * holds; NULL (with a JS exception pending) for anything else. */
+void *sa_handle(napi_env env, napi_value v, uint32_t magic, const char *what);
 int sa_set_bufsize(int fd, int optforce, int opt, int bytes);
 
 #define NAPI_OK(call) do { if ((call) != napi_ok) return NULL; } while (0)

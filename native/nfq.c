@@ -96,14 +96,8 @@ typedef struct nfqh {
 /* ------------------------------------------------------------------ helpers */
 
 static nfqh *get_handle(napi_env env, napi_value v, int allow_closed) {
-  void *p = NULL;
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external ||
-      napi_get_value_external(env, v, &p) != napi_ok || !p || ((nfqh *)p)->magic != NFQ_MAGIC) {
-    sa_throw(env, K_ARG, 0, "not a queue handle");
-    return NULL;
-  }
-  nfqh *h = p;
+  nfqh *h = sa_handle(env, v, NFQ_MAGIC, "a queue handle");
+  if (!h) return NULL;
   if (h->closed && !allow_closed) {
     sa_throw(env, K_CLOSED, 0, "nfqueue %u: queue is closed", h->queue);
     return NULL;

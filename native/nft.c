@@ -48,14 +48,8 @@ typedef struct nfth {
 } nfth;
 
 static nfth *get_nft(napi_env env, napi_value v, int allow_closed) {
-  void *p = NULL;
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external ||
-      napi_get_value_external(env, v, &p) != napi_ok || !p || ((nfth *)p)->magic != NFT_MAGIC) {
-    sa_throw(env, K_ARG, 0, "not an nft handle");
-    return NULL;
-  }
-  nfth *h = p;
+  nfth *h = sa_handle(env, v, NFT_MAGIC, "an nft handle");
+  if (!h) return NULL;
   if (h->closed && !allow_closed) {
     sa_throw(env, K_CLOSED, 0, "nft maps for table ip %s: closed", h->table);
     return NULL;

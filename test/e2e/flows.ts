@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { isAbsolute, join } from 'node:path'
 import type { ChildProcess } from 'node:child_process'
 import { addrOf, type Lab, type Role } from '../lab/lab.js'
-import { MEDIA_BASE, SIPP_DIR, parseSippMessages, privateAddresses, startLine, tcpdumpIn, waitUdpListening } from '../lab/sip.js'
+import { MEDIA_BASE, SIPP_DIR, parseSippMessages, privateAddresses, startLine, sippResult, tcpdump, waitUdpListening } from '../lab/sip.js'
 
 export type Phone = Exclude<Role, 'gw'>
 
@@ -92,7 +92,7 @@ export function timedReceived (log: string): Array<{ t: number, text: string }> 
 
 function capture (lab: Lab, role: Phone, lo: number, hi: number): { ready: Promise<void>, stop: () => Promise<Packet[]> } {
   const ip = addrOf(role)
-  const dump = tcpdumpIn(lab, role, `udp and dst net ${ip.split('.').slice(0, 3).join('.')}.0/24 and dst portrange ${lo}-${hi}`, ['-tt'])
+  const dump = tcpdump(lab, role, `udp and dst net ${ip.split('.').slice(0, 3).join('.')}.0/24 and dst portrange ${lo}-${hi}`, { extraArgs: ['-tt'] })
   return {
     ready: dump.ready,
     stop: async () => (await dump.stop()).flatMap(l => {
@@ -102,17 +102,6 @@ function capture (lab: Lab, role: Phone, lo: number, hi: number): { ready: Promi
       return [{ t: Number(m[1]), src: m[2] ?? '', dst, dport: Number(dst.slice(dst.lastIndexOf('.') + 1)) }]
     })
   }
-}
-
-function wait (p: ChildProcess, limitMs: number, lab: Lab): Promise<{ code: number | null, log: string }> {
-  let log = ''
-  p.stdout?.setEncoding('utf8').on('data', (d: string) => { log += d })
-  p.stderr?.setEncoding('utf8').on('data', (d: string) => { log += d })
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => { void lab.stop(p, 'SIGKILL') }, limitMs)
-    p.on('exit', (code) => { clearTimeout(timer); resolve({ code, log }) })
-    p.on('error', (e) => { clearTimeout(timer); resolve({ code: 127, log: log + String(e) }) })
-  })
 }
 
 /** Runs the peers to completion (each sipp -m 1) and reports what happened. */
@@ -138,7 +127,7 @@ export async function runFlow (lab: Lab, peers: Peer[], opts: { timeoutMs?: numb
         '-trace_msg', '-message_file', join(dir, `${name}.msg`), '-trace_err', '-error_file', join(dir, `${name}.err`)]
       for (const [k, v] of Object.entries(p.keys ?? {})) args.push('-key', k, v)
       if (p.durationMs !== undefined) args.push('-d', String(p.durationMs))
-      return wait(lab.spawn(p.role, 'sipp', args, { cwd: dir }), limitMs + 5000, lab)
+      return sippResult(lab.spawn(p.role, 'sipp', args, { cwd: dir }), limitMs + 5000, lab)
     }
     const runs: Array<Promise<{ code: number | null, log: string }>> = []
     for (let i = 0; i < peers.length; i++) {

@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { ChildProcess } from 'node:child_process'
 import { ADDR, Lab, type Role } from '../lab/lab.js'
-import { captureUdp, MEDIA_BASE, PCAP, SIPP_DIR, waitUdpListening, type Capture } from '../lab/sip.js'
+import { captureUdp, MEDIA_BASE, PCAP, SIPP_DIR, sippResult, tcpdump, waitUdpListening, type Capture } from '../lab/sip.js'
 import { startSipalg, type Sipalg, type StatusJson } from '../lab/sipalg.js'
 import { mulberry32 } from '../fixtures/mutate.js'
 
@@ -85,36 +85,12 @@ const rssKb = (pid: number): number => {
   try { return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) } catch { return 0 }
 }
 
-interface SippRun { code: number | null, log: string }
-function sippExit (lab: Lab, p: ChildProcess, limitMs: number): Promise<SippRun> {
-  let log = ''
-  p.stdout?.setEncoding('utf8').on('data', (d: string) => { log = (log + d).slice(-20_000) })
-  p.stderr?.setEncoding('utf8').on('data', (d: string) => { log = (log + d).slice(-20_000) })
-  return new Promise(resolve => {
-    const timer = setTimeout(() => { void lab.stop(p, 'SIGKILL') }, limitMs)
-    p.on('exit', code => { clearTimeout(timer); resolve({ code, log }) })
-    p.on('error', e => { clearTimeout(timer); resolve({ code: 127, log: log + String(e) }) })
-  })
-}
-
 /** Times (ms since the epoch) of the SIP datagrams a phone sends from its port 5060 (tcpdump -tt, outbound). */
 function sipSendTimes (lab: Lab, role: Caller): { ready: Promise<void>, stop: () => Promise<number[]> } {
-  const p = lab.spawn(role, 'tcpdump', ['-i', 'eth0', '-nn', '-l', '-q', '-tt', '-Q', 'out', 'udp and src port 5060'])
-  let out = ''
-  let err = ''
-  p.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d })
-  const ready = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`tcpdump in ${lab.ns(role)} not listening: ${err}`)), 10_000)
-    p.stderr?.setEncoding('utf8').on('data', (d: string) => { err += d; if (err.includes('listening on')) { clearTimeout(timer); resolve() } })
-    p.on('exit', () => { clearTimeout(timer); reject(new Error(`tcpdump in ${lab.ns(role)} exited: ${err}`)) })
-  })
-  ready.catch(() => { /* reported by whoever awaits it */ })
+  const dump = tcpdump(lab, role, 'udp and src port 5060', { direction: 'out', extraArgs: ['-tt'] })
   return {
-    ready,
-    stop: async () => {
-      await lab.stop(p, 'SIGINT', 3000)
-      return out.split('\n').flatMap(l => { const m = /^(\d+\.\d+) IP /.exec(l); return m === null ? [] : [Math.round(Number(m[1]) * 1000)] })
-    },
+    ready: dump.ready,
+    stop: async () => (await dump.stop()).flatMap(l => { const m = /^(\d+\.\d+) IP /.exec(l); return m === null ? [] : [Math.round(Number(m[1]) * 1000)] })
   }
 }
 
@@ -213,19 +189,19 @@ t.test(`soak: ${CALLS} calls at ${RATE} calls/s, seed 0x${SEED.toString(16)}`, a
   const soakSeconds = Math.ceil(CALLS / RATE) + 60
   const common = ['-nostdin', '-t', 'u1', '-timeout', `${soakSeconds}s`, '-timeout_error', '-max_retrans', '5',
     '-recv_timeout', '10000', '-trace_stat', '-fd', '1', '-trace_err', '-trace_counts']
-  const uas: Array<{ p: ChildProcess, done: Promise<SippRun>, stf: string, who: Callee, counts: string }> = []
+  const uas: Array<{ p: ChildProcess, done: ReturnType<typeof sippResult>, stf: string, who: Callee, counts: string }> = []
   for (const who of ['b', 'c'] as Callee[]) {
     const stf = join(dir, `${who}-stat.csv`)
     const p = lab.spawn(who, 'sipp', ['-sf', join(SIPP_DIR, 'soak-uas.xml'), '-i', ADDR[who], '-p', '5060', '-mi', ADDR[who],
       '-mp', String(MEDIA_BASE[who]), ...common, '-stf', stf, '-error_file', join(dir, `${who}-err.log`)], { cwd: dir })
-    uas.push({ p, done: sippExit(lab, p, (soakSeconds + 30) * 1000), stf, who, counts: join(dir, `soak-uas_${String(p.pid)}_counts.csv`) })
+    uas.push({ p, done: sippResult(p, (soakSeconds + 30) * 1000, lab), stf, who, counts: join(dir, `soak-uas_${String(p.pid)}_counts.csv`) })
   }
   for (const who of ['b', 'c'] as Callee[]) await waitUdpListening(lab, who, ADDR[who], 5060)
 
   // When each inside phone sent its last SIP (from tcpdump, below): its signalling entry lives on from there.
   const lastSipAt: Record<Caller, number> = { a: 0, a2: 0 }
   const uacDone: Record<Caller, boolean> = { a: false, a2: false }
-  const uac: Array<{ done: Promise<SippRun>, stf: string, who: Caller, n: number, counts: string }> = []
+  const uac: Array<{ done: ReturnType<typeof sippResult>, stf: string, who: Caller, n: number, counts: string }> = []
   for (const who of callers) {
     const n = calls.filter(c => c.from === who).length
     const stf = join(dir, `${who}-stat.csv`)
@@ -233,7 +209,7 @@ t.test(`soak: ${CALLS} calls at ${RATE} calls/s, seed 0x${SEED.toString(16)}`, a
       '-i', ADDR[who], '-p', '5060', '-mi', ADDR[who], '-mp', String(MEDIA_BASE[who]),
       '-r', String(perCallerRate), '-rp', '1000', '-m', String(n), '-l', '300', ...common,
       '-stf', stf, '-error_file', join(dir, `${who}-err.log`)], { cwd: dir })
-    const done = sippExit(lab, p, (soakSeconds + 10) * 1000)
+    const done = sippResult(p, (soakSeconds + 10) * 1000, lab)
     void done.then(() => { uacDone[who] = true })
     uac.push({ done, stf, who, n, counts: join(dir, `soak-uac_${String(p.pid)}_counts.csv`) })
   }
@@ -304,13 +280,13 @@ t.test(`soak: ${CALLS} calls at ${RATE} calls/s, seed 0x${SEED.toString(16)}`, a
   await t.test('every call ran its planned outcome (sipp on both sides)', async t => {
     for (const [i, u] of uac.entries()) {
       const s = await sippStats(u.stf)
-      const run = uacRuns[i] as SippRun
+      const run = uacRuns[i] as Awaited<ReturnType<typeof sippResult>>
       t.equal(num(s, 'SuccessfulCall(C)'), u.n, `${u.who}: ${u.n} calls succeeded (exit ${String(run.code)})`)
       t.equal(num(s, 'FailedCall(C)'), 0, `${u.who}: no call failed${num(s, 'FailedCall(C)') > 0 ? `\n${run.log.slice(-3000)}` : ''}`)
     }
     for (const [i, u] of uas.entries()) {
       const s = await sippStats(u.stf)
-      const run = uasRuns[i] as SippRun
+      const run = uasRuns[i] as Awaited<ReturnType<typeof sippResult>>
       const planned = calls.filter(c => c.to === u.who).length
       t.equal(num(s, 'SuccessfulCall(C)'), planned, `${u.who}: ${planned} calls answered/rejected as planned`)
       t.equal(num(s, 'FailedCall(C)'), 0, `${u.who}: no call failed${num(s, 'FailedCall(C)') > 0 ? `\n${run.log.slice(-3000)}` : ''}`)

@@ -127,9 +127,10 @@ export interface Capture {
   stop: () => Promise<string[]>
 }
 
-/** tcpdump on `role`'s eth0, inbound only, with a filter: its output lines once stopped. */
-export function tcpdumpIn (lab: Lab, role: Exclude<Role, 'gw'>, filter: string, extraArgs: string[] = []): { ready: Promise<void>, stop: () => Promise<string[]> } {
-  const p: ChildProcess = lab.spawn(role, 'tcpdump', ['-i', 'eth0', '-nn', '-l', '-q', ...extraArgs, '-Q', 'in', filter])
+/** tcpdump on `role`'s eth0, one direction (default inbound), with a filter: its output lines once stopped. */
+export function tcpdump (lab: Lab, role: Exclude<Role, 'gw'>, filter: string,
+  opts: { direction?: 'in' | 'out', extraArgs?: string[] } = {}): { ready: Promise<void>, stop: () => Promise<string[]> } {
+  const p: ChildProcess = lab.spawn(role, 'tcpdump', ['-i', 'eth0', '-nn', '-l', '-q', ...(opts.extraArgs ?? []), '-Q', opts.direction ?? 'in', filter])
   let out = ''
   let err = ''
   p.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d })
@@ -153,7 +154,7 @@ export function tcpdumpIn (lab: Lab, role: Exclude<Role, 'gw'>, filter: string, 
 
 /** Counts inbound UDP packets to `role`'s own address with destination port in [lo, hi] on its eth0. */
 export function captureUdp (lab: Lab, role: Exclude<Role, 'gw'>, lo: number, hi: number): Capture {
-  const dump = tcpdumpIn(lab, role, `udp and dst host ${addrOf(role)} and dst portrange ${lo}-${hi}`)
+  const dump = tcpdump(lab, role, `udp and dst host ${addrOf(role)} and dst portrange ${lo}-${hi}`)
   return {
     ready: dump.ready,
     stop: async () => (await dump.stop()).flatMap(l => {
@@ -179,10 +180,11 @@ async function scenario (dir: string, name: string, rtp: boolean): Promise<strin
   return dst
 }
 
-function sippResult (p: ChildProcess, limitMs: number, lab: Lab): Promise<{ code: number | null, log: string }> {
+/** A sipp process's exit code and (the last 20 kB of) its output; killed by PID after limitMs. */
+export function sippResult (p: ChildProcess, limitMs: number, lab: Lab): Promise<{ code: number | null, log: string }> {
   let log = ''
-  p.stdout?.setEncoding('utf8').on('data', (d: string) => { log += d })
-  p.stderr?.setEncoding('utf8').on('data', (d: string) => { log += d })
+  p.stdout?.setEncoding('utf8').on('data', (d: string) => { log = (log + d).slice(-20_000) })
+  p.stderr?.setEncoding('utf8').on('data', (d: string) => { log = (log + d).slice(-20_000) })
   return new Promise((resolve) => {
     const timer = setTimeout(() => { void lab.stop(p, 'SIGKILL') }, limitMs)
     p.on('exit', (code) => { clearTimeout(timer); resolve({ code, log }) })
