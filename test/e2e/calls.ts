@@ -89,6 +89,34 @@ export async function callSuite (t: Test, policy: ForwardPolicy): Promise<void> 
     t.same(await settled(alg, 'any_dnat', 0), [])
   })
 
+  await t.test('a 4 KB INVITE (fragmented on the wire, reassembled before the queue) is rewritten and delivered', async t => {
+    const sdp = ['v=0', 'o=- 7 7 IN IP4 10.0.1.23', 's=-', 'c=IN IP4 10.0.1.23', 't=0 0', 'm=audio 4400 RTP/AVP 0 8',
+      ...Array.from({ length: 120 }, (_, i) => `a=x-padding-${i}:${'p'.repeat(20)}`), ''].join('\r\n')
+    const invite = ['INVITE sip:bob@203.0.113.9 SIP/2.0', 'Via: SIP/2.0/UDP 10.0.1.23:5060;branch=z9hG4bK-big1',
+      'From: <sip:alice@example.net>;tag=big', 'To: <sip:bob@example.net>', 'Call-ID: big-invite-1', 'CSeq: 1 INVITE',
+      'Contact: <sip:alice@10.0.1.23:5060>', 'Content-Type: application/sdp', `Content-Length: ${sdp.length}`, '', sdp].join('\r\n')
+    t.ok(invite.length > 4000, `${invite.length} bytes: more than one 1500-byte frame`)
+    const rx = lab.spawn('b', 'node', ['-e', `const s = require('node:dgram').createSocket('udp4');
+      s.on('message', m => { console.log(JSON.stringify({ n: m.length, text: m.toString('latin1') })); process.exit(0) });
+      s.bind(5060, '203.0.113.9', () => console.log('ready')); setTimeout(() => process.exit(3), 8000)`])
+    let out = ''
+    rx.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d })
+    for (let i = 0; i < 50 && !out.includes('ready'); i++) await new Promise(resolve => setTimeout(resolve, 50))
+    await lab.sendUdp('a', '203.0.113.9', 5060, 1, invite, 5060)
+    await new Promise<void>(resolve => { if (rx.exitCode !== null) resolve(); else rx.on('exit', () => resolve()) })
+    const got = JSON.parse(out.split('\n').find(l => l.startsWith('{')) ?? '{"n":0,"text":""}') as { n: number, text: string }
+    t.ok(got.n > 4000, `B received the whole INVITE (${got.n} bytes)`)
+    t.match(got.text, /^c=IN IP4 203\.0\.113\.1\r$/m, 'rewritten')
+    t.match(got.text, /^m=audio 2\d{4} /m)
+    const body = got.text.slice(got.text.indexOf('\r\n\r\n') + 4)
+    t.match(got.text, new RegExp(`Content-Length: ${body.length}\r\n`), 'Content-Length matches the rewritten body')
+    // B turns it down: the 487 ends the call in sipalg (and the pinholes with it).
+    const busy = ['SIP/2.0 487 Request Terminated', 'Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-big1',
+      'From: <sip:alice@example.net>;tag=big', 'To: <sip:bob@example.net>;tag=b', 'Call-ID: big-invite-1', 'CSeq: 1 INVITE',
+      'Content-Length: 0', '', ''].join('\r\n')
+    await lab.sendUdp('b', '203.0.113.1', 5060, 1, busy, 5060)
+  })
+
   const st = await alg.status()
   t.equal(st.counters.internal_errors ?? 0, 0, 'no internal errors')
   t.equal(st.counters.map_ops_failed ?? 0, 0, 'the kernel accepted every mapping change')
