@@ -33,7 +33,9 @@ build_udpblast() {
 #include <time.h>
 #include <unistd.h>
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
-/* send SRCIP SRCPORT DSTIP DSTPORT SIZE RATE(0=max) SECONDS MAXCOUNT | recv IP PORT IDLE_MS MAX_SECONDS */
+/* send SRCIP SRCPORT DSTIP DSTPORT SIZE RATE(0=max) SECONDS MAXCOUNT [PAYLOAD_FILE] | recv IP PORT IDLE_MS MAX_SECONDS [MATCH]
+ * With PAYLOAD_FILE the datagrams carry that file (SIZE is ignored); with MATCH the receiver also counts
+ * the datagrams that contain that text (e.g. a rewritten address). */
 int main(int argc, char **argv) {
   int fd = socket(AF_INET, SOCK_DGRAM, 0), one = 1, big = 16 << 20;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -45,6 +47,7 @@ int main(int argc, char **argv) {
     setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big);
     int size = atoi(argv[6]); double rate = atof(argv[7]), secs = atof(argv[8]); long max = atol(argv[9]), sent = 0;
     char buf[2048] = {0}; buf[0] = 0x80; buf[1] = 8;
+    if (argc >= 11) { FILE *f = fopen(argv[10], "rb"); if (!f) { perror("payload"); return 1; } size = (int)fread(buf, 1, sizeof buf, f); fclose(f); }
     struct mmsghdr m[32]; struct iovec v[32];
     for (int i = 0; i < 32; i++) { v[i].iov_base = buf; v[i].iov_len = size; memset(&m[i], 0, sizeof m[i]); m[i].msg_hdr.msg_iov = &v[i]; m[i].msg_hdr.msg_iovlen = 1; }
     double t0 = now(), end = t0 + secs;
@@ -66,7 +69,8 @@ int main(int argc, char **argv) {
     setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
     if (bind(fd, (void *)&a, sizeof a) < 0) { perror("bind"); return 1; }
     printf("listening\n"); fflush(stdout);
-    int idle = atoi(argv[4]); double maxs = atof(argv[5]), t0 = now(), first = 0, last = 0; long got = 0;
+    int idle = atoi(argv[4]); double maxs = atof(argv[5]), t0 = now(), first = 0, last = 0; long got = 0, matched = 0;
+    const char *match = argc >= 7 ? argv[6] : NULL;
     static char bufs[64][2048]; struct mmsghdr m[64]; struct iovec v[64]; struct sockaddr_in from[64];
     char src[64] = "";
     struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -77,10 +81,11 @@ int main(int argc, char **argv) {
       int n = recvmmsg(fd, m, 64, MSG_DONTWAIT, NULL);
       if (n <= 0) continue;
       if (!got) { first = now(); snprintf(src, sizeof src, "%s:%d", inet_ntoa(from[0].sin_addr), ntohs(from[0].sin_port)); }
+      if (match) for (int i = 0; i < n; i++) if (memmem(bufs[i], m[i].msg_len, match, strlen(match))) matched++;
       got += n; last = now();
     }
     double span = last - first;
-    printf("{\"received\":%ld,\"seconds\":%.4f,\"pps\":%.0f,\"from\":\"%s\"}\n", got, span, span > 0 ? got / span : 0, src);
+    printf("{\"received\":%ld,\"matched\":%ld,\"seconds\":%.4f,\"pps\":%.0f,\"from\":\"%s\"}\n", got, matched, span, span > 0 ? got / span : 0, src);
     return 0;
   }
   fprintf(stderr, "usage: see source\n"); return 2;

@@ -9,10 +9,11 @@ ROOT=$PWD
 export RUNID=${RUNID:-bench$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 export WORK; WORK=$(mktemp -d /tmp/sipalg-bench.XXXXXX)
 RES=$WORK/results.jsonl; : >"$RES"
-PARTS=${PARTS:-"rewrite callrate latency media nftmaps"}
+PARTS=${PARTS:-"rewrite sipthru callrate latency media nftmaps"}
 START=$(date +%s)
 . bench/lib.sh
 . bench/callrate.sh
+. bench/sipthru.sh
 . bench/latency.sh
 . bench/media.sh
 
@@ -51,8 +52,12 @@ if has rewrite; then
   timeout 60 node dist/bench/alg.js --json >>"$RES" || log "alg bench failed"
 fi
 
-if has callrate || has latency || has media; then
+if has sipthru || has callrate || has latency || has media; then
   bash test/lab/lab.sh up "$RUNID" >/dev/null || { echo "lab up failed" >&2; exit 1; }
+fi
+if has sipthru; then
+  log "part 2b: SIP datagrams through the gateway (queue path), plain / helper / sipalg"
+  sipthru_run
 fi
 if has callrate; then
   for pattern in percall same; do
