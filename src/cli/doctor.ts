@@ -44,6 +44,19 @@ export async function runDoctor (argv: string[]): Promise<number> {
     add({ name: 'kernel SIP helper', ok: !helper, detail: helper ? 'nf_conntrack_sip is attached to traffic here' : 'not attached', fix: new SipalgError('E206_KERNEL_HELPER').message })
   }
 
+  if (root && native.ok) {
+    // Bind the queue for a moment, exactly as `sipalg run` would, and let go.
+    let queue = 0
+    try { queue = runConfig(argv).cfg.queue } catch { /* reported below */ }
+    try {
+      const { PacketQueue } = await import('../netfilter/queue.js')
+      PacketQueue.open({ queue, maxLen: 64 }).close()
+      add({ name: 'queue free', ok: true, detail: `nfqueue ${queue} can be bound` })
+    } catch (e) {
+      add({ name: 'queue free', ok: false, detail: e instanceof SipalgError ? e.message : String(e), fix: `stop the other consumer of queue ${queue} or use another queue number` })
+    }
+  }
+
   try {
     const { cfg } = runConfig(argv)
     add({ name: 'public address', ok: true, detail: String(cfg.public) })

@@ -1,0 +1,33 @@
+// `sipalg doctor` in a namespace of its own: all good on this host, then a queue someone else holds
+// and the kernel's own SIP helper attached are each reported with their fix.
+
+import t from 'tap'
+import { spawn, spawnSync } from 'node:child_process'
+import { CLI } from './lab/sipalg.js'
+
+const ns = `sipalg-${Math.random().toString(16).slice(2, 8)}${process.pid}-doc`
+const inNs = (cmd: string, args: string[]): { code: number | null, out: string } => {
+  const r = spawnSync('ip', ['netns', 'exec', ns, cmd, ...args], { encoding: 'utf8', timeout: 20_000 })
+  return { code: r.status, out: `${r.stdout}${r.stderr}` }
+}
+
+t.test('doctor', async t => {
+  spawnSync('ip', ['netns', 'add', ns])
+  t.teardown(() => { spawnSync('ip', ['netns', 'del', ns]) })
+
+  const good = inNs('node', [CLI, 'doctor', '--public', '203.0.113.1', '--queue', '3'])
+  t.equal(good.code, 0, good.out)
+  t.match(good.out, /ok\s+queue free\s+nfqueue 3 can be bound/)
+  t.match(good.out, /ok\s+kernel SIP helper\s+not attached/)
+
+  // Another process holds queue 3.
+  const holder = spawn('ip', ['netns', 'exec', ns, 'node', '-e',
+    `import(${JSON.stringify(CLI.replace(/cli\/main\.js$/, 'netfilter/queue.js'))}).then(m => { m.PacketQueue.open({ queue: 3 }); console.log('bound'); setTimeout(() => process.exit(0), 8000) })`])
+  t.teardown(() => { holder.kill() })
+  await new Promise<void>(resolve => holder.stdout.on('data', (d: Buffer) => { if (d.toString().includes('bound')) resolve() }))
+  inNs('iptables', ['-t', 'raw', '-A', 'PREROUTING', '-p', 'udp', '--dport', '5060', '-j', 'CT', '--helper', 'sip'])
+  const bad = inNs('node', [CLI, 'doctor', '--public', '203.0.113.1', '--queue', '3'])
+  t.equal(bad.code, 1)
+  t.match(bad.out, /FAIL\s+queue free\s+nfqueue 3 is already bound by another process; stop it or set queue: 4/)
+  t.match(bad.out, /FAIL\s+kernel SIP helper[\s\S]*fix: the kernel's SIP helper \(nf_conntrack_sip\) is attached/)
+})
