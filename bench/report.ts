@@ -35,7 +35,7 @@ for (const r of of('alg')) {
   const bestOf = (mode: string): number | undefined => of('sipthru_best').find(r => r.mode === mode)?.best
   const stop = (mode: string): string => {
     const fail = of('sipthru').find(r => r.mode === mode && r.clean !== true)
-    return fail === undefined ? 'no loss up to the last step' : `stopped at ${n(fail.rate)}/s: ${n(fail.lost)} lost, ${n(fail.received - (fail.rewritten ?? fail.received))} unrewritten, ${n(fail.bypass ?? 0)} fail-open bypasses`
+    return fail === undefined ? 'no loss up to the last step' : `stopped at ${n(fail.rate)}/s: ${n(fail.lost)} lost, ${n(fail.received - (fail.rewritten ?? fail.received))} arrived unrewritten = fail-open bypasses of a full queue (the daemon's inferred count: ${n(fail.bypass ?? 0)})`
   }
   const s = bestOf('sipalg'); const p = bestOf('plain'); const h = bestOf('helper')
   if (s !== undefined) {
