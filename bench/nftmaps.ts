@@ -17,6 +17,13 @@ function nft (input: string): void {
   if (r.status !== 0) throw new Error(`nft: ${r.stderr}`)
 }
 
+// It creates a table and fills it: only inside the namespace run.sh made, never in the root one.
+const here = spawnSync('ip', ['netns', 'identify', String(process.pid)], { encoding: 'utf8' }).stdout?.trim() ?? ''
+if (!/^sipalg-[A-Za-z0-9]+-nft$/.test(here)) {
+  console.error(`bench/nftmaps: run it from bench/run.sh (inside sipalg-<run id>-nft), not in "${here || 'root'}"`)
+  process.exit(64)
+}
+
 function createTable (): void {
   spawnSync('nft', ['delete', 'table', 'ip', TABLE])
   nft([
