@@ -129,7 +129,7 @@ YEOF
       rm -f "$READY"
       ip netns exec "$GW" node ${SIPALG_NODE_FLAGS:-} dist/src/cli/main.js run --config "$WORK/sipalg.yaml" \
         --public 203.0.113.1 --inside 10.0.1.0/24 --outside-if wan0 --inside-if lan0 --ready-file "$READY" \
-        --control-socket "$SOCK" --log-level warn "$@" >>"$WORK/sipalg.log" 2>&1 &
+        --control-socket "$SOCK" --state-file "$WORK/state.json" --log-level warn "$@" >>"$WORK/sipalg.log" 2>&1 &
       SIPALG_PID=$!
       local i; for i in $(seq 100); do [ -f "$READY" ] && break; kill -0 "$SIPALG_PID" 2>/dev/null || break; sleep 0.1; done
       if [ ! -f "$READY" ]; then log "sipalg did not start:"; tail -5 "$WORK/sipalg.log" >&2; return 1; fi ;;
