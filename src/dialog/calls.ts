@@ -42,6 +42,8 @@ export interface Call {
   state: CallState
   createdAt: number
   deadline: number
+  /** When tick() last renewed this call's kernel element timeouts. */
+  refreshedAt: number
   cancelled: boolean
   streams: Map<string, Stream>
   /** Far SDP streams by far dialog tag ('' before the far end has a tag), by m= index. */
@@ -110,6 +112,7 @@ export class CallTable {
         state: 'early',
         createdAt: now,
         deadline: now + this.policy.ringMs,
+        refreshedAt: now,
         cancelled: false,
         streams: new Map(),
         farMedia: new Map(),
@@ -266,7 +269,9 @@ export class CallTable {
     for (const call of [...this.calls.values()]) {
       if (now >= call.deadline) {
         this.end(call, call.state === 'early' ? (call.cancelled ? 'cancel without 487' : 'no answer') : 'timeout')
-      } else {
+      } else if (now - call.refreshedAt >= this.policy.elementMs / 4) {
+        // Kernel timeouts are renewed a few times per element lifetime, not on every tick.
+        call.refreshedAt = now
         this.install(call)
         for (const ip of call.signallingPeers) this.allowSignallingPeer(call, ip)
       }

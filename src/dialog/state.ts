@@ -40,6 +40,7 @@ export function snapshot (calls: Iterable<Call>, registrations: Iterable<Registr
 export function reviveCall (c: SavedCall): Call {
   return {
     ...c,
+    refreshedAt: c.refreshedAt ?? 0,
     streams: new Map(c.streams.map(s => [`${s.priv.ip}:${s.priv.rtpPort}`, s])),
     farMedia: new Map(c.farMedia),
     signallingPeers: new Set(c.signallingPeers),
