@@ -12,7 +12,7 @@ import { rewriteMessage } from './rewrite/rewrite.js'
 import { locateUriHost } from './sip/uri.js'
 import type { Direction, Endpoint, RewriteContext, RewriteResult, SdpSummary } from './rewrite/types.js'
 import { ipv4ToNumber } from './rewrite/cidr.js'
-import { MappingTable, entryId, type Entry } from './media/mappings.js'
+import { MappingTable, entryId, type Entry, type MapOp } from './media/mappings.js'
 import { MediaPortPool, parsePortRange } from './media/ports.js'
 import { SignallingTable } from './media/signalling.js'
 import { CallTable, callKey, type Call, type CallPolicy, type FarStream, type Stream } from './dialog/calls.js'
@@ -142,7 +142,7 @@ export class Alg {
   private handleSip (pkt: Buffer, udp: UdpPacket, direction: Direction, phone: Endpoint, msg: SipMessage): Verdict {
     const mapsBefore = this.onMessage === undefined ? undefined : new Map([...this.maps.all()].map(e => [entryId(e.map, e.key), e]))
     const outbound = direction === 'outbound'
-    const addsBefore = this.maps.addsQueued
+    const opsBefore = this.maps.pendingCount
     const remoteIp = outbound ? udp.dst : udp.src
     const publicPort = outbound ? this.signalling.map(phone) : this.signalling.lookupPrivate(phone)
     if (outbound && publicPort === null) {
@@ -169,9 +169,7 @@ export class Alg {
     const result = rewriteMessage(msg, direction, ctx)
     if (call !== undefined) this.calls.update(call, msg, outbound, remoteIp, result.media, outbound ? undefined : this.usableFarSdp(result.sdp))
     this.trackRegistration(msg, outbound, phone, publicPort, remoteIp)
-    // What the phone's message advertises must be in the kernel before it leaves; changes caused by
-    // inbound messages (narrowing to the far end, registration and peer DNAT) can follow it.
-    if (outbound && this.maps.addsQueued !== addsBefore) this.mappingsFirst = true
+    if (this.opensSomething(this.maps.pendingSince(opsBefore), outbound)) this.mappingsFirst = true
     this.logMessage(msg, direction, result)
     if (mapsBefore !== undefined) {
       // A trace listener never costs a call its rewrite.
@@ -279,6 +277,23 @@ export class Alg {
       this.staleFlows.push({ remote: { ip: f.ip, port: f.rtpPort }, publicPort: s.pub.rtpPort })
       if (f.rtcpPort !== null && s.pub.rtcpPort !== null) this.staleFlows.push({ remote: { ip: f.ip, port: f.rtcpPort }, publicPort: s.pub.rtcpPort })
     }
+  }
+
+  /**
+   * Whether these ops must be in the kernel before the message that caused them is released: what a
+   * phone's message advertises (its ports), and any pinhole that opens a path not open yet (the far
+   * end may send media the moment it sent its answer). Narrowing an open pinhole to the far end,
+   * and every removal, can follow the verdict.
+   */
+  private opensSomething (ops: MapOp[], outbound: boolean): boolean {
+    const wasOpen = new Set(ops.filter(o => o.op === 'delete' && o.map === 'any_dnat').map(o => o.key.port))
+    for (const o of ops) {
+      if (o.op !== 'add') continue
+      if (outbound) return true
+      const narrowing = o.map === 'peer_dnat' && (wasOpen.has(o.key.port) || this.maps.get('any_dnat', { port: o.key.port }) !== undefined)
+      if (!narrowing) return true
+    }
+    return false
   }
 
   /** Whether a packet processed since the last call needs its map changes in the kernel before its verdict. */

@@ -430,3 +430,19 @@ t.test('reload: limits and timeouts change live, for calls in progress too; rest
   alg.tick()
   t.notOk(alg.calls.get(`h1|${A}:5060`), 'the shorter call timeout applies to the call in progress')
 })
+
+t.test('which map changes must reach the kernel before the verdict', async t => {
+  const { alg } = makeAlg()
+  send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 'u1'))
+  t.equal(alg.takeMappingsFirst(), true, 'the INVITE advertises new ports')
+  send(alg, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, 'u1', sdp(B, 6000)))
+  t.equal(alg.takeMappingsFirst(), false, 'narrowing an open pinhole to the far end can follow')
+  send(alg, A, 5060, B, 5060, request('BYE', 2, A, 5060, 'u1'))
+  t.equal(alg.takeMappingsFirst(), false, 'removals can follow')
+
+  const fw = makeAlg({ firewall: true }).alg
+  send(fw, A, 5060, B, 5060, invite(A, 5060, 4000, 'u2'))
+  fw.takeMappingsFirst()
+  send(fw, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, 'u2', sdp(B, 6000)))
+  t.equal(fw.takeMappingsFirst(), true, 'in firewall mode the answer opens the only pinhole: before its verdict')
+})

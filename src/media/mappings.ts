@@ -44,8 +44,6 @@ const sameData = (a: ElemData, b: ElemData): boolean => a.ip === b.ip && a.port 
 export class MappingTable {
   private readonly entries = new Map<string, Entry>()
   private pending: MapOp[] = []
-  /** Adds queued so far (monotonic): lets a caller see whether one packet added anything. */
-  addsQueued = 0
 
   constructor (private readonly now: () => number = Date.now) {}
 
@@ -87,7 +85,6 @@ export class MappingTable {
     }
     owners.add(owner)
     this.pending.push({ op: 'add', map, key, data, timeoutMs })
-    this.addsQueued++
     this.entries.set(id, { map, key, data, timeoutMs, expiresAt: now + timeoutMs, refreshedAt: now, owners })
   }
 
@@ -123,6 +120,10 @@ export class MappingTable {
     for (const [id, e] of this.entries) if (e.expiresAt <= now) { this.entries.delete(id); gone.push(e) }
     return gone
   }
+
+  /** Ops queued since `from` (a pendingCount taken earlier), without taking them. */
+  pendingSince (from: number): MapOp[] { return this.pending.slice(from) }
+  get pendingCount (): number { return this.pending.length }
 
   takePending (): MapOp[] {
     const ops = this.pending
