@@ -2,6 +2,7 @@
 // signalling mappings. The far end's SDP is read, never changed.
 import type { UriHostPort } from '../sip/uri.js'
 import { locateUriHost } from '../sip/uri.js'
+import { parseNameAddr } from '../sip/address.js'
 import { defaultViaPort } from '../sip/via.js'
 import { summarizeSdp } from '../sdp/parse.js'
 import { locateSdp } from './body.js'
@@ -54,12 +55,25 @@ function restoreResponseVia (run: RewriteRun): void {
   }
 }
 
+/**
+ * Route (in-dialog requests) and Record-Route (echoed in responses) entries naming one of our public
+ * mappings are what outbound wrote for an inside proxy: give it its own address back, so it
+ * recognises its entries.
+ */
+function restoreRoutes (run: RewriteRun): void {
+  for (const name of ['route', 'record-route']) {
+    for (const r of run.msg.valueRanges(name)) {
+      restoreTarget(run, parseNameAddr(run.msg.text, r)?.target, name === 'route' ? 'Route' : 'Record-Route')
+    }
+  }
+}
+
 function readSdp (run: RewriteRun): void {
   const body = locateSdp(run)
   if (body !== undefined) run.sdp = summarizeSdp(body.sdp)
 }
 
-const INBOUND_HANDLERS: readonly Handler[] = [restoreRequestUri, restoreResponseVia, restoreFrom, restoreTo, readSdp]
+const INBOUND_HANDLERS: readonly Handler[] = [restoreRequestUri, restoreResponseVia, restoreRoutes, restoreFrom, restoreTo, readSdp]
 
 export function rewriteInbound (run: RewriteRun): void {
   for (const handler of INBOUND_HANDLERS) handler(run)

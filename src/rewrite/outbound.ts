@@ -1,6 +1,6 @@
 // Outbound (inside phone → outside): one small handler per field, applied in table order, in the
 // spirit of the kernel's nf_nat_sip.c. Each handler rewrites only what names the sender.
-import type { NameAddr } from '../sip/address.js'
+import { parseNameAddr, type NameAddr } from '../sip/address.js'
 import { parsePort } from '../sip/text.js'
 import { defaultViaPort } from '../sip/via.js'
 import { summarizeSdp } from '../sdp/parse.js'
@@ -35,6 +35,15 @@ function rewriteUriTarget (run: RewriteRun, address: NameAddr | undefined, field
 
 function rewriteContacts (run: RewriteRun): void {
   for (const c of run.msg.contacts) if (!c.star) rewriteUriTarget(run, c.address, 'Contact')
+}
+
+/**
+ * An inside proxy (a PBX relaying for phones) that record-routes puts its own private address in
+ * Record-Route: the far end would send every in-dialog request there. Entries naming the sender go
+ * to the public mapping, like its Contact; entries naming others (outside proxies) stay.
+ */
+function rewriteRecordRoutes (run: RewriteRun): void {
+  for (const r of run.msg.valueRanges('record-route')) rewriteUriTarget(run, parseNameAddr(run.msg.text, r), 'Record-Route')
 }
 
 function rewriteFromTo (run: RewriteRun): void {
@@ -119,7 +128,7 @@ function rewriteSdp (run: RewriteRun): void {
 }
 
 /** Applied in this order; the change list is sorted by position afterwards. */
-const OUTBOUND_HANDLERS: readonly Handler[] = [rewriteTopVia, rewriteContacts, rewriteFromTo, rewriteSdp]
+const OUTBOUND_HANDLERS: readonly Handler[] = [rewriteTopVia, rewriteRecordRoutes, rewriteContacts, rewriteFromTo, rewriteSdp]
 
 export function rewriteOutbound (run: RewriteRun): void {
   for (const handler of OUTBOUND_HANDLERS) handler(run)

@@ -115,8 +115,8 @@ const cases: Record<string, Case> = {
   'bye.sip': { changes: [V('10.0.1.23:5060', `${PUB}:5060`)] },
   'pbx-invite-other-host.sip': {
     ctx: { peer: { ip: '10.0.1.5', port: 5060 } },
-    changes: [V('10.0.1.5:5060', `${PUB}:5060`), C('10.0.1.5:5060', `${PUB}:5060`), 'Content-Length: 109 → 112', `o=: 10.0.1.5 → ${PUB}`],
-    allowInside: ['Via: SIP/2.0/UDP 10.0.1.23', 'Record-Route', 'c=IN IP4 10.0.1.23'],
+    changes: [V('10.0.1.5:5060', `${PUB}:5060`), `Record-Route: 10.0.1.5 → ${PUB}`, C('10.0.1.5:5060', `${PUB}:5060`), 'Content-Length: 109 → 112', `o=: 10.0.1.5 → ${PUB}`],
+    allowInside: ['Via: SIP/2.0/UDP 10.0.1.23', 'c=IN IP4 10.0.1.23'],
     check: (t, r) => {
       t.equal(r.media.length, 0, 'no mapping toward another inside host')
       t.match(r.detail, '10.0.1.23 is another inside host')
@@ -189,7 +189,7 @@ for (const [name, c] of Object.entries(cases)) {
 
 t.test('trusted inside proxy: its phones\' addresses are mapped too', async t => {
   const r = rewriteMessage(parsed(fixture('pbx-invite-other-host.sip')), 'outbound', makeCtx({ peer: { ip: '10.0.1.5', port: 5060 }, trustedProxy: true }))
-  t.same(describe(r), [V('10.0.1.5:5060', `${PUB}:5060`), C('10.0.1.5:5060', `${PUB}:5060`), 'Content-Length: 109 → 114',
+  t.same(describe(r), [V('10.0.1.5:5060', `${PUB}:5060`), `Record-Route: 10.0.1.5 → ${PUB}`, C('10.0.1.5:5060', `${PUB}:5060`), 'Content-Length: 109 → 114',
     `o=: 10.0.1.5 → ${PUB}`, `c=: 10.0.1.23 → ${PUB}`, 'm=audio: 16384 → 20000'])
   t.same(r.media[0].private, { ip: '10.0.1.23', rtpPort: 16384, rtcpPort: 16385 })
 })
@@ -234,4 +234,17 @@ t.test('a response restored inbound is what the phone sent outbound', async t =>
   const back = rewriteMessage(parsed(reply), 'inbound', makeCtx())
   t.equal(parsed(back.bytes).topVia?.host, '10.0.1.23')
   t.equal(parsed(back.bytes).topVia?.branch, sent.topVia?.branch)
+})
+
+t.test('an inside proxy\'s Record-Route goes out public and comes back private in Route and Record-Route', async t => {
+  const out = rewriteMessage(parsed(fixture('pbx-invite-other-host.sip')), 'outbound', makeCtx({ peer: { ip: '10.0.1.5', port: 5060 } }))
+  t.match(asText(out.bytes), `Record-Route: <sip:${PUB};lr>\r\n`)
+  const bye = Buffer.from([
+    'BYE sip:100@203.0.113.1:5060 SIP/2.0', 'Via: SIP/2.0/UDP 203.0.113.9:5060;branch=z9hG4bK-far-bye',
+    `Route: <sip:${PUB};lr>`, 'From: <sip:+15551230000@203.0.113.9>;tag=far', 'To: "Front Desk" <sip:100@10.0.1.5>;tag=pbx-7f3a',
+    'Call-ID: pbx-call-0001@10.0.1.5', 'CSeq: 2 BYE', 'Content-Length: 0', '', ''].join('\r\n'), 'latin1')
+  const back = rewriteMessage(parsed(bye), 'inbound', makeCtx({ peer: { ip: '10.0.1.5', port: 5060 }, lookupSignalling: (p: number) => (p === 5060 ? { ip: '10.0.1.5', port: 5060 } : null) }))
+  t.match(asText(back.bytes), 'BYE sip:100@10.0.1.5:5060 SIP/2.0\r\n', 'Request-URI back to the PBX')
+  t.match(asText(back.bytes), 'Route: <sip:10.0.1.5;lr>\r\n', 'the PBX finds its own Route entry')
+  t.ok(back.changes.some(c => c.field === 'Route'))
 })
