@@ -5,6 +5,7 @@
  */
 #include "common.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <string.h>
 #include <time.h>
@@ -29,10 +30,12 @@ static int ct_open(void) {
   return 0;
 }
 
-static void ct_put_delete(char *at, int reply, uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport, uint32_t seq) {
+/* One ctnetlink request (IPCTNL_MSG_CT_DELETE / _GET) naming a UDP entry by one of its tuples. */
+static void ct_put_tuple_msg(char *at, uint16_t msg, uint16_t flags, int reply, uint32_t src, uint32_t dst,
+                             uint16_t sport, uint16_t dport, uint32_t seq) {
   struct nlmsghdr *nlh = mnl_nlmsg_put_header(at);
-  nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+  nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | msg;
+  nlh->nlmsg_flags = flags;
   nlh->nlmsg_seq = seq;
   struct nfgenmsg *nfg = mnl_nlmsg_put_extra_header(nlh, sizeof *nfg);
   nfg->nfgen_family = AF_INET;
@@ -66,7 +69,7 @@ static int ct_delete_batch(const uint32_t *tuples, size_t n) {
     uint32_t first = ct_seq + 1;
     for (size_t i = 0; i < k; i++) {
       const uint32_t *t = tuples + (base + i) * 5;
-      ct_put_delete(out + len, t[0] != 0, t[1], t[2], (uint16_t)t[3], (uint16_t)t[4], ++ct_seq);
+      ct_put_tuple_msg(out + len, IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, t[0] != 0, t[1], t[2], (uint16_t)t[3], (uint16_t)t[4], ++ct_seq);
       len += ((struct nlmsghdr *)(out + len))->nlmsg_len;
     }
     if (mnl_socket_sendto(ct_sock, out, len) < 0) return -errno;
@@ -111,11 +114,95 @@ static napi_value js_ct_delete_many(napi_env env, napi_callback_info info) {
   return res;
 }
 
+/* Counters of one conntrack entry: CTA_COUNTERS_{ORIG,REPLY} → {packets, bytes}. */
+struct ct_counts { double v[4]; int found; };
+
+static int ct_counter_attr(const struct nlattr *a, void *data) {
+  const struct nlattr **tb = data;
+  int type = mnl_attr_get_type(a);
+  if (type == CTA_COUNTERS_PACKETS || type == CTA_COUNTERS_BYTES) tb[type] = a;
+  return MNL_CB_OK;
+}
+
+static int ct_top_attr(const struct nlattr *a, void *data) {
+  const struct nlattr **tb = data;
+  int type = mnl_attr_get_type(a);
+  if (type == CTA_COUNTERS_ORIG || type == CTA_COUNTERS_REPLY) tb[type] = a;
+  return MNL_CB_OK;
+}
+
+static void ct_read_counters(const struct nlmsghdr *h, struct ct_counts *c) {
+  const struct nlattr *tb[CTA_MAX + 1] = {0};
+  mnl_attr_parse(h, sizeof(struct nfgenmsg), ct_top_attr, tb);
+  c->found = 1;
+  const int which[2] = { CTA_COUNTERS_ORIG, CTA_COUNTERS_REPLY };
+  for (int d = 0; d < 2; d++) {
+    c->v[d * 2] = c->v[d * 2 + 1] = -1; /* accounting off: no counters */
+    if (!tb[which[d]]) continue;
+    const struct nlattr *cb[CTA_COUNTERS_MAX + 1] = {0};
+    mnl_attr_parse_nested(tb[which[d]], ct_counter_attr, cb);
+    if (cb[CTA_COUNTERS_PACKETS]) c->v[d * 2] = (double)be64toh(mnl_attr_get_u64(cb[CTA_COUNTERS_PACKETS]));
+    if (cb[CTA_COUNTERS_BYTES]) c->v[d * 2 + 1] = (double)be64toh(mnl_attr_get_u64(cb[CTA_COUNTERS_BYTES]));
+  }
+}
+
+/* ctCounters(tuples: Uint32Array of [reply 0|1, src, dst, sport, dport] * n) -> Float64Array of
+ * [origPackets, origBytes, replyPackets, replyBytes] * n; -2 for a tuple with no entry, -1 for a
+ * counter the kernel does not keep (net.netfilter.nf_conntrack_acct = 0). One send for all GETs. */
+static napi_value js_ct_counters(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], res, ab_out;
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  bool is = false;
+  napi_typedarray_type tt;
+  size_t n = 0, off;
+  void *data = NULL;
+  napi_value ab;
+  if (argc < 1 || napi_is_typedarray(env, argv[0], &is) != napi_ok || !is ||
+      napi_get_typedarray_info(env, argv[0], &tt, &n, &data, &ab, &off) != napi_ok || tt != napi_uint32_array || n % 5 ||
+      n / 5 > CT_MSG_MAX)
+    return sa_throw(env, K_ARG, 0, "ctCounters: Uint32Array of at most %d 5-tuples expected", CT_MSG_MAX);
+  const uint32_t *t = data;
+  size_t k = n / 5;
+  double *outv = NULL;
+  NAPI_OK(napi_create_arraybuffer(env, k * 4 * sizeof(double), (void **)&outv, &ab_out));
+  for (size_t i = 0; i < k * 4; i++) outv[i] = -2;
+  int e = ct_open();
+  if (e) return sa_throw(env, K_CT, e, "conntrack counters: netlink socket");
+  char out[CT_MSG_MAX * 128];
+  char in[MNL_SOCKET_BUFFER_SIZE];
+  size_t len = 0;
+  uint32_t first = ct_seq + 1;
+  for (size_t i = 0; i < k; i++) {
+    const uint32_t *q = t + i * 5;
+    ct_put_tuple_msg(out + len, IPCTNL_MSG_CT_GET, NLM_F_REQUEST, q[0] != 0, q[1], q[2], (uint16_t)q[3], (uint16_t)q[4], ++ct_seq);
+    len += ((struct nlmsghdr *)(out + len))->nlmsg_len;
+  }
+  if (k > 0 && mnl_socket_sendto(ct_sock, out, len) < 0) return sa_throw(env, K_CT, errno, "conntrack counters: send");
+  size_t answered = 0;
+  while (answered < k) {
+    ssize_t r = mnl_socket_recvfrom(ct_sock, in, sizeof in);
+    if (r < 0) return sa_throw(env, K_CT, errno, "conntrack counters: receive");
+    for (struct nlmsghdr *h = (struct nlmsghdr *)in; mnl_nlmsg_ok(h, (int)r); h = mnl_nlmsg_next(h, (int *)&r)) {
+      if (h->nlmsg_seq < first || h->nlmsg_seq > ct_seq) continue;
+      size_t i = h->nlmsg_seq - first;
+      answered++;
+      if (h->nlmsg_type == NLMSG_ERROR) continue; /* ENOENT: no such flow (stays -2) */
+      struct ct_counts c = {{0}, 0};
+      ct_read_counters(h, &c);
+      for (int j = 0; j < 4; j++) outv[i * 4 + j] = c.v[j];
+    }
+  }
+  NAPI_OK(napi_create_typedarray(env, napi_float64_array, k * 4, ab_out, 0, &res));
+  return res;
+}
+
 napi_value ct_init(napi_env env, napi_value exports) {
   napi_property_descriptor d[] = {
     { "ctDeleteMany", NULL, js_ct_delete_many, NULL, NULL, NULL, napi_default_jsproperty, NULL },
+    { "ctCounters", NULL, js_ct_counters, NULL, NULL, NULL, napi_default_jsproperty, NULL },
   };
-  if (napi_define_properties(env, exports, 1, d) != napi_ok) return NULL;
+  if (napi_define_properties(env, exports, 2, d) != napi_ok) return NULL;
   return exports;
 }
 

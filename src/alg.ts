@@ -325,7 +325,11 @@ export class Alg {
         state: c.state,
         ageSeconds: Math.round((now - c.createdAt) / 1000),
         media: [...c.streams.values()].map(s => `${s.media} ${s.priv.ip}:${s.priv.rtpPort} → ${s.pub.rtpPort}` +
-          ` ⇐ ${s.installedPeers.length === 0 ? 'any' : s.installedPeers.join(',')}`)
+          ` ⇐ ${s.installedPeers.length === 0 ? 'any' : s.installedPeers.join(',')}`),
+        flows: [...c.streams.values()].map(s => {
+          const far = this.calls.farStreams(c, s.index)[0]
+          return { media: s.media, publicPort: s.pub.rtpPort, far: far === undefined ? null : { ip: far.ip, port: far.rtpPort } }
+        })
       })),
       registrations: [...this.registrations.values()].map(r => ({
         phone: `${r.phone.ip}:${r.phone.port}`,

@@ -33,6 +33,8 @@ export interface Config {
   trustedInsideProxies: string[]
   inboundSipFrom: 'registrar' | 'any'
   mediaLatching: boolean
+  /** Turn on net.netfilter.nf_conntrack_acct so `sipalg status` shows per-call traffic. */
+  conntrackAccounting: boolean
   timeouts: { ring: number, call: number, signalling: number, registrationGrace: number, element: number }
   limits: { maxCalls: number, callsPerHost: number, callsPerSecond: number, callsPerSecondPerHost: number }
   queueMaxLen: number
@@ -61,6 +63,7 @@ export const defaults: Config = {
   trustedInsideProxies: [],
   inboundSipFrom: 'registrar',
   mediaLatching: false,
+  conntrackAccounting: true,
   timeouts: { ring: 180, call: 7200, signalling: 300, registrationGrace: 60, element: 600 },
   limits: { maxCalls: 10000, callsPerHost: 200, callsPerSecond: 2000, callsPerSecondPerHost: 50 },
   queueMaxLen: 16384,
@@ -134,7 +137,7 @@ export function validate (c: Config): Config {
   c.sipPorts = asList(c.sipPorts).map(p => int('sip_ports', p, 1, 65535, 'sip_ports: [5060, 5080]'))
   try { parsePortRange(String(c.mediaPorts)) } catch (e) { throw bad('media_ports', (e as Error).message, 'media_ports: 20000-29999') }
   c.mediaPorts = String(c.mediaPorts)
-  for (const k of ['firewall', 'failClosed', 'rewriteFromTo', 'rewriteIce', 'mediaLatching'] as const) c[k] = bool(k, c[k])
+  for (const k of ['firewall', 'failClosed', 'rewriteFromTo', 'rewriteIce', 'mediaLatching', 'conntrackAccounting'] as const) c[k] = bool(k, c[k])
   // Latching needs the first media source from conntrack before locking the pinhole to it; until
   // sipalg reads that, it refuses the option rather than silently opening media to anyone.
   if (c.mediaLatching) throw bad('media_latching', 'is not supported yet (media is accepted only from the SDP address)', 'media_latching: false')

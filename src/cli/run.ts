@@ -3,7 +3,7 @@
 // batch, then all verdicts in one send — so a mapping is always in the kernel before the SIP that
 // advertises it leaves — and everything else (removals, narrowing, conntrack cleanup) right after.
 
-import { writeFileSync, rmSync } from 'node:fs'
+import { readFileSync, writeFileSync, rmSync } from 'node:fs'
 import { networkInterfaces } from 'node:os'
 import type { Logger } from 'pino'
 import { ADOPTED, Alg } from '../alg.js'
@@ -14,7 +14,8 @@ import { createLogger } from '../log.js'
 import { applyOps, type KernelMaps, type MapName, type MapOp } from '../media/mappings.js'
 import { createTable, DEFAULT_MARK } from '../netfilter/table.js'
 import { PacketQueue, fixIpv4Udp } from '../netfilter/queue.js'
-import { NftMaps, addrPortKey, decodeKey, deleteConntrack, portKey, type NftOp } from '../netfilter/nftmaps.js'
+import { NftMaps, addrPortKey, conntrackCounters, decodeKey, deleteConntrack, portKey, type NftOp } from '../netfilter/nftmaps.js'
+import type { StatusDoc } from './status.js'
 import { LatencyHistogram } from '../histogram.js'
 import { flagsToConfig, parseArgs } from './args.js'
 import { defaultSocketPath, defaultStatePath, serveControl } from './control.js'
@@ -22,7 +23,7 @@ import { serveMetrics } from '../metrics.js'
 import type { TraceEvent } from '../trace/ladder.js'
 
 export const RUN_FLAGS = {
-  booleans: ['firewall', 'fail-closed', 'pretty', 'rewrite-from-to', 'rewrite-ice', 'media-latching'],
+  booleans: ['firewall', 'fail-closed', 'pretty', 'rewrite-from-to', 'rewrite-ice', 'media-latching', 'conntrack-accounting'],
   values: ['public', 'outside-if', 'inside-if', 'queue', 'media-ports', 'config', 'ready-file', 'log-level',
     'sip-ports', 'malformed', 'inbound-sip-from', 'table', 'control-socket', 'metrics-port', 'state-file'],
   repeatable: ['inside']
@@ -82,12 +83,45 @@ function adopt (alg: Alg, nft: NftMaps, log: Logger): void {
   if (n > 0) log.info({ elements: n }, 'adopted kernel mappings left by a previous sipalg; they expire unless a call refreshes them')
 }
 
+/**
+ * Adds each media flow's packets/bytes from conntrack to a status document. A flow started by the far
+ * end has it as the original direction; one the phone started has it as the reply: ask for both.
+ */
+function withTraffic<T extends { calls: StatusDoc['calls'], publicIp: string }> (doc: T): T {
+  const flows = doc.calls.flatMap(c => c.flows).filter(f => f.far !== null)
+  for (let i = 0; i < flows.length; i += 64) {
+    const chunk = flows.slice(i, i + 64)
+    const tuples = chunk.flatMap(f => (['original', 'reply'] as const).map(direction =>
+      ({ proto: 'udp' as const, src: f.far?.ip ?? '', sport: f.far?.port ?? 0, dst: doc.publicIp, dport: f.publicPort, direction })))
+    let counts: ReturnType<typeof conntrackCounters>
+    try { counts = conntrackCounters(tuples) } catch { return doc }
+    chunk.forEach((f, j) => {
+      const farStarted = counts[j * 2]
+      const phoneStarted = counts[j * 2 + 1]
+      if (farStarted !== null) { f.in = farStarted.orig; f.out = farStarted.reply } else if (phoneStarted !== null) { f.in = phoneStarted.reply; f.out = phoneStarted.orig }
+    })
+  }
+  return doc
+}
+
+/** Per-flow byte counts need conntrack accounting; it is turned on in sipalg's network namespace. */
+function enableAccounting (log: Logger): void {
+  const path = '/proc/sys/net/netfilter/nf_conntrack_acct'
+  try {
+    if (readFileSync(path, 'utf8').trim() !== '1') {
+      writeFileSync(path, '1\n')
+      log.info({ sysctl: 'net.netfilter.nf_conntrack_acct=1' }, 'turned on conntrack accounting for per-call traffic in sipalg status (conntrack_accounting: false to leave it)')
+    }
+  } catch (e) { log.warn({ err: (e as Error).message }, 'conntrack accounting unavailable: sipalg status shows no per-call traffic') }
+}
+
 export async function runDaemon (argv: string[]): Promise<number> {
   const { cfg, pretty } = runConfig(argv)
   if (process.getuid?.() !== 0) throw new SipalgError('E200_NOT_ROOT', { what: 'sipalg run' })
   const log = createLogger(cfg.logLevel, pretty)
   const publicIp = cfg.public as string
   createTable({ table: cfg.table, publicIp, outsideIf: cfg.outsideIf, mark: DEFAULT_MARK })
+  if (cfg.conntrackAccounting) enableAccounting(log)
   const nft = NftMaps.open(cfg.table)
   const kernel = kernelMaps(nft)
   const alg = new Alg(cfg, log, Date.now, b => { fixIpv4Udp(b) })
@@ -167,7 +201,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
   // `sipalg trace` clients: the ALG emits message events only while at least one is connected.
   const tracers = new Set<(e: TraceEvent) => void>()
   const control = serveControl(socketPath, {
-    status: () => ({ ...alg.status(), uptimeSeconds: Math.round((Date.now() - startedAt) / 1000), latencyUs: latency.summary(), queue: queue.stats() })
+    status: () => withTraffic({ ...alg.status(), uptimeSeconds: Math.round((Date.now() - startedAt) / 1000), latencyUs: latency.summary(), queue: queue.stats() })
   }, {
     trace: client => {
       client.send({ trace: 'started', publicIp })

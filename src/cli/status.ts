@@ -4,10 +4,20 @@
 import { askControl, defaultSocketPath } from './control.js'
 import { parseArgs } from './args.js'
 
+/** One media stream's RTP flow through the gateway; traffic from conntrack when it counts. */
+export interface FlowStatus {
+  media: string
+  publicPort: number
+  far: { ip: string, port: number } | null
+  /** Far end → phone and phone → far end, when the kernel has the flow and counts (nf_conntrack_acct). */
+  in?: { packets: number, bytes: number } | null
+  out?: { packets: number, bytes: number } | null
+}
+
 export interface StatusDoc {
   uptimeSeconds: number
   publicIp: string
-  calls: Array<{ callId: string, phone: string, direction: string, state: string, ageSeconds: number, media: string[] }>
+  calls: Array<{ callId: string, phone: string, direction: string, state: string, ageSeconds: number, media: string[], flows: FlowStatus[] }>
   registrations: Array<{ phone: string, publicPort: number, registrar: string, aor: string, expiresInSeconds: number }>
   mappings: Record<string, number>
   counters: Record<string, number>
@@ -21,10 +31,14 @@ function table (head: string[], rows: string[][]): string {
   return line(head) + rows.map(line).join('')
 }
 
+const traffic = (f: FlowStatus | undefined): string =>
+  f?.in === undefined && f?.out === undefined ? '' : `  [in ${f.in?.packets ?? '–'} / out ${f.out?.packets ?? '–'} pkts]`
+
 export function renderStatus (s: StatusDoc): string {
   let out = `sipalg on ${s.publicIp}, up ${s.uptimeSeconds}s\n\nCalls (${s.calls.length})\n`
   out += table(['CALL-ID', 'PHONE', 'DIR', 'STATE', 'AGE', 'MEDIA (private → public ⇐ allowed from)'],
-    s.calls.map(c => [c.callId.slice(0, 32), c.phone, c.direction, c.state, `${c.ageSeconds}s`, c.media.join('; ')]))
+    s.calls.map(c => [c.callId.slice(0, 32), c.phone, c.direction, c.state, `${c.ageSeconds}s`,
+      c.media.map((m, i) => m + traffic(c.flows?.[i])).join('; ')]))
   out += `\nRegistrations (${s.registrations.length})\n`
   out += table(['PHONE', 'PUBLIC PORT', 'REGISTRAR', 'AOR', 'EXPIRES IN'],
     s.registrations.map(r => [r.phone, String(r.publicPort), r.registrar, r.aor, `${r.expiresInSeconds}s`]))

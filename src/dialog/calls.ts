@@ -282,7 +282,8 @@ export class CallTable {
     this.maps.set('peer_dnat', { ip, port: call.phonePublicPort }, call.phone, this.policy.elementMs, call.key)
   }
 
-  private farStreams (call: Call, index: number): FarStream[] {
+  /** The far end's media for one of the call's m= lines (the answering dialog's, once confirmed). */
+  farStreams (call: Call, index: number): FarStream[] {
     const out: FarStream[] = []
     for (const [tag, streams] of call.farMedia) {
       if (call.confirmedTag !== null && tag !== call.confirmedTag && tag !== '') continue

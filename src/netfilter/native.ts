@@ -79,6 +79,8 @@ export interface NativeAddon {
   nftStats (h: Handle): { batches: number, ops: number, errors: number }
   /** [reply 0|1, src, dst, sport, dport] per entry; returns how many existed and were deleted. */
   ctDeleteMany (tuples: Uint32Array): number
+  /** Same tuples; [origPackets, origBytes, replyPackets, replyBytes] each: -2 no entry, -1 not counted. */
+  ctCounters (tuples: Uint32Array): Float64Array
   fixIpv4Udp (pkt: Uint8Array): boolean
 }
 

@@ -65,6 +65,17 @@ t.test('status, metrics and trace while a call is up', async t => {
     t.match(table, /audio 10\.0\.1\.23:16\d{3} → \d+/)
   })
 
+  await t.test('during the call: status shows the RTP each way from conntrack', async t => {
+    await sleep(800)
+    const st = await alg.status()
+    const f = st.calls[0]?.flows[0]
+    t.same(f?.far?.ip, '203.0.113.9', 'the far end of the flow')
+    t.ok((f?.in?.packets ?? 0) > 10, `packets in from B (${JSON.stringify(f?.in)})`)
+    t.ok((f?.out?.packets ?? 0) > 10, `packets out to B (${JSON.stringify(f?.out)})`)
+    const table = await lab.sh('gw', 'node', [CLI, 'status', '--socket', alg.socket])
+    t.match(table, /\[in \d+ \/ out \d+ pkts\]/, 'the table shows them')
+  })
+
   await t.test('during the call: metrics', async t => {
     const m = await metrics()
     t.equal(sample(m, 'sipalg_active_calls'), 1, 'sipalg_active_calls 1')

@@ -33,7 +33,7 @@ export interface Sipalg {
 }
 
 export interface StatusJson {
-  calls: Array<{ callId: string, phone: string, state: string, media: string[] }>
+  calls: Array<{ callId: string, phone: string, state: string, media: string[], flows: Array<{ far: { ip: string, port: number } | null, in?: { packets: number } | null, out?: { packets: number } | null }> }>
   registrations: unknown[]
   mappings: Record<string, number>
   counters: Record<string, number>
