@@ -89,23 +89,35 @@ static int ct_delete_batch(const uint32_t *tuples, size_t n) {
   return deleted;
 }
 
-/* ctDeleteMany(tuples: Uint32Array of [reply 0|1, src, dst, sport, dport] * n) -> number deleted */
-static napi_value js_ct_delete_many(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], res;
-  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+/* The Uint32Array of [reply 0|1, src, dst, sport, dport] 5-tuples both calls take; NULL (with a JS
+ * exception pending) when it is not one, has a bad port, or holds more than `max` tuples. */
+static const uint32_t *ct_tuples_arg(napi_env env, napi_value v, size_t max, size_t *count, const char *fn) {
   bool is = false;
   napi_typedarray_type tt;
   size_t n = 0, off;
   void *data = NULL;
   napi_value ab;
-  if (argc < 1 || napi_is_typedarray(env, argv[0], &is) != napi_ok || !is ||
-      napi_get_typedarray_info(env, argv[0], &tt, &n, &data, &ab, &off) != napi_ok || tt != napi_uint32_array || n % 5)
-    return sa_throw(env, K_ARG, 0, "ctDeleteMany: Uint32Array of 5-tuples expected");
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is ||
+      napi_get_typedarray_info(env, v, &tt, &n, &data, &ab, &off) != napi_ok || tt != napi_uint32_array || n % 5 || n / 5 > max) {
+    sa_throw(env, K_ARG, 0, "%s: Uint32Array of at most %zu 5-tuples expected", fn, max);
+    return NULL;
+  }
   const uint32_t *t = data;
-  for (size_t i = 0; i < n; i += 5)
-    if (t[i + 3] > 65535 || t[i + 4] > 65535) return sa_throw(env, K_ARG, 0, "ctDeleteMany: bad port");
-  int r = ct_delete_batch(t, n / 5);
+  for (size_t i = 0; i < n; i += 5) {
+    if (t[i + 3] > 65535 || t[i + 4] > 65535) { sa_throw(env, K_ARG, 0, "%s: bad port", fn); return NULL; }
+  }
+  *count = n / 5;
+  return t;
+}
+
+/* ctDeleteMany(tuples: Uint32Array of [reply 0|1, src, dst, sport, dport] * n) -> number deleted */
+static napi_value js_ct_delete_many(napi_env env, napi_callback_info info) {
+  size_t argc = 1, k = 0;
+  napi_value argv[1] = {NULL}, res;
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  const uint32_t *t = ct_tuples_arg(env, argv[0], SIZE_MAX / 5, &k, "ctDeleteMany");
+  if (!t) return NULL;
+  int r = ct_delete_batch(t, k);
   if (r < 0) {
     if (-r == EPERM && !sa_has_cap_net_admin()) return sa_throw(env, K_NOT_ROOT, -r, "deleting conntrack entries");
     return sa_throw(env, K_CT, -r, "conntrack delete");
@@ -150,20 +162,11 @@ static void ct_read_counters(const struct nlmsghdr *h, struct ct_counts *c) {
  * [origPackets, origBytes, replyPackets, replyBytes] * n; -2 for a tuple with no entry, -1 for a
  * counter the kernel does not keep (net.netfilter.nf_conntrack_acct = 0). One send for all GETs. */
 static napi_value js_ct_counters(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], res, ab_out;
+  size_t argc = 1, k = 0;
+  napi_value argv[1] = {NULL}, res, ab_out;
   NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  bool is = false;
-  napi_typedarray_type tt;
-  size_t n = 0, off;
-  void *data = NULL;
-  napi_value ab;
-  if (argc < 1 || napi_is_typedarray(env, argv[0], &is) != napi_ok || !is ||
-      napi_get_typedarray_info(env, argv[0], &tt, &n, &data, &ab, &off) != napi_ok || tt != napi_uint32_array || n % 5 ||
-      n / 5 > CT_MSG_MAX)
-    return sa_throw(env, K_ARG, 0, "ctCounters: Uint32Array of at most %d 5-tuples expected", CT_MSG_MAX);
-  const uint32_t *t = data;
-  size_t k = n / 5;
+  const uint32_t *t = ct_tuples_arg(env, argv[0], CT_MSG_MAX, &k, "ctCounters");
+  if (!t) return NULL;
   double *outv = NULL;
   NAPI_OK(napi_create_arraybuffer(env, k * 4 * sizeof(double), (void **)&outv, &ab_out));
   for (size_t i = 0; i < k * 4; i++) outv[i] = -2;
