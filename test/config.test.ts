@@ -42,3 +42,12 @@ t.test('unknown flags are refused by name', async t => {
   t.throws(() => parseArgs(['--pubic', '1.2.3.4'], RUN_FLAGS), /unknown flag --pubic/)
   t.throws(() => parseArgs(['--public'], RUN_FLAGS), /--public needs a value/)
 })
+
+t.test('--log-level is accepted by every command', async t => {
+  const { spawnSync } = await import('node:child_process')
+  const cli = new URL('../dist/src/cli/main.js', import.meta.url).pathname
+  const r = spawnSync(process.execPath, [cli, 'status', '--log-level', 'debug', '--socket', '/nonexistent/sipalg.sock'], { encoding: 'utf8' })
+  t.match(r.stderr, /E300/, 'status got past its flags (no daemon there)')
+  const w = spawnSync(process.execPath, [cli, 'rewrite', '--public', '203.0.113.1', '--log-level=warn'], { input: 'not sip', encoding: 'utf8' })
+  t.equal(w.status, 3, 'rewrite too (exit 3: not SIP)')
+})

@@ -32,8 +32,23 @@ const commands: Record<string, Command> = {
   help: async () => { process.stdout.write(HELP); return 0 }
 }
 
+/**
+ * `--log-level` is accepted by every command (scripts pass it uniformly); only the daemon (and
+ * doctor, which checks the daemon's flags) has logs, so the others drop it here.
+ */
+function withoutLogLevel (argv: string[]): string[] {
+  const out: string[] = []
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--log-level') { i++; continue }
+    if (argv[i].startsWith('--log-level=')) continue
+    out.push(argv[i])
+  }
+  return out
+}
+
 async function main (argv: string[]): Promise<number> {
-  const [name, ...rest] = argv
+  const [name, ...all] = argv
+  const rest = name === 'run' || name === 'doctor' ? all : withoutLogLevel(all)
   const cmd = commands[name ?? 'help'] ?? commands[name?.replace(/^--/, '') ?? '']
   if (cmd === undefined) throw new SipalgError('E100_USAGE', { detail: `unknown command "${name}"` })
   return await cmd(rest)
