@@ -112,9 +112,9 @@ export class Alg {
       return ACCEPT
     }
     const udp = parsed.udp
-    const direction: Direction | null = this.isInside(udp.src) && !this.isInside(udp.dst)
-      ? 'outbound'
-      : this.isInside(udp.dst) && !this.isInside(udp.src) ? 'inbound' : null
+    const srcInside = this.isInside(udp.src)
+    const dstInside = this.isInside(udp.dst)
+    const direction: Direction | null = srcInside === dstInside ? null : srcInside ? 'outbound' : 'inbound'
     if (direction === null || (!this.sipPorts.has(udp.srcPort) && !this.sipPorts.has(udp.dstPort))) {
       this.counters.inc('passed_transit')
       return ACCEPT
@@ -169,7 +169,7 @@ export class Alg {
     const result = rewriteMessage(msg, direction, ctx)
     if (call !== undefined) this.calls.update(call, msg, outbound, remoteIp, result.media, outbound ? undefined : this.usableFarSdp(result.sdp))
     this.trackRegistration(msg, outbound, phone, publicPort, remoteIp)
-    if (this.opensSomething(this.maps.pendingSince(opsBefore), outbound)) this.mappingsFirst = true
+    if (this.maps.pendingCount !== opsBefore && this.opensSomething(this.maps.pendingSince(opsBefore), outbound)) this.mappingsFirst = true
     this.logMessage(msg, direction, result)
     if (mapsBefore !== undefined) {
       // A trace listener never costs a call its rewrite.

@@ -44,10 +44,12 @@ export async function runDoctor (argv: string[]): Promise<number> {
     add({ name: 'kernel SIP helper', ok: !helper, detail: helper ? 'nf_conntrack_sip is attached to traffic here' : 'not attached', fix: new SipalgError('E206_KERNEL_HELPER').message })
   }
 
+  let config: ReturnType<typeof runConfig> | Error
+  try { config = runConfig(argv) } catch (e) { config = e as Error }
+
   if (root && native.ok) {
     // Bind the queue for a moment, exactly as `sipalg run` would, and let go.
-    let queue = 0
-    try { queue = runConfig(argv).cfg.queue } catch { /* reported below */ }
+    const queue = config instanceof Error ? 0 : config.cfg.queue
     try {
       const { PacketQueue } = await import('../netfilter/queue.js')
       PacketQueue.open({ queue, maxLen: 64 }).close()
@@ -57,11 +59,10 @@ export async function runDoctor (argv: string[]): Promise<number> {
     }
   }
 
-  try {
-    const { cfg } = runConfig(argv)
-    add({ name: 'public address', ok: true, detail: String(cfg.public) })
-  } catch (e) {
-    add({ name: 'public address', ok: false, detail: e instanceof SipalgError ? e.message : String(e), fix: 'pass --public or --outside-if' })
+  if (config instanceof Error) {
+    add({ name: 'public address', ok: false, detail: config instanceof SipalgError ? config.message : String(config), fix: 'pass --public or --outside-if' })
+  } else {
+    add({ name: 'public address', ok: true, detail: String(config.cfg.public) })
   }
 
   let failed = 0

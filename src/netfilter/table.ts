@@ -56,13 +56,3 @@ export function createTable (s: TableSpec): void {
   const r = nft(['-f', '-'], tableScript(s))
   if (!r.ok) throw new SipalgError('E204_NFT', { what: `creating table ip ${s.table}`, why: r.out })
 }
-
-export function tableExists (table: string): boolean {
-  return nft(['list', 'table', 'ip', table]).ok
-}
-
-export function deleteTable (table: string): void {
-  if (!tableExists(table)) return
-  const r = nft(['delete', 'table', 'ip', table])
-  if (!r.ok) throw new SipalgError('E204_NFT', { what: `deleting table ip ${table}`, why: r.out })
-}

@@ -1,7 +1,7 @@
 // Starts sipalg on a lab gateway the way an operator would (rules + `sipalg run`), for tests and
 // the demo. Everything it starts is tracked by the lab and killed by PID when the lab goes down.
 
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -49,7 +49,6 @@ export async function startSipalg (lab: Lab, opts: SipalgOptions = {}): Promise<
   const dir = mkdtempSync(join(tmpdir(), `sipalg-${lab.runId}-`))
   const ready = join(dir, 'ready')
   const socket = join(dir, 'control.sock')
-  const logFile = join(dir, 'sipalg.log')
   const args = [CLI, 'run', '--public', '203.0.113.1', '--inside', '10.0.1.0/24', '--outside-if', 'wan0',
     '--inside-if', 'lan0', '--ready-file', ready, '--control-socket', socket, ...(opts.args ?? [])]
   // Each test's daemon keeps its own call state (the default path is shared by every namespace).
@@ -74,7 +73,7 @@ export async function startSipalg (lab: Lab, opts: SipalgOptions = {}): Promise<
     child,
     dir,
     socket,
-    log: () => { writeFileSync(logFile, log); return log },
+    log: () => log,
     status: async () => JSON.parse(await lab.sh('gw', 'node', [CLI, 'status', '--json', '--socket', socket])) as StatusJson,
     elements: async map => {
       const out = await lab.sh('gw', 'nft', ['list', 'map', 'ip', 'sipalg', map])
@@ -88,9 +87,4 @@ export async function startSipalg (lab: Lab, opts: SipalgOptions = {}): Promise<
     }
   }
   return s
-}
-
-/** Reads the whole sipalg log (for failure messages). */
-export function readLog (s: Sipalg): string {
-  try { return readFileSync(join(s.dir, 'sipalg.log'), 'utf8') } catch { return s.log() }
 }
