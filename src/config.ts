@@ -1,11 +1,11 @@
-// Configuration: defaults, the YAML file, then command-line flags (every flag is also a key).
-// Validation names the key and the fix (errors from the catalogue).
+// Configuration: defaults, then the layers the CLI read (the YAML file, src/cli/config-file.ts, then
+// command-line flags: every flag is also a key), merged and validated. Pure: no file access here.
+// Validation names the key and the fix (errors from the catalogue), with the checks of src/validate.ts
+// that the flags use too.
 
-import { readFileSync } from 'node:fs'
-import { parse as parseYaml } from 'yaml'
 import { SipalgError } from './errors.js'
-import { insideMatcher, ipv4ToNumber, parseCidr, type Cidr } from './rewrite/cidr.js'
-import { parsePortRange } from './media/ports.js'
+import { insideMatcher, parseCidr, type Cidr } from './rewrite/cidr.js'
+import * as check from './validate.js'
 
 export interface Config {
   public: string | null
@@ -72,8 +72,7 @@ export const defaults: Config = {
 
 // snake_case keys in YAML (and --kebab-case flags) map onto the camelCase fields above.
 const camel = (k: string): string => k.replace(/[-_]([a-z])/g, (_, c: string) => c.toUpperCase())
-
-export const isIpv4 = (s: string): boolean => ipv4ToNumber(s) !== null
+const snake = (k: string): string => k.replace(/[A-Z]/g, c => `_${c.toLowerCase()}`)
 
 function bad (key: string, why: string, example: string): SipalgError {
   return new SipalgError('E103_CONFIG_KEY', { key, why, example })
@@ -94,16 +93,6 @@ function merge (target: Record<string, unknown>, src: Record<string, unknown>, p
   }
 }
 
-export function loadConfigFile (path: string): Record<string, unknown> {
-  let text: string
-  try { text = readFileSync(path, 'utf8') } catch (e) { throw new SipalgError('E102_CONFIG_READ', { path, why: (e as Error).message }) }
-  let doc: unknown
-  try { doc = parseYaml(text) } catch (e) { throw new SipalgError('E102_CONFIG_READ', { path, why: (e as Error).message.split('\n')[0] }) }
-  if (doc === null || doc === undefined) return {}
-  if (typeof doc !== 'object' || Array.isArray(doc)) throw new SipalgError('E102_CONFIG_READ', { path, why: 'top level must be a mapping of keys' })
-  return doc as Record<string, unknown>
-}
-
 /** Defaults ← file ← flags, then validated. */
 export function buildConfig (layers: Array<Record<string, unknown>>): Config {
   const cfg = structuredClone(defaults) as unknown as Record<string, unknown>
@@ -113,46 +102,47 @@ export function buildConfig (layers: Array<Record<string, unknown>>): Config {
 
 function asList (v: unknown): unknown[] { return Array.isArray(v) ? v : String(v).split(',').map(s => s.trim()).filter(s => s !== '') }
 
-function int (key: string, v: unknown, lo: number, hi: number, example: string): number {
-  const n = typeof v === 'number' ? v : Number(String(v))
-  if (!Number.isInteger(n) || n < lo || n > hi) throw bad(key, `must be a whole number from ${lo} to ${hi} (got ${String(v)})`, example)
-  return n
+/** One check of src/validate.ts on a config value (YAML gives numbers and booleans, flags strings). */
+function checked<T> (key: string, v: unknown, r: (text: string) => check.Checked<T>): T {
+  const res = r(String(v))
+  if (res.ok) return res.value
+  throw bad(key, `has "${String(v)}", ${res.why}`, yamlExample(key, res.example))
 }
 
-function bool (key: string, v: unknown): boolean {
-  if (typeof v === 'boolean') return v
-  if (v === 'true' || v === '1' || v === 'yes') return true
-  if (v === 'false' || v === '0' || v === 'no') return false
-  throw bad(key, `must be true or false (got ${String(v)})`, `${key}: true`)
+/** "limits.max_calls" + "100" → "limits: { max_calls: 100 }": what to write in sipalg.yaml. */
+function yamlExample (key: string, value: string): string {
+  const dot = key.indexOf('.')
+  return dot < 0 ? `${key}: ${value}` : `${key.slice(0, dot)}: { ${key.slice(dot + 1)}: ${value} }`
 }
+
+const int = (key: string, v: unknown, lo: number, hi: number, example: string): number =>
+  checked(key, v, t => check.integer(t, lo, hi, example))
 
 export function validate (c: Config): Config {
-  if (c.public !== null && !isIpv4(String(c.public))) throw bad('public', `must be an IPv4 address (got ${String(c.public)})`, 'public: 203.0.113.1')
-  c.inside = asList(c.inside).map(String)
-  for (const n of c.inside) {
-    if (parseCidr(n) === null) throw bad('inside', `has "${n}", not a network like 10.0.1.0/24`, 'inside: [10.0.1.0/24]')
+  if (c.public !== null) c.public = checked('public', c.public, check.ipv4)
+  c.inside = asList(c.inside).map(n => checked('inside', n, check.cidr))
+  c.queue = checked('queue', c.queue, check.queue)
+  c.metricsPort = int('metrics_port', c.metricsPort, 0, 65535, '9260')
+  c.sipPorts = asList(c.sipPorts).map(p => checked('sip_ports', p, check.port))
+  checked('media_ports', c.mediaPorts, check.portRange)
+  c.mediaPorts = String(c.mediaPorts).trim()
+  for (const k of ['firewall', 'failClosed', 'rewriteFromTo', 'rewriteIce', 'mediaLatching', 'conntrackAccounting'] as const) {
+    c[k] = checked(snake(k), c[k], check.boolean)
   }
-  c.queue = int('queue', c.queue, 0, 65535, 'queue: 1')
-  c.metricsPort = int('metrics_port', c.metricsPort, 0, 65535, 'metrics_port: 9260')
-  c.sipPorts = asList(c.sipPorts).map(p => int('sip_ports', p, 1, 65535, 'sip_ports: [5060, 5080]'))
-  try { parsePortRange(String(c.mediaPorts)) } catch (e) { throw bad('media_ports', (e as Error).message, 'media_ports: 20000-29999') }
-  c.mediaPorts = String(c.mediaPorts)
-  for (const k of ['firewall', 'failClosed', 'rewriteFromTo', 'rewriteIce', 'mediaLatching', 'conntrackAccounting'] as const) c[k] = bool(k, c[k])
   // Latching needs the first media source from conntrack before locking the pinhole to it; until
   // sipalg reads that, it refuses the option rather than silently opening media to anyone.
   if (c.mediaLatching) throw bad('media_latching', 'is not supported yet (media is accepted only from the SDP address)', 'media_latching: false')
-  if (c.malformed !== 'pass' && c.malformed !== 'drop') throw bad('malformed', 'must be pass or drop', 'malformed: pass')
-  if (c.inboundSipFrom !== 'registrar' && c.inboundSipFrom !== 'any') throw bad('inbound_sip_from', 'must be registrar or any', 'inbound_sip_from: registrar')
-  c.trustedInsideProxies = asList(c.trustedInsideProxies).map(String)
-  for (const ip of c.trustedInsideProxies) if (!isIpv4(ip)) throw bad('trusted_inside_proxies', `has "${ip}", not an IPv4 address`, 'trusted_inside_proxies: [10.0.1.5]')
+  c.malformed = checked('malformed', c.malformed, t => check.choice(t, ['pass', 'drop'] as const))
+  c.inboundSipFrom = checked('inbound_sip_from', c.inboundSipFrom, t => check.choice(t, ['registrar', 'any'] as const))
+  c.trustedInsideProxies = asList(c.trustedInsideProxies).map(ip => checked('trusted_inside_proxies', ip, check.ipv4))
   for (const k of Object.keys(c.timeouts) as Array<keyof Config['timeouts']>) {
     c.timeouts[k] = Number(c.timeouts[k])
-    if (!(c.timeouts[k] > 0) || c.timeouts[k] > 86400 * 7) throw bad(`timeouts.${k}`, 'must be seconds, above 0', `timeouts: { ${k}: 60 }`)
+    if (!(c.timeouts[k] > 0) || c.timeouts[k] > 86400 * 7) throw bad(`timeouts.${snake(k)}`, 'must be seconds, above 0', yamlExample(`timeouts.${snake(k)}`, '60'))
   }
-  for (const k of Object.keys(c.limits) as Array<keyof Config['limits']>) c.limits[k] = int(`limits.${k}`, c.limits[k], 1, 10_000_000, `limits: { ${k}: 100 }`)
-  c.queueMaxLen = int('queue_max_len', c.queueMaxLen, 64, 1 << 20, 'queue_max_len: 16384')
-  c.queueRcvbufBytes = int('queue_rcvbuf_bytes', c.queueRcvbufBytes, 1 << 16, 1 << 30, 'queue_rcvbuf_bytes: 33554432')
-  if (!/^[A-Za-z][A-Za-z0-9_]{0,31}$/.test(c.table)) throw bad('table', 'must be a short nftables identifier', 'table: sipalg')
+  for (const k of Object.keys(c.limits) as Array<keyof Config['limits']>) c.limits[k] = int(`limits.${snake(k)}`, c.limits[k], 1, 10_000_000, '100')
+  c.queueMaxLen = int('queue_max_len', c.queueMaxLen, 64, 1 << 20, '16384')
+  c.queueRcvbufBytes = int('queue_rcvbuf_bytes', c.queueRcvbufBytes, 1 << 16, 1 << 30, '33554432')
+  c.table = checked('table', c.table, check.identifier)
   return c
 }
 

@@ -18,6 +18,7 @@ export const catalogue = {
   E104_NO_PUBLIC_ADDRESS: entry(78, d =>
     `no public address: interface ${d.iface} has no IPv4 address; set --public or public: in sipalg.yaml`),
   E105_NOT_SIP: entry(3, d => `input is not a SIP message: ${d.why}`),
+  E106_OUTPUT: entry(74, d => `cannot write to ${d.stream}: ${d.why}; check the file or device it goes to (disk full?)`),
 
   // --- privileges and host support (E2xx)
   E200_NOT_ROOT: entry(77, d => `${d.what} needs root (CAP_NET_ADMIN); run it with sudo or as root`),

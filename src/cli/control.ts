@@ -7,9 +7,18 @@ import { createServer, createConnection, type Server, type Socket } from 'node:n
 import { chmodSync, mkdirSync, rmSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { SipalgError } from '../errors.js'
+import { flagOr, type ParsedArgs } from './args.js'
+import { command } from './commands.js'
 
 export const defaultSocketPath = (table: string, queue: number): string => `/run/sipalg/${table}-${queue}.sock`
 export const defaultStatePath = (table: string, queue: number): string => `/run/sipalg/${table}-${queue}.state.json`
+
+/** --socket, else the default path from --table and --queue (status and trace). */
+export function socketPath (args: ParsedArgs, cmd: 'status' | 'trace'): string {
+  if (typeof args.flags.socket === 'string') return args.flags.socket
+  const def = command(cmd)
+  return defaultSocketPath(flagOr(args, def, 'table') as string, flagOr(args, def, 'queue') as number)
+}
 
 /** What a streaming handler gets: send documents, learn when the client has gone. */
 export interface StreamClient {

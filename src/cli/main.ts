@@ -1,59 +1,34 @@
 #!/usr/bin/env node
-// sipalg command line: one table of subcommands; every error a person sees comes from the
-// catalogue in src/errors.ts with a stable code and what to do about it.
+// sipalg command line: the commands and their flags come from the table in src/cli/commands.ts;
+// every error a person sees comes from the catalogue in src/errors.ts with a stable code and what
+// to do about it.
 
 import { SipalgError } from '../errors.js'
-
-const HELP = `sipalg — transparent SIP ALG for Linux NAT gateways
-
-  sipalg run --public 203.0.113.1 --inside 10.0.1.0/24 --outside-if wan0 [--inside-if lan0]
-             [--queue 0] [--media-ports 20000-29999] [--firewall] [--config sipalg.yaml]
-             [--ready-file PATH] [--log-level info] [--pretty]
-  sipalg rules install|uninstall [--queue 0] [--sip-ports 5060] [--fail-closed]
-  sipalg rewrite --public 203.0.113.1 [--direction outbound|inbound] [--inside 10.0.1.0/24]
-             [--media-ports 20000-29999] [--source 10.0.1.23] [--explain]  < message
-  sipalg status [--json] [--watch] [--socket PATH]
-  sipalg trace [--socket PATH] [--json] [--call CALL-ID]    live ladder of the SIP sipalg handles
-  sipalg trace --pcap FILE --public 203.0.113.1 [--inside 10.0.1.0/24] [--sip-ports 5060]
-             [--media-ports 20000-29999] [--json] [--call CALL-ID]   what sipalg would do to a capture
-  sipalg doctor
-`
-
-type Command = (argv: string[]) => Promise<number>
-
-const commands: Record<string, Command> = {
-  run: async argv => await (await import('./run.js')).runDaemon(argv),
-  rules: async argv => await (await import('./rules.js')).runRules(argv),
-  rewrite: async argv => await (await import('./rewrite.js')).runRewrite(argv,
-    { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }),
-  status: async argv => await (await import('./status.js')).runStatus(argv),
-  trace: async argv => await (await import('./trace.js')).runTrace(argv),
-  doctor: async argv => await (await import('./doctor.js')).runDoctor(argv),
-  help: async () => { process.stdout.write(HELP); return 0 }
-}
+import { COMMANDS, helpText, unknownCommand, wantsHelp } from './commands.js'
 
 /**
- * `--log-level` is accepted by every command (scripts pass it uniformly); only the daemon (and
- * doctor, which checks the daemon's flags) has logs, so the others drop it here.
+ * A reader that went away (`sipalg trace --json | head -n 1`) is not an error: the command ends
+ * quietly with 0, as the rest of a pipeline expects. Any other failure to write is reported once.
  */
-function withoutLogLevel (argv: string[]): string[] {
-  const out: string[] = []
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--log-level') { i++; continue }
-    if (argv[i].startsWith('--log-level=')) continue
-    out.push(argv[i])
-  }
-  return out
+function endQuietlyOnClosedPipe (stream: NodeJS.WriteStream, name: string): void {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0)
+    if (name !== 'stderr') process.stderr.write(`${new SipalgError('E106_OUTPUT', { stream: name, why: err.code ?? err.message }).toString()}\n`)
+    process.exit(74)
+  })
 }
 
 async function main (argv: string[]): Promise<number> {
-  const [name, ...all] = argv
-  const rest = name === 'run' || name === 'doctor' ? all : withoutLogLevel(all)
-  const cmd = commands[name ?? 'help'] ?? commands[name?.replace(/^--/, '') ?? '']
-  if (cmd === undefined) throw new SipalgError('E100_USAGE', { detail: `unknown command "${name}"` })
-  return await cmd(rest)
+  const [first, ...rest] = argv
+  const name = first === undefined || first === '--help' || first === '-h' ? 'help' : first
+  const cmd = COMMANDS.get(name)
+  if (cmd === undefined) throw unknownCommand(name)
+  if (name !== 'help' && wantsHelp(rest)) { process.stdout.write(helpText(name)); return 0 }
+  return await (await cmd.load())(rest)
 }
 
+endQuietlyOnClosedPipe(process.stdout, 'stdout')
+endQuietlyOnClosedPipe(process.stderr, 'stderr')
 main(process.argv.slice(2)).then(code => { process.exitCode = code }, (err: unknown) => {
   if (err instanceof SipalgError) {
     process.stderr.write(`${err.toString()}\n`)

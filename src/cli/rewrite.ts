@@ -3,8 +3,12 @@
 // its port and media ports come deterministically from --media-ports.
 import { SipalgError } from '../errors.js'
 import { classifyDatagram, parseSip } from '../sip/message.js'
-import { isIPv4 } from '../sip/text.js'
-import { type Cidr, PRIVATE_NETWORKS, insideMatcher, parseCidr } from '../rewrite/cidr.js'
+import type { SipMessage } from '../sip/message.js'
+import { locateUriHost } from '../sip/uri.js'
+import { type Cidr, insideMatcher, parseCidr } from '../rewrite/cidr.js'
+import { parsePortRange, type PortRange } from '../validate.js'
+import { flagOr, type ParsedArgs } from './args.js'
+import { command, parseCommand } from './commands.js'
 import { rewriteMessage } from '../rewrite/rewrite.js'
 import type { Direction, Endpoint, MediaGrant, MediaRequest, RewriteContext, RewriteResult } from '../rewrite/types.js'
 
@@ -14,97 +18,36 @@ export interface RewriteIo {
   stderr: NodeJS.WritableStream
 }
 
-interface RewriteOptions {
-  direction: Direction
+/** The offline dry run's settings, shared by `sipalg rewrite` and `sipalg trace --pcap`. */
+export interface DryRunOptions {
   publicIp: string
   inside: Cidr[]
-  mediaPorts: { first: number, last: number }
-  source: string | undefined
+  mediaPorts: PortRange
   rewriteFromTo: boolean
   rewriteIce: boolean
-  explain: boolean
 }
 
-const USAGE = `usage: sipalg rewrite --public IP [--direction outbound|inbound] [--inside CIDR]... [--media-ports LO-HI]
-                      [--source IP] [--rewrite-from-to] [--rewrite-ice] [--explain]  < message.sip > rewritten.sip
-`
-
-function badFlag (flag: string, value: string, why: string, example: string): SipalgError {
-  return new SipalgError('E101_BAD_FLAG', { flag, value, why, example })
-}
-
-function parseFlags (argv: string[]): RewriteOptions | 'help' {
-  let publicIp: string | undefined
-  const insideTexts: string[] = []
-  const opts: Omit<RewriteOptions, 'publicIp' | 'inside'> = {
-    direction: 'outbound', mediaPorts: { first: 20000, last: 29999 }, source: undefined,
-    rewriteFromTo: false, rewriteIce: false, explain: false
+/** --public (required), --inside, --media-ports and the rewrite switches, checked by the command table. */
+export function dryRunOptions (args: ParsedArgs, cmd: 'rewrite' | 'trace'): DryRunOptions {
+  const def = command(cmd)
+  const publicIp = args.flags.public
+  if (typeof publicIp !== 'string') {
+    throw new SipalgError('E100_USAGE', { detail: `sipalg ${cmd}${cmd === 'trace' ? ' --pcap' : ''} needs --public (the gateway's public IPv4 address)` })
   }
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]
-    const eq = arg.indexOf('=')
-    const flag = arg.startsWith('--') && eq > 0 ? arg.slice(0, eq) : arg
-    const inline = arg.startsWith('--') && eq > 0 ? arg.slice(eq + 1) : undefined
-    const value = (): string => {
-      if (inline !== undefined) return inline
-      const v = argv[++i]
-      if (v === undefined) throw new SipalgError('E100_USAGE', { detail: `${flag} needs a value` })
-      return v
-    }
-    switch (flag) {
-      case '--help': case '-h': return 'help'
-      case '--explain': opts.explain = true; break
-      case '--rewrite-from-to': opts.rewriteFromTo = true; break
-      case '--rewrite-ice': opts.rewriteIce = true; break
-      case '--direction': {
-        const v = value()
-        if (v !== 'outbound' && v !== 'inbound') throw badFlag(flag, v, 'must be outbound or inbound', '--direction inbound')
-        opts.direction = v
-        break
-      }
-      case '--public': {
-        const v = value()
-        if (!isIPv4(v)) throw badFlag(flag, v, 'not an IPv4 address', '--public 203.0.113.1')
-        publicIp = v
-        break
-      }
-      case '--source': {
-        const v = value()
-        if (!isIPv4(v)) throw badFlag(flag, v, 'not an IPv4 address', '--source 10.0.1.23')
-        opts.source = v
-        break
-      }
-      case '--inside': {
-        const v = value()
-        for (const part of v.split(',')) {
-          if (parseCidr(part.trim()) === null) throw badFlag(flag, v, 'not an IPv4 network', '--inside 10.0.1.0/24')
-          insideTexts.push(part.trim())
-        }
-        break
-      }
-      case '--media-ports': {
-        const v = value()
-        const m = /^(\d{1,5})-(\d{1,5})$/.exec(v)
-        const first = m === null ? NaN : Number(m[1])
-        const last = m === null ? NaN : Number(m[2])
-        if (!(first >= 1 && last <= 65535 && last - first >= 1)) throw badFlag(flag, v, 'not a port range with room for RTP and RTCP', '--media-ports 20000-29999')
-        opts.mediaPorts = { first, last }
-        break
-      }
-      default:
-        throw new SipalgError('E100_USAGE', { detail: `unknown flag "${arg}" for sipalg rewrite` })
-    }
+  return {
+    publicIp,
+    inside: (flagOr(args, def, 'inside') as string[]).map(n => parseCidr(n) as Cidr),
+    mediaPorts: parsePortRange(flagOr(args, def, 'media-ports') as string),
+    rewriteFromTo: args.flags['rewrite-from-to'] === true,
+    rewriteIce: args.flags['rewrite-ice'] === true
   }
-  if (publicIp === undefined) throw new SipalgError('E100_USAGE', { detail: 'sipalg rewrite needs --public (the gateway\'s public IPv4 address)' })
-  const inside = (insideTexts.length > 0 ? insideTexts : PRIVATE_NETWORKS).map(n => parseCidr(n) as Cidr)
-  return { ...opts, publicIp, inside }
 }
 
 /** Media ports as a real gateway would hand them out: even RTP, RTCP = RTP + 1, in order. */
-export function mediaAllocator (range: { first: number, last: number }): (req: MediaRequest) => MediaGrant | null {
-  let next = range.first % 2 === 0 ? range.first : range.first + 1
+export function mediaAllocator (range: PortRange): (req: MediaRequest) => MediaGrant | null {
+  let next = range.lo % 2 === 0 ? range.lo : range.lo + 1
   return req => {
-    if (next + 1 > range.last) return null
+    if (next + 1 > range.hi) return null
     const rtpPort = next
     next += 2
     return { rtpPort, rtcpPort: req.rtcpPort === null ? null : rtpPort + 1 }
@@ -143,16 +86,38 @@ export function dryRunContext (opts: { publicIp: string, isInside: (ip: string) 
   }
 }
 
+/**
+ * The phone of an offline rewrite when --source is not given: the address the message itself names
+ * for it (the rule `sipalg help rewrite` states), or null when it names none.
+ */
+export function phoneOf (msg: SipMessage, direction: Direction, isInside: (ip: string) => boolean): Endpoint | null {
+  const via = msg.topVia
+  const fromVia = via === undefined ? null : { ip: via.host, port: typeof via.port === 'number' ? via.port : 5060 }
+  const target = (t: { host: string, port?: number | null } | undefined): Endpoint | null =>
+    t === undefined ? null : { ip: t.host, port: typeof t.port === 'number' ? t.port : 5060 }
+  const contact = target(msg.contacts.find(c => c.address?.target !== undefined)?.address?.target)
+  if (direction === 'outbound') {
+    // A phone's request names it in the top Via; in its responses the top Via is the far end's.
+    return msg.isRequest ? fromVia ?? contact : contact
+  }
+  const inside = (e: Endpoint | null): Endpoint | null => e !== null && isInside(e.ip) ? e : null
+  if (!msg.isRequest) return inside(fromVia)
+  const ruri = locateUriHost(msg.text, msg.requestUriStart, msg.requestUriEnd)
+  return inside(target(ruri)) ?? inside(target(msg.to?.target))
+}
+
 export async function runRewrite (argv: string[], io: RewriteIo): Promise<number> {
-  let opts: RewriteOptions | 'help'
+  let args: ParsedArgs
+  let opts: DryRunOptions
   try {
-    opts = parseFlags(argv)
+    args = parseCommand('rewrite', argv)
+    opts = dryRunOptions(args, 'rewrite')
   } catch (err) {
     if (!(err instanceof SipalgError)) throw err
     io.stderr.write(`${err.toString()}\n`)
     return err.exitCode
   }
-  if (opts === 'help') { io.stdout.write(USAGE); return 0 }
+  const direction = flagOr(args, command('rewrite'), 'direction') as Direction
 
   const input = await readAll(io.stdin)
   const kind = classifyDatagram(input)
@@ -162,22 +127,20 @@ export async function runRewrite (argv: string[], io: RewriteIo): Promise<number
     return 3
   }
   const msg = parsed.msg
-
-  const via = msg.topVia
-  // A phone's request names it in the top Via; in its responses the top Via is the far end's, so
-  // the phone is the one in Contact.
-  const contactHost = msg.contacts.find(c => c.address?.target !== undefined)?.address?.target?.host
-  const defaultSource = msg.isRequest ? via?.host : contactHost ?? via?.host
-  const sourceIp = opts.source ?? (opts.direction === 'outbound' ? defaultSource : undefined)
-  if (sourceIp === undefined) {
-    const err = new SipalgError('E100_USAGE', { detail: opts.direction === 'inbound' ? 'inbound needs --source (the inside phone\'s address)' : 'no Via to take the sender from; give --source' })
+  const isInside = insideMatcher(opts.inside)
+  const source = args.flags.source
+  const named = phoneOf(msg, direction, isInside)
+  const phone = typeof source !== 'string' ? named : { ip: source, port: named?.ip === source ? named.port : 5060 }
+  if (phone === null) {
+    const err = new SipalgError('E100_USAGE', {
+      detail: `the message names no ${direction === 'inbound' ? 'inside ' : ''}address for the phone (see "sipalg help rewrite"); give --source, e.g. --source 10.0.1.23`
+    })
     io.stderr.write(`${err.toString()}\n`)
     return err.exitCode
   }
-  const peer: Endpoint = { ip: sourceIp, port: sourceIp === via?.host && typeof via?.port === 'number' ? via.port : 5060 }
-  const ctx = dryRunContext({ ...opts, isInside: insideMatcher(opts.inside) }, peer, mediaAllocator(opts.mediaPorts))
-  const result = rewriteMessage(msg, opts.direction, ctx)
+  const ctx = dryRunContext({ ...opts, isInside }, phone, mediaAllocator(opts.mediaPorts))
+  const result = rewriteMessage(msg, direction, ctx)
   io.stdout.write(result.bytes)
-  if (opts.explain) io.stderr.write(explainLines(result).join('\n') + '\n')
+  if (args.flags.explain === true) io.stderr.write(explainLines(result).join('\n') + '\n')
   return 0
 }

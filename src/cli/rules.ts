@@ -1,4 +1,4 @@
-// `sipalg rules install|uninstall [--queue 0] [--sip-ports 5060] [--fail-closed] [--media-mark M/MASK]`
+// `sipalg rules install|uninstall` (flags in src/cli/commands.ts)
 // Adds/removes sipalg's own iptables chain (spec §2) by running iptables/sipalg-rules.sh from the
 // package root, which does the work (and is usable on its own, e.g. from a systemd unit).
 
@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { SipalgError } from '../errors.js'
-import { parseArgs } from './args.js'
+import { parseCommand } from './commands.js'
 
 export const RULES_SCRIPT_NAME = join('iptables', 'sipalg-rules.sh')
 
@@ -38,46 +38,17 @@ export interface RulesIo {
   prefix?: string[]
 }
 
-const USAGE = 'usage: sipalg rules install|uninstall [--queue 0] [--sip-ports 5060] [--fail-closed] [--media-mark 0x5a100000/0xffff0000]'
-
-/** Validated flags → the script's arguments. Throws E100 (usage) / E101 (bad flag value). */
+/** Checked flags (src/cli/commands.ts) → the script's arguments. Throws E100 (usage) / E101 (bad flag value). */
 export function rulesArgs (argv: string[]): string[] {
-  const { positional, flags } = parseArgs(argv, {
-    values: ['queue', 'sip-ports', 'media-mark', 'log-level'],
-    booleans: ['fail-closed'],
-  })
+  const { positional, flags } = parseCommand('rules', argv)
   const action = positional[0]
-  if (positional.length !== 1 || (action !== 'install' && action !== 'uninstall')) {
-    throw new SipalgError('E100_USAGE', { detail: `${USAGE} (got "${positional.join(' ')}")` })
+  if (action !== 'install' && action !== 'uninstall') {
+    throw new SipalgError('E100_USAGE', { detail: `sipalg rules install|uninstall, not "${action}"` })
   }
   const out: string[] = [action]
-  const queue = flags.queue
-  if (typeof queue === 'string') {
-    if (!/^\d{1,5}$/.test(queue) || Number(queue) > 65535) {
-      throw new SipalgError('E101_BAD_FLAG', { flag: '--queue', value: queue, why: 'a queue number 0-65535', example: '--queue 0' })
-    }
-    out.push('--queue', String(Number(queue)))
-  }
-  const ports = flags['sip-ports']
-  if (typeof ports === 'string') {
-    const list = ports.split(',')
-    if (list.some(p => !/^\d{1,5}$/.test(p) || Number(p) < 1 || Number(p) > 65535)) {
-      throw new SipalgError('E101_BAD_FLAG', {
-        flag: '--sip-ports', value: ports, why: 'a comma-separated list of UDP ports 1-65535', example: '--sip-ports 5060,5080',
-      })
-    }
-    out.push('--sip-ports', list.map(p => String(Number(p))).join(','))
-  }
-  const mark = flags['media-mark']
-  if (typeof mark === 'string') {
-    const n = '(?:0x[0-9a-fA-F]{1,8}|\\d{1,10})'
-    if (!new RegExp(`^${n}(?:/${n})?$`).test(mark) || mark.split('/').some(x => Number(x) > 0xffffffff)) {
-      throw new SipalgError('E101_BAD_FLAG', {
-        flag: '--media-mark', value: mark, why: 'a 32-bit ct mark with optional mask', example: '--media-mark 0x5a100000/0xffff0000',
-      })
-    }
-    out.push('--media-mark', mark)
-  }
+  if (typeof flags.queue === 'number') out.push('--queue', String(flags.queue))
+  if (Array.isArray(flags['sip-ports'])) out.push('--sip-ports', flags['sip-ports'].join(','))
+  if (typeof flags['media-mark'] === 'string') out.push('--media-mark', flags['media-mark'])
   if (flags['fail-closed'] === true) out.push('--fail-closed')
   return out
 }

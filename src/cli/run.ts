@@ -8,7 +8,8 @@ import { networkInterfaces } from 'node:os'
 import type { Logger } from 'pino'
 import { ADOPTED, Alg } from '../alg.js'
 import { loadState, saveState } from '../dialog/state.js'
-import { buildConfig, loadConfigFile, type Config } from '../config.js'
+import { buildConfig, type Config } from '../config.js'
+import { loadConfigFile } from './config-file.js'
 import { SipalgError } from '../errors.js'
 import { createLogger } from '../log.js'
 import { applyOps, type KernelMaps, type MapName, type MapOp } from '../media/mappings.js'
@@ -17,26 +18,20 @@ import { PacketQueue, fixIpv4Udp } from '../netfilter/queue.js'
 import { NftMaps, addrPortKey, conntrackCounters, decodeKey, deleteConntrack, portKey, type NftOp } from '../netfilter/nftmaps.js'
 import type { StatusDoc } from './status.js'
 import { LatencyHistogram } from '../histogram.js'
-import { flagsToConfig, parseArgs } from './args.js'
+import { flagsToConfig } from './args.js'
+import { command, parseCommand } from './commands.js'
 import { defaultSocketPath, defaultStatePath, serveControl } from './control.js'
 import { serveMetrics } from '../metrics.js'
 import type { TraceEvent } from '../trace/ladder.js'
 
-export const RUN_FLAGS = {
-  booleans: ['firewall', 'fail-closed', 'pretty', 'rewrite-from-to', 'rewrite-ice', 'media-latching', 'conntrack-accounting'],
-  values: ['public', 'outside-if', 'inside-if', 'queue', 'media-ports', 'config', 'ready-file', 'log-level',
-    'sip-ports', 'malformed', 'inbound-sip-from', 'table', 'control-socket', 'metrics-port', 'state-file'],
-  repeatable: ['inside']
-}
-
 export function runConfig (argv: string[]): { cfg: Config, pretty: boolean } {
-  const { flags } = parseArgs(argv, RUN_FLAGS)
+  const args = parseCommand('run', argv)
   const layers: Array<Record<string, unknown>> = []
-  if (typeof flags.config === 'string') layers.push(loadConfigFile(flags.config))
-  layers.push(flagsToConfig(flags, ['config', 'pretty']))
+  if (typeof args.flags.config === 'string') layers.push(loadConfigFile(args.flags.config))
+  layers.push(flagsToConfig(args, command('run')))
   const cfg = buildConfig(layers)
   if (cfg.public === null) cfg.public = detectPublic(cfg.outsideIf)
-  return { cfg, pretty: flags.pretty === true }
+  return { cfg, pretty: args.flags.pretty === true }
 }
 
 /** Public address = primary IPv4 of the outside interface, when that is unambiguous. */

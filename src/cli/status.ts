@@ -1,8 +1,8 @@
 // `sipalg status`: what the running daemon is doing — calls, registrations, mappings, counters —
 // as tables for people, or --json for scripts; --watch refreshes every second.
 
-import { askControl, defaultSocketPath } from './control.js'
-import { parseArgs } from './args.js'
+import { askControl, socketPath } from './control.js'
+import { parseCommand } from './commands.js'
 
 /** One media stream's RTP flow through the gateway; traffic from conntrack when it counts. */
 export interface FlowStatus {
@@ -49,15 +49,14 @@ export function renderStatus (s: StatusDoc): string {
 }
 
 export async function runStatus (argv: string[]): Promise<number> {
-  const { flags } = parseArgs(argv, { booleans: ['json', 'watch'], values: ['socket', 'queue', 'table'] })
-  const path = typeof flags.socket === 'string'
-    ? flags.socket
-    : defaultSocketPath(typeof flags.table === 'string' ? flags.table : 'sipalg', Number(flags.queue ?? 0))
+  const args = parseCommand('status', argv)
+  const path = socketPath(args, 'status')
+  const json = args.flags.json === true
   const once = async (): Promise<void> => {
     const doc = await askControl(path, 'status') as StatusDoc
-    process.stdout.write(flags.json === true ? JSON.stringify(doc, null, 2) + '\n' : renderStatus(doc))
+    process.stdout.write(json ? JSON.stringify(doc, null, 2) + '\n' : renderStatus(doc))
   }
-  if (flags.watch !== true) { await once(); return 0 }
+  if (args.flags.watch !== true) { await once(); return 0 }
   for (;;) {
     process.stdout.write('\x1b[2J\x1b[H')
     await once()

@@ -7,14 +7,14 @@
 
 import { readFileSync } from 'node:fs'
 import { SipalgError } from '../errors.js'
-import { parseArgs } from './args.js'
-import { defaultSocketPath, streamControl } from './control.js'
-import { dryRunContext, mediaAllocator } from './rewrite.js'
-import { PRIVATE_NETWORKS, insideMatcher, parseCidr, type Cidr } from '../rewrite/cidr.js'
+import { flagOr, type ParsedArgs } from './args.js'
+import { command, parseCommand } from './commands.js'
+import { socketPath, streamControl } from './control.js'
+import { dryRunContext, dryRunOptions, mediaAllocator, type DryRunOptions } from './rewrite.js'
+import { insideMatcher } from '../rewrite/cidr.js'
 import { rewriteMessage } from '../rewrite/rewrite.js'
 import type { Direction, MediaGrant, MediaRequest } from '../rewrite/types.js'
 import { classifyDatagram, parseSip } from '../sip/message.js'
-import { isIPv4 } from '../sip/text.js'
 import { parseUdp } from '../netfilter/packet.js'
 import { Ladder, renderLadder, traceEvent, type TraceEvent, type TraceMapping } from '../trace/ladder.js'
 import { PcapError, readPcap, type PcapPacket } from '../trace/pcap.js'
@@ -24,19 +24,8 @@ export interface TraceIo {
   stderr: NodeJS.WritableStream
 }
 
-const FLAGS = {
-  booleans: ['json'],
-  values: ['socket', 'queue', 'table', 'pcap', 'public', 'sip-ports', 'media-ports', 'call'],
-  repeatable: ['inside']
-}
-
-export interface CaptureOptions {
-  publicIp: string
-  inside: Cidr[]
+export interface CaptureOptions extends DryRunOptions {
   sipPorts: number[]
-  mediaPorts: { first: number, last: number }
-  rewriteFromTo?: boolean
-  rewriteIce?: boolean
 }
 
 export interface CaptureTrace {
@@ -85,9 +74,7 @@ export function traceCapture (packets: PcapPacket[], opts: CaptureOptions): Capt
       if (!grants.has(k)) grants.set(k, alloc(req))
       return grants.get(k) ?? null
     }
-    const r = rewriteMessage(msg, direction, dryRunContext({
-      publicIp: opts.publicIp, isInside, rewriteFromTo: opts.rewriteFromTo ?? false, rewriteIce: opts.rewriteIce ?? false
-    }, phone, mapMedia))
+    const r = rewriteMessage(msg, direction, dryRunContext({ ...opts, isInside }, phone, mapMedia))
 
     const added: TraceMapping[] = []
     let removed: TraceMapping[] = []
@@ -122,32 +109,11 @@ export function traceCapture (packets: PcapPacket[], opts: CaptureOptions): Capt
   return out
 }
 
-function badFlag (flag: string, value: string, why: string, example: string): SipalgError {
-  return new SipalgError('E101_BAD_FLAG', { flag, value, why, example })
-}
-
-function captureOptions (flags: Record<string, string | boolean | string[]>): CaptureOptions {
-  const publicIp = flags.public
-  if (typeof publicIp !== 'string') throw new SipalgError('E100_USAGE', { detail: 'sipalg trace --pcap needs --public (the gateway\'s public IPv4 address)' })
-  if (!isIPv4(publicIp)) throw badFlag('--public', publicIp, 'not an IPv4 address', '--public 203.0.113.1')
-  const insideTexts = (Array.isArray(flags.inside) ? flags.inside : []).flatMap(v => v.split(',').map(s => s.trim()))
-  for (const n of insideTexts) if (parseCidr(n) === null) throw badFlag('--inside', n, 'not an IPv4 network', '--inside 10.0.1.0/24')
-  const inside = (insideTexts.length > 0 ? insideTexts : PRIVATE_NETWORKS).map(n => parseCidr(n) as Cidr)
-  const portsText = typeof flags['sip-ports'] === 'string' ? flags['sip-ports'] : '5060'
-  const sipPorts = portsText.split(',').map(s => Number(s.trim()))
-  if (sipPorts.some(p => !Number.isInteger(p) || p < 1 || p > 65535)) throw badFlag('--sip-ports', portsText, 'not a list of ports', '--sip-ports 5060,5080')
-  const rangeText = typeof flags['media-ports'] === 'string' ? flags['media-ports'] : '20000-29999'
-  const m = /^(\d{1,5})-(\d{1,5})$/.exec(rangeText)
-  const first = m === null ? NaN : Number(m[1])
-  const last = m === null ? NaN : Number(m[2])
-  if (!(first >= 1 && last <= 65535 && last - first >= 1)) throw badFlag('--media-ports', rangeText, 'not a port range with room for RTP and RTCP', '--media-ports 20000-29999')
-  return { publicIp, inside, sipPorts, mediaPorts: { first, last } }
-}
-
 const matches = (e: TraceEvent, call: string | undefined): boolean => call === undefined || (e.callId ?? '').includes(call)
 
-async function tracePcap (file: string, flags: Record<string, string | boolean | string[]>, io: TraceIo): Promise<number> {
-  const opts = captureOptions(flags)
+async function tracePcap (file: string, args: ParsedArgs, io: TraceIo): Promise<number> {
+  const opts: CaptureOptions = { ...dryRunOptions(args, 'trace'), sipPorts: flagOr(args, command('trace'), 'sip-ports') as number[] }
+  const flags = args.flags
   let buf: Buffer
   try { buf = readFileSync(file) } catch (e) {
     throw new SipalgError('E100_USAGE', { detail: `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` })
@@ -178,10 +144,9 @@ async function tracePcap (file: string, flags: Record<string, string | boolean |
   return 0
 }
 
-async function traceLive (flags: Record<string, string | boolean | string[]>, io: TraceIo): Promise<number> {
-  const path = typeof flags.socket === 'string'
-    ? flags.socket
-    : defaultSocketPath(typeof flags.table === 'string' ? flags.table : 'sipalg', Number(flags.queue ?? 0))
+async function traceLive (args: ParsedArgs, io: TraceIo): Promise<number> {
+  const flags = args.flags
+  const path = socketPath(args, 'trace')
   const call = typeof flags.call === 'string' ? flags.call : undefined
   let ladder: Ladder | undefined
   const s = streamControl(path, 'trace', doc => {
@@ -216,7 +181,7 @@ async function traceLive (flags: Record<string, string | boolean | string[]>, io
 }
 
 export async function runTrace (argv: string[], io: TraceIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
-  const { flags } = parseArgs(argv, FLAGS)
-  if (typeof flags.pcap === 'string') return await tracePcap(flags.pcap, flags, io)
-  return await traceLive(flags, io)
+  const args = parseCommand('trace', argv)
+  if (typeof args.flags.pcap === 'string') return await tracePcap(args.flags.pcap, args, io)
+  return await traceLive(args, io)
 }

@@ -2,16 +2,6 @@
 // and are reused least-recently-freed first, so a port that just carried a call is not handed
 // straight to the next one (its conntrack entries may still be alive in the kernel).
 
-export class PortRangeError extends Error {}
-
-export function parsePortRange (text: string): { lo: number, hi: number } {
-  const m = /^(\d{1,5})-(\d{1,5})$/.exec(text.trim())
-  if (m === null) throw new PortRangeError(`"${text}" is not a range like 20000-29999`)
-  const lo = Number(m[1]); const hi = Number(m[2])
-  if (lo < 1024 || hi > 65535 || hi - lo < 3) throw new PortRangeError(`"${text}" must lie in 1024-65535 and hold at least two port pairs`)
-  return { lo, hi }
-}
-
 export class MediaPortPool {
   private readonly free: number[] = []
   private head = 0

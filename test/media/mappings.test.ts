@@ -1,6 +1,7 @@
 import t from 'tap'
 import { MappingTable, applyOps, type MapOp } from '../../src/media/mappings.js'
-import { MediaPortPool, SignallingPortPool, parsePortRange } from '../../src/media/ports.js'
+import { MediaPortPool, SignallingPortPool } from '../../src/media/ports.js'
+import { parsePortRange } from '../../src/validate.js'
 
 t.test('set, refresh, replace, release', async t => {
   let now = 1000

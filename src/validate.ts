@@ -1,0 +1,103 @@
+// The one set of value checks shared by command-line flags (src/cli/commands.ts) and the config
+// file (src/config.ts): each says why a value is wrong and shows one that is right, and the caller
+// wraps that into its own catalogue entry (E101 for a flag, E103 for a config key).
+
+import { ipv4ToNumber, parseCidr } from './rewrite/cidr.js'
+
+export type Checked<T> = { ok: true, value: T } | { ok: false, why: string, example: string }
+
+const good = <T>(value: T): Checked<T> => ({ ok: true, value })
+const bad = (why: string, example: string): Checked<never> => ({ ok: false, why, example })
+
+/** A dotted quad without leading zeros ("010" reads as octal in some tools). */
+export const isIpv4 = (text: string): boolean => ipv4ToNumber(text) !== null
+
+export function ipv4 (text: string): Checked<string> {
+  return isIpv4(text) ? good(text) : bad('not an IPv4 address', '203.0.113.1')
+}
+
+/** An IPv4 network "a.b.c.d/n"; a bare address means /32. */
+export function cidr (text: string): Checked<string> {
+  return parseCidr(text) !== null ? good(text) : bad('not an IPv4 network', '10.0.1.0/24')
+}
+
+/** A whole number written in decimal digits only, from lo to hi. */
+export function integer (text: string, lo: number, hi: number, example: string): Checked<number> {
+  const n = /^\d{1,10}$/.test(text) ? Number(text) : NaN
+  return Number.isInteger(n) && n >= lo && n <= hi ? good(n) : bad(`not a whole number from ${lo} to ${hi}`, example)
+}
+
+export const port = (text: string): Checked<number> => {
+  const r = integer(text, 1, 65535, '5060')
+  return r.ok ? r : bad('not a UDP port 1-65535', '5060')
+}
+
+/** Ports written "5060,5080". */
+export function portList (text: string): Checked<number[]> {
+  const out: number[] = []
+  for (const part of text.split(',')) {
+    const p = port(part.trim())
+    if (!p.ok) return bad('not a comma-separated list of UDP ports 1-65535', '5060,5080')
+    out.push(p.value)
+  }
+  return good(out)
+}
+
+export const queue = (text: string): Checked<number> => {
+  const r = integer(text, 0, 65535, '0')
+  return r.ok ? r : bad('not an NFQUEUE number 0-65535', '0')
+}
+
+export interface PortRange { lo: number, hi: number }
+
+/**
+ * Public media ports "lo-hi": above the privileged ports, and room for at least two RTP/RTCP pairs
+ * (src/media/ports.ts hands them out as even RTP, RTCP = RTP + 1).
+ */
+export function portRange (text: string): Checked<PortRange> {
+  const example = '20000-29999'
+  const m = /^(\d{1,5})-(\d{1,5})$/.exec(text.trim())
+  if (m === null) return bad('not a range like 20000-29999', example)
+  const lo = Number(m[1])
+  const hi = Number(m[2])
+  if (lo < 1024 || hi > 65535 || hi < lo) return bad('must lie within 1024-65535, low port first', example)
+  const firstEven = lo + (lo % 2)
+  if (hi < firstEven + 3) return bad('must hold at least two RTP/RTCP port pairs', example)
+  return good({ lo, hi })
+}
+
+export class ValidationError extends Error {}
+
+/** The media port range, for code that already holds a validated config (throws if it is not). */
+export function parsePortRange (text: string): PortRange {
+  const r = portRange(text)
+  if (!r.ok) throw new ValidationError(`"${text}" ${r.why}`)
+  return r.value
+}
+
+const TRUE = new Set(['true', 'yes', '1'])
+const FALSE = new Set(['false', 'no', '0'])
+
+/** true/false, yes/no, 1/0; anything else is refused rather than read as one of them. */
+export function boolean (text: string): Checked<boolean> {
+  const t = text.toLowerCase()
+  if (TRUE.has(t)) return good(true)
+  if (FALSE.has(t)) return good(false)
+  return bad('not true/false, yes/no or 1/0', 'true')
+}
+
+export function choice<T extends string> (text: string, allowed: readonly T[]): Checked<T> {
+  return (allowed as readonly string[]).includes(text) ? good(text as T) : bad(`must be one of ${allowed.join(', ')}`, allowed[0])
+}
+
+/** An nftables table name sipalg creates (and derives its socket and state file names from). */
+export function identifier (text: string): Checked<string> {
+  return /^[A-Za-z][A-Za-z0-9_]{0,31}$/.test(text) ? good(text) : bad('not a short nftables identifier (a letter, then letters, digits or _)', 'sipalg')
+}
+
+/** A connection mark with optional mask, decimal or 0x hex, each within 32 bits. */
+export function markMask (text: string): Checked<string> {
+  const n = '(?:0x[0-9a-fA-F]{1,8}|\\d{1,10})'
+  const ok = new RegExp(`^${n}(?:/${n})?$`).test(text) && text.split('/').every(x => Number(x) <= 0xffffffff)
+  return ok ? good(text) : bad('not a 32-bit ct mark with optional mask', '0x5a100000/0xffff0000')
+}
