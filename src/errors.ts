@@ -11,7 +11,9 @@ const entry = (exitCode: number, message: (d: Record<string, unknown>) => string
 
 export const catalogue = {
   // --- usage and configuration (E1xx)
-  E100_USAGE: entry(64, d => `${d.detail}. Run "sipalg help" for the commands and flags.`),
+  E100_USAGE: entry(64, d => d.command === undefined
+    ? `${d.detail}. Run "sipalg help" for the commands and flags.`
+    : `${d.detail}. Run "sipalg help ${d.command}" for its flags.`),
   E101_BAD_FLAG: entry(64, d => `invalid value for ${d.flag}: ${d.value} (${d.why}); e.g. ${d.example}`),
   E102_CONFIG_READ: entry(78, d => `cannot read config file ${d.path}: ${d.why}; fix the path or drop --config`),
   E103_CONFIG_KEY: entry(78, d => `config key "${d.key}" ${d.why}; e.g. ${d.example}`),

@@ -64,6 +64,8 @@ export interface CommandSpec {
   flags: readonly FlagDef[]
   /** How many positional arguments the command takes: [min, max]. */
   positionals: readonly [number, number]
+  /** What follows the command name in its usage line, besides the flags. */
+  args: string
 }
 
 export interface ParsedArgs {
@@ -73,7 +75,7 @@ export interface ParsedArgs {
 }
 
 const usage = (cmd: CommandSpec, detail: string): SipalgError =>
-  new SipalgError('E100_USAGE', { detail: `sipalg ${cmd.name}: ${detail}` })
+  new SipalgError('E100_USAGE', { detail: `sipalg ${cmd.name}: ${detail}`, command: cmd.name })
 
 function checkValue (def: FlagDef, text: string): FlagValue {
   const r = def.choices !== undefined ? check.choice(text, def.choices) : KINDS[def.kind].parse(text)
@@ -108,7 +110,7 @@ export function parseArgs (argv: readonly string[], cmd: CommandSpec): ParsedArg
   }
   const [min, max] = cmd.positionals
   if (out.positional.length > max) throw usage(cmd, `unexpected argument "${out.positional[max]}"`)
-  if (out.positional.length < min) throw usage(cmd, 'missing argument')
+  if (out.positional.length < min) throw usage(cmd, `needs ${cmd.args}`)
   return out
 }
 

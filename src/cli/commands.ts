@@ -12,8 +12,6 @@ export type CommandName = 'run' | 'rules' | 'rewrite' | 'status' | 'trace' | 'do
 export interface CommandDef extends CommandSpec {
   name: CommandName
   summary: string
-  /** What follows the command name in its usage line, besides the flags. */
-  args: string
   /** Paragraphs shown under the usage line of `sipalg help <cmd>`. */
   details?: string
   /** The command's entry point, loaded on first use (the daemon's modules are heavy). */
@@ -91,7 +89,7 @@ const OWN_FLAGS: readonly CommandDef[] = [
   {
     name: 'rewrite',
     summary: 'the rewrite engine offline: one SIP message on stdin, the rewritten bytes on stdout',
-    args: '< message.sip > rewritten.sip',
+    args: '[flags] < message.sip > rewritten.sip',
     positionals: [0, 0],
     flags: [
       publicFlag('the gateway\'s public IPv4 address (required)'),
@@ -181,13 +179,20 @@ export function wantsHelp (argv: readonly string[]): boolean {
   return false
 }
 
+/** A short set of choices is the placeholder itself (outbound|inbound); a long one is listed in the help. */
+const shortChoices = (f: FlagDef): boolean => f.choices !== undefined && f.choices.join('|').length <= 20
+
 function flagLine (f: FlagDef): string {
-  const placeholder = f.choices !== undefined ? f.choices.join('|') : KINDS[f.kind].placeholder
+  const placeholder = f.choices === undefined ? KINDS[f.kind].placeholder : shortChoices(f) ? f.choices.join('|') : 'WORD'
   return `--${f.name}${placeholder === '' ? '' : ` ${placeholder}`}`
 }
 
 function flagHelp (f: FlagDef, width: number): string {
-  const notes = [f.repeatable === true ? 'repeatable' : '', f.default !== undefined ? `default: ${f.default}` : ''].filter(s => s !== '')
+  const notes = [
+    f.choices !== undefined && !shortChoices(f) ? `one of ${f.choices.join(', ')}` : '',
+    f.repeatable === true ? 'repeatable' : '',
+    f.default !== undefined ? `default: ${f.default}` : ''
+  ].filter(s => s !== '')
   return `  ${flagLine(f).padEnd(width)}  ${f.help}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}\n`
 }
 
@@ -203,7 +208,8 @@ export function helpText (name?: string): string {
   const c = COMMANDS.get(name)
   if (c === undefined) throw unknownCommand(name)
   const w = Math.max(...c.flags.map(f => flagLine(f).length))
-  return `usage: sipalg ${c.name} ${c.args === '' ? '' : `${c.args} `}[flags]\n\n${c.summary}\n` +
+  const synopsis = c.args.includes('[flags]') ? c.args : `${c.args} [flags]`.trim()
+  return `usage: sipalg ${c.name} ${synopsis}\n\n${c.summary}\n` +
     (c.details === undefined ? '' : `\n${c.details}\n`) +
     `\nflags:\n${c.flags.map(f => flagHelp(f, w)).join('')}` +
     (c.flags.some(f => f.kind === 'boolean') ? 'Boolean flags take no value, or =true/false/yes/no/1/0.\n' : '')

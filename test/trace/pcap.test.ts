@@ -154,11 +154,10 @@ Max-Forwards: 70
   t.match(byeBlock, /- src_nat   10\.0\.1\.23:16001 → 203\.0\.113\.1:20001/)
 })
 
-t.test('not a pcap, pcapng, no --public: errors from the catalogue', async t => {
-  t.throws(() => readPcap(Buffer.from('0a0d0d0a' + '00'.repeat(28), 'hex')), { message: /pcapng.*editcap/ })
+t.test('not a capture, no --public: errors from the catalogue', async t => {
   const bad = join(dir, 'bad.pcap')
   writeFileSync(bad, 'hello, this is not a capture at all')
-  await t.rejects(trace(bad), { code: 'E100_USAGE', message: /not a libpcap capture/ })
+  await t.rejects(trace(bad), { code: 'E100_USAGE', message: /not a pcap or pcapng capture/ })
   await t.rejects(runTrace(['--pcap', bad]), { code: 'E100_USAGE', message: /needs --public/ })
   await t.rejects(trace(join(dir, 'missing.pcap')), { message: /cannot read .*ENOENT/ })
   const empty = join(dir, 'empty.pcap')
