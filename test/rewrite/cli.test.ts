@@ -63,9 +63,10 @@ t.test('flags', async t => {
   t.equal((await run(['--public', '203.0.113.1', '--media-ports', '30000-20000'], '')).code, 64)
   t.equal((await run(['--public', '203.0.113.1', '--bogus'], '')).code, 64)
   t.equal((await run(['--public'], '')).code, 64)
-  const help = await run(['--help'], '')
-  t.equal(help.code, 0)
-  t.match(help.stdout.toString(), 'usage: sipalg rewrite')
+  const oneRange = await run(['--public', '203.0.113.1', '--media-ports', '30000-30002'], '')
+  t.match(oneRange.stderr, 'sipalg: E101: invalid value for --media-ports: 30000-30002 (must hold at least two RTP/RTCP port pairs); e.g. --media-ports 20000-29999')
+  const low = await run(['--public', '203.0.113.1', '--media-ports', '100-2000'], '')
+  t.match(low.stderr, 'must lie within 1024-65535', 'the same range rule as the daemon\'s media_ports')
 })
 
 t.test('--inside narrows what is private; --media-ports picks the first even port', async t => {
@@ -89,13 +90,76 @@ t.test('--rewrite-ice, --rewrite-from-to, --source', async t => {
   t.match(other.stderr, 'left alone: refused (10.0.1.23 is another inside host')
 })
 
-t.test('inbound needs --source and restores the phone', async t => {
+t.test('inbound to the public address needs --source, and then restores the phone', async t => {
   const noSource = await run(['--public', '203.0.113.1', '--direction', 'inbound'], fixture('inbound-invite.sip'))
   t.equal(noSource.code, 64)
+  t.match(noSource.stderr, /^sipalg: E100: the message names no inside address for the phone \(see "sipalg help rewrite"\); give --source/)
+  t.equal(noSource.stdout.length, 0)
   const r = await run(['--public', '203.0.113.1', '--direction', 'inbound', '--source', '10.0.1.23', '--explain'], fixture('inbound-invite.sip'))
   t.equal(r.code, 0)
   t.match(r.stdout.toString(), 'INVITE sip:1001@10.0.1.23:5060 SIP/2.0\r\n')
   t.match(r.stderr, 'Request-URI: 203.0.113.1:5060 → 10.0.1.23:5060')
+})
+
+/** A fixture with header lines removed (Content-Length is unchanged: the body is untouched). */
+const without = (name: string, ...headers: string[]): Buffer => {
+  const text = fixture(name).toString('latin1')
+  return Buffer.from(text.split('\r\n').filter(l => !headers.some(h => l.startsWith(`${h}:`))).join('\r\n'), 'latin1')
+}
+
+t.test('the phone, when --source is not given', async t => {
+  await t.test('outbound request: the top Via', async t => {
+    const r = await run(['--public', '203.0.113.1', '--explain'], fixture('yealink-invite-rtcp-video.sip'))
+    t.equal(r.code, 0)
+    t.match(r.stderr, 'Via: 10.0.1.23:5060 → 203.0.113.1:5060')
+  })
+  await t.test('outbound request without Via: the Contact host', async t => {
+    const r = await run(['--public', '203.0.113.1', '--explain'], without('yealink-invite-rtcp-video.sip', 'Via'))
+    t.equal(r.code, 0, r.stderr)
+    t.match(r.stderr, 'Contact: 10.0.1.23:5060 → 203.0.113.1:5060')
+    t.match(r.stderr, 'c=: 10.0.1.23 → 203.0.113.1', 'the SDP is the phone\'s too')
+  })
+  await t.test('outbound response: the Contact host, not the far end\'s top Via', async t => {
+    const r = await run(['--public', '203.0.113.1', '--explain'], fixture('ok200-invite-sdp.sip'))
+    t.equal(r.code, 0)
+    t.match(r.stderr, 'Contact: 10.0.1.23:5060 → 203.0.113.1:5060')
+    t.notMatch(r.stderr, 'left alone')
+  })
+  await t.test('outbound, neither Via nor Contact: asks for --source', async t => {
+    const r = await run(['--public', '203.0.113.1'], without('yealink-invite-rtcp-video.sip', 'Via', 'Contact'))
+    t.equal(r.code, 64)
+    t.match(r.stderr, /^sipalg: E100: the message names no address for the phone .*give --source, e\.g\. --source 10\.0\.1\.23/)
+    t.equal(r.stdout.length, 0)
+    const given = await run(['--public', '203.0.113.1', '--source', '10.0.1.23', '--explain'], without('yealink-invite-rtcp-video.sip', 'Via', 'Contact'))
+    t.equal(given.code, 0)
+    t.match(given.stderr, 'm=audio: 11800 → 20000')
+  })
+  const inboundToPrivate = Buffer.from(fixture('inbound-invite.sip').toString('latin1')
+    .replace('INVITE sip:1001@203.0.113.1:5060 SIP/2.0', 'INVITE sip:1001@10.0.1.23:5060 SIP/2.0'), 'latin1')
+  await t.test('inbound request: the Request-URI host when it is inside', async t => {
+    // A far end that kept the phone's private Contact (registered before sipalg ran) still names
+    // the gateway in To: that is restored to the phone the Request-URI names.
+    const r = await run(['--public', '203.0.113.1', '--direction', 'inbound', '--explain'], inboundToPrivate)
+    t.equal(r.code, 0, r.stderr)
+    t.match(r.stderr, 'To: 203.0.113.1:5060 → 10.0.1.23:5060')
+  })
+  await t.test('inbound request: the To host when the Request-URI is not inside', async t => {
+    const toPrivate = Buffer.from(fixture('inbound-invite.sip').toString('latin1')
+      .replace('To: <sip:1001@203.0.113.1:5060>', 'To: <sip:1001@10.0.1.23:5060>'), 'latin1')
+    const r = await run(['--public', '203.0.113.1', '--direction', 'inbound', '--explain'], toPrivate)
+    t.equal(r.code, 0, r.stderr)
+    t.match(r.stderr, 'Request-URI: 203.0.113.1:5060 → 10.0.1.23:5060')
+  })
+  await t.test('inbound response: the top Via when it is inside', async t => {
+    const response = Buffer.from(fixture('inbound-200-register.sip').toString('latin1')
+      .replace('Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK0f1e2d3c4b;rport=5060;received=203.0.113.1', 'Via: SIP/2.0/UDP 10.0.1.23:5060;branch=z9hG4bK0f1e2d3c4b')
+      .replace('From: <sip:1001@203.0.113.9>', 'From: <sip:1001@203.0.113.1:5060>'), 'latin1')
+    const r = await run(['--public', '203.0.113.1', '--direction', 'inbound', '--rewrite-from-to', '--explain'], response)
+    t.equal(r.code, 0, r.stderr)
+    t.match(r.stderr, 'From: 203.0.113.1:5060 → 10.0.1.23:5060')
+    const publicVia = await run(['--public', '203.0.113.1', '--direction', 'inbound'], fixture('inbound-200-register.sip'))
+    t.equal(publicVia.code, 64, 'its top Via is the public address: --source needed')
+  })
 })
 
 t.test('CIDR helper', async t => {
