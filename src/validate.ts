@@ -22,15 +22,12 @@ export function cidr (text: string): Checked<string> {
 }
 
 /** A whole number written in decimal digits only, from lo to hi. */
-export function integer (text: string, lo: number, hi: number, example: string): Checked<number> {
+export function integer (text: string, lo: number, hi: number, example: string, why = `not a whole number from ${lo} to ${hi}`): Checked<number> {
   const n = /^\d{1,10}$/.test(text) ? Number(text) : NaN
-  return Number.isInteger(n) && n >= lo && n <= hi ? good(n) : bad(`not a whole number from ${lo} to ${hi}`, example)
+  return n >= lo && n <= hi ? good(n) : bad(why, example)
 }
 
-export const port = (text: string): Checked<number> => {
-  const r = integer(text, 1, 65535, '5060')
-  return r.ok ? r : bad('not a UDP port 1-65535', '5060')
-}
+export const port = (text: string): Checked<number> => integer(text, 1, 65535, '5060', 'not a UDP port 1-65535')
 
 /** Ports written "5060,5080". */
 export function portList (text: string): Checked<number[]> {
@@ -43,10 +40,7 @@ export function portList (text: string): Checked<number[]> {
   return good(out)
 }
 
-export const queue = (text: string): Checked<number> => {
-  const r = integer(text, 0, 65535, '0')
-  return r.ok ? r : bad('not an NFQUEUE number 0-65535', '0')
-}
+export const queue = (text: string): Checked<number> => integer(text, 0, 65535, '0', 'not an NFQUEUE number 0-65535')
 
 export interface PortRange { lo: number, hi: number }
 
@@ -66,12 +60,14 @@ export function portRange (text: string): Checked<PortRange> {
   return good({ lo, hi })
 }
 
-export class ValidationError extends Error {}
+export class ValidationError extends Error {
+  override name = 'ValidationError'
+}
 
 /** The media port range, for code that already holds a validated config (throws if it is not). */
 export function parsePortRange (text: string): PortRange {
   const r = portRange(text)
-  if (!r.ok) throw new ValidationError(`"${text}" ${r.why}`)
+  if (!r.ok) throw new ValidationError(`media port range "${text}": ${r.why}`)
   return r.value
 }
 
