@@ -3,6 +3,7 @@
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { SipalgError } from '../errors.js'
+import { parseCommand } from './commands.js'
 import { runConfig } from './run.js'
 
 interface Check { name: string, ok: boolean, detail: string, fix?: string }
@@ -13,6 +14,7 @@ const sh = (cmd: string, args: string[]): { ok: boolean, out: string } => {
 }
 
 export async function runDoctor (argv: string[]): Promise<number> {
+  parseCommand('doctor', argv) // a mistyped flag is a usage error (E100/E101), not a failed check
   const checks: Check[] = []
   const add = (c: Check): void => { checks.push(c) }
 
@@ -59,7 +61,9 @@ export async function runDoctor (argv: string[]): Promise<number> {
     }
   }
 
-  if (config instanceof Error) {
+  if (config instanceof SipalgError && config.code !== 'E104_NO_PUBLIC_ADDRESS') {
+    add({ name: 'configuration', ok: false, detail: config.message, fix: 'correct the file or flag it names' })
+  } else if (config instanceof Error) {
     add({ name: 'public address', ok: false, detail: config instanceof SipalgError ? config.message : String(config), fix: 'pass --public or --outside-if' })
   } else {
     add({ name: 'public address', ok: true, detail: String(config.cfg.public) })

@@ -95,7 +95,7 @@ interface PcapngInterface {
   linkType: number
   snapLen: number
   /** Timestamp units per second: 10^6 unless if_tsresol says otherwise. */
-  unitsPerSecond: number
+  unitsPerSecond: bigint
   /** if_tsoffset: seconds to add to every timestamp. */
   offsetSeconds: number
 }
@@ -107,12 +107,12 @@ class Body {
   u16 (off: number): number { return this.le ? this.buf.readUInt16LE(off) : this.buf.readUInt16BE(off) }
   u32 (off: number): number { return this.le ? this.buf.readUInt32LE(off) : this.buf.readUInt32BE(off) }
   /** A 64-bit value written as two 32-bit halves (timestamps: high half first in either order). */
-  u64 (offHigh: number, offLow: number): number { return this.u32(offHigh) * 2 ** 32 + this.u32(offLow) }
+  u64 (offHigh: number, offLow: number): bigint { return (BigInt(this.u32(offHigh)) << 32n) | BigInt(this.u32(offLow)) }
 }
 
 function readInterface (b: Body): PcapngInterface {
   if (b.length < 8) throw new PcapError('pcapng interface description block too short')
-  const iface: PcapngInterface = { linkType: b.u16(0), snapLen: b.u32(4), unitsPerSecond: 1e6, offsetSeconds: 0 }
+  const iface: PcapngInterface = { linkType: b.u16(0), snapLen: b.u32(4), unitsPerSecond: 1_000_000n, offsetSeconds: 0 }
   for (let off = 8; off + 4 <= b.length;) {
     const code = b.u16(off)
     const len = b.u16(off + 2)
@@ -123,7 +123,7 @@ function readInterface (b: Body): PcapngInterface {
       // could not count a second in 64 bits: the file is corrupt.
       const exp = v & 0x7f
       if ((v & 0x80) !== 0 ? exp > 63 : exp > 18) throw new PcapError(`pcapng if_tsresol ${v} is not a usable resolution`)
-      iface.unitsPerSecond = (v & 0x80) !== 0 ? 2 ** exp : 10 ** exp
+      iface.unitsPerSecond = (v & 0x80) !== 0 ? 2n ** BigInt(exp) : 10n ** BigInt(exp)
     } else if (code === OPT_IF_TSOFFSET && len >= 8) {
       const hi = b.u32(off + (b.le ? 8 : 4))
       const lo = b.u32(off + (b.le ? 4 : 8))
@@ -132,6 +132,12 @@ function readInterface (b: Body): PcapngInterface {
     off += 4 + len + ((4 - (len % 4)) % 4)
   }
   return iface
+}
+
+/** A timestamp in the interface's units → milliseconds since the epoch, whole seconds kept exact. */
+function milliseconds (ts: bigint, iface: PcapngInterface): number {
+  const seconds = Number(ts / iface.unitsPerSecond) + iface.offsetSeconds
+  return seconds * 1000 + Number(ts % iface.unitsPerSecond) * 1000 / Number(iface.unitsPerSecond)
 }
 
 export function readPcapng (buf: Buffer): Pcap {
@@ -170,7 +176,7 @@ export function readPcapng (buf: Buffer): Pcap {
       const iface = interfaces[type === PCAPNG_BLOCK.ENHANCED_PACKET ? b.u32(0) : b.u16(0)]
       const captured = b.u32(12)
       if (iface === undefined || 20 + captured > b.length) { out.skipped++; continue }
-      lastAt = (b.u64(4, 8) / iface.unitsPerSecond + iface.offsetSeconds) * 1000
+      lastAt = milliseconds(b.u64(4, 8), iface)
       addFrame(out, iface.linkType, lastAt, b.buf.subarray(20, 20 + captured))
     } else if (type === PCAPNG_BLOCK.SIMPLE_PACKET) {
       // No interface field (always the first) and no timestamp: it shares the last one seen.

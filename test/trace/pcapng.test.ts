@@ -1,7 +1,10 @@
-// pcapng, the default format of Wireshark and dumpcap. The two fixtures were written by Wireshark's
-// own editcap (4.0) from a classic capture of an INVITE and its 200 OK (`editcap -F pcapng in.pcap
-// out.pcapng`): call-ether.pcapng (Ethernet, microseconds) and call-sll2-ns.pcapng (Linux cooked v2,
-// if_tsresol 9: nanoseconds). The byte orders, block kinds and options editcap does not write here
+// pcapng, the default format of Wireshark and dumpcap. Three fixtures written by Wireshark 4.0's
+// own tools: dumpcap-lo.pcapng, a live `dumpcap -i lo -f "udp port 5060"` of an INVITE and its 200 OK
+// sent between lab addresses in a network namespace (Ethernet, nanoseconds, interface options
+// if_name/if_filter/if_os, an Interface Statistics Block at the end; the OS and CPU strings were
+// overwritten with "(removed)" of the same length); and two that editcap converted from a classic
+// capture of such a call (`editcap -F pcapng in.pcap out.pcapng`): call-ether.pcapng (Ethernet,
+// microseconds) and call-sll2-ns.pcapng (Linux cooked v2, if_tsresol 9: nanoseconds). The byte orders, block kinds and options editcap does not write here
 // (big-endian sections, Simple Packet Blocks, if_tsoffset, power-of-two resolutions) are built block
 // by block below, in the layout the format defines.
 
@@ -14,6 +17,19 @@ import { runTrace } from '../../src/cli/trace.js'
 
 const fixture = (name: string): Buffer => readFileSync(new URL(`../fixtures/pcap/${name}`, import.meta.url))
 const T0 = 1_700_000_000
+
+t.test('dumpcap\'s live capture: options skipped, statistics block ignored, nanoseconds', async t => {
+  const p = readPcap(fixture('dumpcap-lo.pcapng'))
+  t.equal(p.linkType, LINKTYPE.ETHERNET)
+  t.equal(p.truncated, false)
+  t.equal(p.skipped, 0, 'the statistics block is no packet')
+  // 20:05:03.630527413 and .681323422 UTC (capinfos), to within what a double of milliseconds
+  // since 1970 can hold (a quarter of a microsecond).
+  const want = [1796155503630.527413, 1796155503681.323422]
+  p.packets.forEach((x, i) => t.ok(Math.abs(x.at - want[i]) < 0.0005, `${x.at} is ${want[i]} to the microsecond`))
+  t.match(p.packets[0].ip.subarray(28).toString('latin1'), /^INVITE sip:service@203\.0\.113\.9:5060 SIP\/2\.0\r\n/)
+  t.match(p.packets[1].ip.subarray(28).toString('latin1'), /^SIP\/2\.0 200 OK\r\n/)
+})
 
 t.test('editcap\'s pcapng, Ethernet and microseconds', async t => {
   const p = readPcap(fixture('call-ether.pcapng'))
