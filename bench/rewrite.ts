@@ -64,7 +64,7 @@ const inside = insideMatcher(PRIVATE_NETWORKS.map(n => parseCidr(n) as Cidr))
 const ctx: RewriteContext = {
   publicIp: '203.0.113.1',
   isInside: inside,
-  peer: { ip: '10.0.1.23', port: 5060 },
+  phone: { ip: '10.0.1.23', port: 5060 },
   mapSignalling: p => p.port,
   mapMedia: r => ({ rtpPort: 20000 + 2 * r.index, rtcpPort: r.rtcpPort === null ? null : 20001 + 2 * r.index }),
   lookupSignalling: port => ({ ip: '10.0.1.23', port })

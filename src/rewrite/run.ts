@@ -47,10 +47,10 @@ export class RewriteRun {
 
   private classifyUncached (ip: string): AddressClass {
     if (ip === '0.0.0.0' || !this.ctx.isInside(ip)) return 'public'
-    if (ip === this.ctx.peer.ip || this.ctx.trustedProxy === true) return 'map'
+    if (ip === this.ctx.phone.ip || this.ctx.trustedProxy === true) return 'map'
     if (!this.otherInsideSeen.has(ip)) {
       this.otherInsideSeen.add(ip)
-      this.note(`${ip} is another inside host than the sender ${this.ctx.peer.ip}; left as written`)
+      this.note(`${ip} is another inside host than the sender ${this.ctx.phone.ip}; left as written`)
     }
     return 'other-inside'
   }

@@ -4,12 +4,10 @@ import { isLws, parsePort } from './text.js'
 
 export interface UriHostPort {
   scheme: string
-  user: string | undefined
   host: string
   /** Port as written; undefined when the URI has none. Null when written but invalid. */
   port: number | null | undefined
   hostStart: number
-  hostEnd: number
   /** End of host[:port], i.e. where the URI parameters begin. */
   hostPortEnd: number
 }
@@ -51,11 +49,9 @@ export function locateUriHost (text: string, start: number, end: number): UriHos
   }
   return {
     scheme,
-    user: hasUser ? text.slice(colon + 1, at) : undefined,
     host: text.slice(hostStart, hostEnd),
     port,
     hostStart,
-    hostEnd,
     hostPortEnd: i
   }
 }
