@@ -6,7 +6,10 @@ import { rewriteOutbound } from './outbound.js'
 import { RewriteRun } from './run.js'
 import type { Direction, RewriteContext, RewriteResult } from './types.js'
 
-/** Rewrite one parsed message (spec §3). Never throws: a failure returns the input untouched. */
+/**
+ * Rewrite one parsed message: outbound.ts and inbound.ts hold the per-field handlers. Never throws:
+ * a failure returns the input untouched, so SIP keeps flowing even past a bug here.
+ */
 export function rewriteMessage (msg: SipMessage, direction: Direction, ctx: RewriteContext): RewriteResult {
   // A message whose extent is unknown is passed as it came: rewriting its headers while its
   // Content-Length stays wrong would only hand the far end a differently broken message.

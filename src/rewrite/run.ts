@@ -32,7 +32,8 @@ export class RewriteRun {
 
   /**
    * Only the sender's own address is mapped: an inside host naming *another* inside host must not
-   * get a mapping opened toward it (§5), unless the sender is a trusted inside proxy.
+   * get a mapping opened toward it (a phone could otherwise open the gateway toward any inside host
+   * by writing its address into SDP), unless the sender is a trusted inside proxy.
    */
   classify (ip: string): AddressClass {
     // The same address appears five or six times in a typical INVITE: ask isInside once.

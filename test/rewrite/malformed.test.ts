@@ -1,5 +1,6 @@
-// Bad input (spec §5): the engine never throws, and each case has a stated answer:
-// not-sip (passed unchanged), unchanged (parsed, nothing safe to do), or rewritten (what is unambiguous).
+// Bad input: the engine never throws, and each case has a stated answer:
+// not-sip (passed unchanged), malformed (framing unknown: passed unchanged), unchanged (parsed, nothing
+// safe to do), or rewritten (what is unambiguous).
 import t, { type Test } from 'tap'
 import type { RewriteContext, RewriteResult } from '../../src/rewrite/types.js'
 import { parseSip } from '../../src/sip/message.js'
