@@ -13,7 +13,7 @@ export type Direction = 'outbound' | 'inbound'
 export interface MediaRequest {
   index: number            // m= line index in the SDP (0-based)
   media: string            // audio | video | application | ...
-  ip: string               // private address the stream is announced on
+  ip: string               // private address the stream lives on (a c=0.0.0.0 hold: o= if inside, else the phone)
   rtpPort: number          // private RTP port from m=
   rtcpPort: number | null  // private RTCP port (a=rtcp or rtp+1); null when a=rtcp-mux
   rtcpIp: string           // address from a=rtcp ... IN IP4 addr, else ip
