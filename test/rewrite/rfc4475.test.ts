@@ -5,12 +5,12 @@ import { insideMatcher, parseCidr, type Cidr } from '../../src/rewrite/cidr.js'
 import type { RewriteResult } from '../../src/rewrite/types.js'
 import { parseSip } from '../../src/sip/message.js'
 import { asText, makeCtx, rewriteDatagram } from '../fixtures/helpers.js'
-import { torture, tortureNames } from '../fixtures/rfc4475.js'
+import { type TortureKind, torture, tortureNames } from '../fixtures/rfc4475.js'
 
 const isInside = insideMatcher([parseCidr('192.0.2.0/24') as Cidr])
 const PUB = '203.0.113.1'
 
-function rewrite (kind: 'valid' | 'invalid', name: string, phoneIp: string, direction: 'outbound' | 'inbound' = 'outbound'): RewriteResult {
+function rewrite (kind: TortureKind, name: string, phoneIp: string, direction: 'outbound' | 'inbound' = 'outbound'): RewriteResult {
   const out = rewriteDatagram(torture(kind, name), direction, makeCtx({ isInside, phone: { ip: phoneIp, port: 5060 }, lookupSignalling: port => ({ ip: phoneIp, port }) }))
   if (typeof out === 'string') throw new Error(`${name} refused as ${out}`)
   return out
@@ -84,4 +84,20 @@ t.test('invalid messages: framing that cannot be known passes untouched, the res
       }, `${name} ${direction}`)
     }
   }
+})
+
+t.test('inv2543 (RFC 2543 syntax, no Content-Length): the SDP is rewritten, no Content-Length added', async t => {
+  t.same(tortureNames('more'), ['inv2543', 'mcl01'])
+  const r = rewrite('more', 'inv2543', '192.0.2.5')
+  t.same(fields(r), [`o=: 192.0.2.5 → ${PUB}`, `c=: 192.0.2.5 → ${PUB}`, 'm=audio: 49217 → 20000'])
+  t.notMatch(asText(r.bytes), /content-length/i, 'the datagram still frames the body')
+  t.ok(asText(r.bytes).endsWith(`c=IN IP4 ${PUB}\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0\r\n`))
+})
+
+t.test('mcl01 (two Content-Length values): passed as it came, counted as malformed', async t => {
+  const input = torture('more', 'mcl01')
+  const r = rewrite('more', 'mcl01', '192.0.2.1')
+  t.equal(r.leftAlone, 'malformed')
+  t.match(r.detail, 'Content-Length 13 and 5 disagree')
+  t.ok(r.bytes.equals(input))
 })
