@@ -154,7 +154,7 @@ export class Alg {
     const ctx: RewriteContext = {
       publicIp: this.publicIp,
       isInside: this.isInside,
-      peer: phone,
+      phone,
       trustedProxy: this.trusted.has(phone.ip),
       rewriteFromTo: this.cfg.rewriteFromTo,
       rewriteIce: this.cfg.rewriteIce,

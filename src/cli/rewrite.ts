@@ -70,19 +70,19 @@ export function explainLines (result: RewriteResult): string[] {
 
 /**
  * The context of an offline rewrite (`sipalg rewrite`, `sipalg trace --pcap`): no kernel state, the
- * phone (peer) keeps its signalling port on the public side, media ports come from mapMedia.
+ * phone keeps its signalling port on the public side, media ports come from mapMedia.
  */
 export function dryRunContext (opts: { publicIp: string, isInside: (ip: string) => boolean, rewriteFromTo: boolean, rewriteIce: boolean },
-  peer: Endpoint, mapMedia: (req: MediaRequest) => MediaGrant | null): RewriteContext {
+  phone: Endpoint, mapMedia: (req: MediaRequest) => MediaGrant | null): RewriteContext {
   return {
     publicIp: opts.publicIp,
     isInside: opts.isInside,
-    peer,
+    phone,
     rewriteFromTo: opts.rewriteFromTo,
     rewriteIce: opts.rewriteIce,
     mapSignalling: priv => priv.port, // dry run: the public port is the private one
     mapMedia,
-    lookupSignalling: publicPort => ({ ip: peer.ip, port: publicPort })
+    lookupSignalling: publicPort => ({ ip: phone.ip, port: publicPort })
   }
 }
 

@@ -1,53 +1,39 @@
 // Where the SDP is, and keeping Content-Length true after the body changed.
 import { parseSdp, type ParsedSdp } from '../sdp/parse.js'
+import type { HeaderField } from '../sip/message.js'
 import type { RewriteRun } from './run.js'
 
-export interface LocatedSdp { sdp: ParsedSdp, start: number, end: number, declared: number | undefined }
+export interface LocatedSdp { sdp: ParsedSdp, start: number, end: number, lengthFields: HeaderField[] }
 
 /**
- * The SDP body, when the message has one whose extent is unambiguous. A bad or oversized
- * Content-Length leaves the body's end unknown, so the body is then not touched (§5).
+ * The SDP body within the message's framing (rewriteMessage has already refused a message whose
+ * framing is invalid). Bytes past a smaller Content-Length are no part of the message (RFC 3261
+ * 18.3: a receiver discards them), so they are neither read nor changed, only kept.
  */
 export function locateSdp (run: RewriteRun): LocatedSdp | undefined {
   const msg = run.msg
-  const available = msg.raw.length - msg.bodyStart
-  if (available === 0) return undefined
+  const framing = msg.framing
+  if (!framing.ok || framing.bodyEnd === msg.bodyStart) return undefined
   const typeField = msg.firstField('content-type')
   const type = typeField === undefined ? undefined : msg.text.slice(typeField.valueStart, typeField.valueEnd)
   if (type !== undefined) {
     const semi = type.indexOf(';')
     if ((semi < 0 ? type : type.slice(0, semi)).trim().toLowerCase() !== 'application/sdp') return undefined
   } else if (!msg.text.startsWith('v=', msg.bodyStart)) return undefined
-  let lengthFields = 0
-  for (const f of msg.fields) if (f.name === 'content-length') lengthFields++
-  if (lengthFields > 1) {
-    run.leave('malformed', 'several Content-Length headers; body left as written')
-    return undefined
-  }
-  const declared = msg.contentLength
-  if (declared === 'bad') {
-    run.leave('malformed', 'Content-Length is not a number; body left as written')
-    return undefined
-  }
-  if (declared !== undefined && declared > available) {
-    run.leave('malformed', `Content-Length ${declared} exceeds the ${available} body bytes; body left as written`)
-    return undefined
-  }
-  // Bytes past a smaller Content-Length are not part of the message (RFC 3261 §18.3); kept as is.
-  const end = msg.bodyStart + (declared ?? available)
-  return { sdp: parseSdp(msg.text, msg.bodyStart, end), start: msg.bodyStart, end, declared }
+  const end = framing.bodyEnd
+  if (end < msg.raw.length) run.note(`${msg.raw.length - end} bytes past Content-Length kept as written`)
+  return { sdp: parseSdp(msg.text, msg.bodyStart, end), start: msg.bodyStart, end, lengthFields: framing.lengthFields }
 }
 
-/** Rewrite (or add) Content-Length to match the edited body; its form (l: or long) is kept. */
+/**
+ * Content-Length follows the edited body, in every copy and in the form written (l: or long).
+ * Without one the datagram frames the body (UDP), so none is added.
+ */
 export function fixContentLength (run: RewriteRun, body: LocatedSdp): void {
   const delta = run.editor.deltaWithin(body.start, body.end)
   if (delta === 0) return
-  const length = body.end - body.start + delta
-  const field = run.msg.firstField('content-length')
-  if (field !== undefined) {
-    const before = run.msg.text.slice(field.valueStart, field.valueEnd)
-    run.edit(field.valueStart, field.valueEnd, String(length), 'Content-Length', before, String(length))
-  } else {
-    run.edit(run.msg.headerEnd, run.msg.headerEnd, `Content-Length: ${length}${run.msg.eol}`, 'Content-Length', '', String(length))
+  const length = String(body.end - body.start + delta)
+  for (const field of body.lengthFields) {
+    run.edit(field.valueStart, field.valueEnd, length, 'Content-Length', run.msg.text.slice(field.valueStart, field.valueEnd), length)
   }
 }

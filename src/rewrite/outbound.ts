@@ -3,7 +3,7 @@
 import { parseNameAddr, type NameAddr } from '../sip/address.js'
 import { parsePort } from '../sip/text.js'
 import { defaultViaPort } from '../sip/via.js'
-import { summarizeSdp } from '../sdp/parse.js'
+import { type ParsedSdp, summarizeSdp } from '../sdp/parse.js'
 import { fixContentLength, locateSdp } from './body.js'
 import { type RewriteRun, formatHostPort, isPort } from './run.js'
 
@@ -52,6 +52,21 @@ function rewriteFromTo (run: RewriteRun): void {
   rewriteUriTarget(run, run.msg.to, 'To')
 }
 
+/** c= of an RFC 2543 hold: "send me nothing", while m= keeps the stream's real port. */
+const HOLD_ADDRESS = '0.0.0.0'
+
+/**
+ * The private address behind a held stream. Its port still goes out in m=, so it is mapped like any
+ * offer, under the address the stream lives on: the same key the call had before the hold (see
+ * CallTable.grantMedia in src/dialog/calls.ts), so the resume finds the same public ports. That is
+ * the o= address when it names an inside host, else the phone itself.
+ */
+function heldStreamAddress (run: RewriteRun, sdp: ParsedSdp): string {
+  const origin = sdp.origin?.value
+  if (origin === undefined || origin === HOLD_ADDRESS || !run.ctx.isInside(origin)) return run.ctx.phone.ip
+  return origin
+}
+
 function rewriteSdp (run: RewriteRun): void {
   const body = locateSdp(run)
   if (body === undefined) return
@@ -67,16 +82,18 @@ function rewriteSdp (run: RewriteRun): void {
     status.push('none')
     const conn = m.conn ?? sdp.sessionConn
     if (m.port === null) { run.note(`m=${m.media} port "${m.portToken.value}" is not a port; left as written`); continue }
-    if (m.port === 0 || conn === undefined || run.classify(conn.value) !== 'map') continue
+    if (m.port === 0 || conn === undefined) continue
+    const ip = conn.value === HOLD_ADDRESS ? heldStreamAddress(run, sdp) : conn.value
+    if (run.classify(ip) !== 'map') continue
     const explicitRtcp = m.rtcpPort === undefined ? null : parsePort(m.rtcpPort.value)
     const rtcpPort = m.rtcpMux ? null : explicitRtcp ?? (m.port < 65535 ? m.port + 1 : null)
     const request = {
-      index: m.index, media: m.media, ip: conn.value, rtpPort: m.port, rtcpPort, rtcpIp: m.rtcpAddr?.value ?? conn.value
+      index: m.index, media: m.media, ip, rtpPort: m.port, rtcpPort, rtcpIp: m.rtcpAddr?.value ?? ip
     }
     const grant = ctx.mapMedia(request)
     if (grant === null || !isPort(grant.rtpPort) || (grant.rtcpPort !== null && !isPort(grant.rtcpPort))) {
       status[m.index] = 'refused'
-      run.leave('refused', `media mapping for m=${m.media} ${conn.value}:${m.port} refused`)
+      run.leave('refused', `media mapping for m=${m.media} ${ip}:${m.port} refused`)
       continue
     }
     status[m.index] = 'granted'
@@ -103,7 +120,7 @@ function rewriteSdp (run: RewriteRun): void {
     run.media.push({
       index: m.index,
       media: m.media,
-      private: { ip: conn.value, rtpPort: m.port, rtcpPort },
+      private: { ip, rtpPort: m.port, rtcpPort },
       public: { rtpPort: grant.rtpPort, rtcpPort: publicRtcp }
     })
   }

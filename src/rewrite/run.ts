@@ -32,7 +32,8 @@ export class RewriteRun {
 
   /**
    * Only the sender's own address is mapped: an inside host naming *another* inside host must not
-   * get a mapping opened toward it (§5), unless the sender is a trusted inside proxy.
+   * get a mapping opened toward it (a phone could otherwise open the gateway toward any inside host
+   * by writing its address into SDP), unless the sender is a trusted inside proxy.
    */
   classify (ip: string): AddressClass {
     // The same address appears five or six times in a typical INVITE: ask isInside once.
@@ -47,10 +48,10 @@ export class RewriteRun {
 
   private classifyUncached (ip: string): AddressClass {
     if (ip === '0.0.0.0' || !this.ctx.isInside(ip)) return 'public'
-    if (ip === this.ctx.peer.ip || this.ctx.trustedProxy === true) return 'map'
+    if (ip === this.ctx.phone.ip || this.ctx.trustedProxy === true) return 'map'
     if (!this.otherInsideSeen.has(ip)) {
       this.otherInsideSeen.add(ip)
-      this.note(`${ip} is another inside host than the sender ${this.ctx.peer.ip}; left as written`)
+      this.note(`${ip} is another inside host than the sender ${this.ctx.phone.ip}; left as written`)
     }
     return 'other-inside'
   }

@@ -1,6 +1,9 @@
 // The contract between the pure rewrite engine and the packet path that drives it.
 // The engine decides *what* to rewrite; the caller owns every side effect (port choice,
 // kernel mappings) through the callbacks below, so the engine stays pure and testable.
+import type { SdpSummary } from '../sdp/types.js'
+
+export type { SdpStream, SdpSummary } from '../sdp/types.js'
 
 export interface Endpoint { ip: string, port: number }
 
@@ -10,7 +13,7 @@ export type Direction = 'outbound' | 'inbound'
 export interface MediaRequest {
   index: number            // m= line index in the SDP (0-based)
   media: string            // audio | video | application | ...
-  ip: string               // private address the stream is announced on
+  ip: string               // private address the stream lives on (a c=0.0.0.0 hold: o= if inside, else the phone)
   rtpPort: number          // private RTP port from m=
   rtcpPort: number | null  // private RTCP port (a=rtcp or rtp+1); null when a=rtcp-mux
   rtcpIp: string           // address from a=rtcp ... IN IP4 addr, else ip
@@ -21,8 +24,8 @@ export interface MediaGrant { rtpPort: number, rtcpPort: number | null }
 export interface RewriteContext {
   publicIp: string
   isInside: (ip: string) => boolean
-  /** Outbound: the packet's source (the phone). Inbound: the packet's destination (the phone). */
-  peer: Endpoint
+  /** The inside phone: the packet's source outbound, its destination inbound. */
+  phone: Endpoint
   /** The sender may name other inside hosts (an inside PBX/proxy): rewrite those too. */
   trustedProxy?: boolean
   /** Rewrite From/To URIs too (off by default: identity and digest auth depend on them). */
@@ -39,28 +42,6 @@ export interface RewriteContext {
 
 export interface Change { field: string, before: string, after: string }
 
-/** One m= line as written in the SDP (before any rewrite). */
-export interface SdpStream {
-  index: number
-  media: string
-  ip: string | null        // effective connection address (media c= else session c=)
-  port: number             // 0 = declined
-  portCount: number
-  proto: string
-  rtcpPort: number | null  // from a=rtcp, else port+1, null with rtcp-mux or port 0
-  rtcpIp: string | null
-  rtcpMux: boolean
-  direction: 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive'
-  hold: boolean            // c=0.0.0.0, sendonly or inactive
-}
-
-export interface SdpSummary {
-  sessionIp: string | null
-  originIp: string | null
-  ice: boolean
-  streams: SdpStream[]
-}
-
 export interface MediaMapping {
   index: number
   media: string
@@ -69,7 +50,7 @@ export interface MediaMapping {
 }
 
 export type LeftAloneReason =
-  | 'not-sip' | 'keepalive' | 'ice' | 'already-public' | 'no-private-address' | 'refused' | 'malformed'
+  | 'ice' | 'already-public' | 'no-private-address' | 'refused' | 'malformed'
 
 export interface RewriteResult {
   /** The bytes to put on the wire: the input buffer itself when nothing changed. */

@@ -1,7 +1,7 @@
 // Reads the parts of an SDP body that NAT traversal cares about, keeping the offset of every
 // token a rewrite may replace. Works on a range of the SIP message's latin1 text so offsets are
 // message byte offsets. Unknown or broken lines are skipped, never fatal.
-import type { SdpStream, SdpSummary } from '../rewrite/types.js'
+import type { SdpStream, SdpSummary } from './types.js'
 import { parsePort } from '../sip/text.js'
 
 /** A token of an SDP line and where it sits in the message. */
@@ -140,7 +140,7 @@ function parseAttribute (text: string, start: number, end: number, sdp: ParsedSd
   }
 }
 
-/** The caller-facing summary (types.ts) of a parsed SDP. */
+/** The caller-facing summary (./types.ts) of a parsed SDP. */
 export function summarizeSdp (sdp: ParsedSdp): SdpSummary {
   const sessionIp = sdp.sessionConn?.value ?? null
   const streams: SdpStream[] = []

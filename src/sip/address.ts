@@ -4,7 +4,6 @@ import { type Param, type Range, isLws, parseParams, skipLws } from './text.js'
 import { type UriHostPort, locateUriHost } from './uri.js'
 
 export interface NameAddr {
-  displayName: string | undefined
   uri: string
   uriStart: number
   uriEnd: number
@@ -29,15 +28,12 @@ export function parseNameAddr (text: string, range: Range): NameAddr | undefined
   let uriStart: number
   let uriEnd: number
   let paramsStart: number
-  let displayName: string | undefined
   if (angle >= 0) {
     const close = text.indexOf('>', angle)
     if (close < 0 || close >= end) return undefined
     uriStart = angle + 1
     uriEnd = close
     paramsStart = close + 1
-    const dn = text.slice(start, angle).trim()
-    displayName = dn === '' ? undefined : dn
   } else {
     // addr-spec: RFC 3261 §20 requires <> when the URI has ';', so the first ';' starts header params.
     uriStart = skipLws(text, start, end)
@@ -50,7 +46,6 @@ export function parseNameAddr (text: string, range: Range): NameAddr | undefined
     paramsStart = uriEnd
   }
   return {
-    displayName,
     uri: text.slice(uriStart, uriEnd),
     uriStart,
     uriEnd,

@@ -13,8 +13,6 @@ export class ByteEditor {
 
   constructor (raw: Buffer) { this.raw = raw }
 
-  get count (): number { return this.edits.length }
-
   /**
    * Replace raw[start,end) with latin1 text. Returns false (and records nothing) when the range
    * overlaps an earlier edit: two handlers disagreeing about the same bytes is a bug we refuse to
@@ -28,10 +26,6 @@ export class ByteEditor {
     }
     this.edits.push({ start, end, text, seq: this.edits.length })
     return true
-  }
-
-  insert (at: number, text: string): boolean {
-    return this.replace(at, at, text)
   }
 
   /** Net change in length of the edits that fall inside [start,end]. */

@@ -3,15 +3,12 @@
 // from those offsets. Nothing here re-serializes: edits go through ByteEditor.
 import { parseNameAddr, type NameAddr } from './address.js'
 import { canonicalHeaderName, isListHeader } from './headers.js'
-import { type Param, type Range, HT, SP, paramValue, skipLws, splitList, trimEnd } from './text.js'
+import { type Range, HT, SP, paramValue, skipLws, splitList, trimEnd } from './text.js'
 import { type Via, parseVia } from './via.js'
 
 export interface HeaderField {
   /** Canonical lower-case long name ("v" → "via"). */
   name: string
-  /** The name as written. */
-  rawName: string
-  lineStart: number
   /** Value range; spans continuation lines when the header is folded. */
   valueStart: number
   valueEnd: number
@@ -22,13 +19,16 @@ export interface HeaderField {
 export interface ContactEntry {
   /** "Contact: *" (unregister all). */
   star: boolean
-  displayName: string | undefined
   uri: string
-  params: Param[]
   /** expires= parameter of this entry. */
   expires: number | undefined
   address: NameAddr | undefined
 }
+
+/** The body's extent, or why it cannot be known. */
+export type Framing =
+  | { ok: true, declared: number | undefined, bodyEnd: number, lengthFields: HeaderField[] }
+  | { ok: false, problem: string }
 
 export type ParseResult = { ok: true, msg: SipMessage } | { ok: false, reason: string }
 
@@ -37,7 +37,6 @@ class NotSip extends Error {}
 interface StartLine {
   isRequest: boolean
   method: string
-  requestUri: string
   requestUriStart: number
   requestUriEnd: number
   statusCode: number
@@ -68,7 +67,7 @@ function parseStartLine (text: string): StartLine {
     const code = Number(text.slice(8, 11))
     if (!/^[1-6]\d\d$/.test(text.slice(8, 11)) || (end > 11 && text.charCodeAt(11) !== SP)) throw new NotSip('bad status code')
     return {
-      isRequest: false, method: '', requestUri: '', requestUriStart: 0, requestUriEnd: 0,
+      isRequest: false, method: '', requestUriStart: 0, requestUriEnd: 0,
       statusCode: code, reasonPhrase: text.slice(Math.min(12, end), end), lineEnd: nl + 1, eol
     }
   }
@@ -80,10 +79,10 @@ function parseStartLine (text: string): StartLine {
   const uriEnd = text.indexOf(' ', uriStart)
   if (uriEnd < 0 || uriEnd >= end || uriEnd === uriStart) throw new NotSip('request line has no Request-URI')
   if (text.slice(uriEnd + 1, end) !== 'SIP/2.0') throw new NotSip('request line does not end in SIP/2.0')
-  const requestUri = text.slice(uriStart, uriEnd)
-  if (!requestUri.includes(':')) throw new NotSip('Request-URI has no scheme')
+  const colon = text.indexOf(':', uriStart)
+  if (colon < 0 || colon >= uriEnd) throw new NotSip('Request-URI has no scheme')
   return {
-    isRequest: true, method, requestUri, requestUriStart: uriStart, requestUriEnd: uriEnd,
+    isRequest: true, method, requestUriStart: uriStart, requestUriEnd: uriEnd,
     statusCode: 0, reasonPhrase: '', lineEnd: nl + 1, eol
   }
 }
@@ -94,7 +93,6 @@ export class SipMessage {
   readonly text: string
   readonly isRequest: boolean
   readonly method: string
-  readonly requestUri: string
   readonly requestUriStart: number
   readonly requestUriEnd: number
   readonly statusCode: number
@@ -108,6 +106,7 @@ export class SipMessage {
 
   private cachedVia: Via | undefined | null = null
   private cachedContacts: ContactEntry[] | null = null
+  private cachedFraming: Framing | null = null
 
   constructor (raw: Buffer) {
     this.raw = raw
@@ -115,7 +114,6 @@ export class SipMessage {
     const start = parseStartLine(text)
     this.isRequest = start.isRequest
     this.method = start.method
-    this.requestUri = start.requestUri
     this.requestUriStart = start.requestUriStart
     this.requestUriEnd = start.requestUriEnd
     this.statusCode = start.statusCode
@@ -153,7 +151,7 @@ export class SipMessage {
         if (rawName.length === 0) throw new NotSip('empty header name')
         const valueStart = skipLws(text, colon + 1, contentEnd)
         this.fields.push({
-          name: canonicalHeaderName(rawName), rawName, lineStart: pos, valueStart,
+          name: canonicalHeaderName(rawName), valueStart,
           valueEnd: trimEnd(text, valueStart, contentEnd), lineEnd: nl + 1
         })
       }
@@ -161,19 +159,13 @@ export class SipMessage {
     }
     if (headerEnd < 0) throw new NotSip('no blank line after the headers')
     const nul = raw.indexOf(0)
-    if (nul >= 0 && nul < headerEnd) throw new NotSip('NUL byte in the headers')
+    if (nul >= 0 && nul < headerEnd && !nulsAreQuotedPairs(text, start.lineEnd, headerEnd)) throw new NotSip('NUL byte in the headers outside a quoted string')
     this.headerEnd = headerEnd
     this.bodyStart = bodyStart
   }
 
+  /** The bytes after the blank line, past Content-Length included (see `framing`). */
   get body (): Buffer { return this.raw.subarray(this.bodyStart) }
-
-  fieldsNamed (name: string): HeaderField[] {
-    const canonical = canonicalHeaderName(name)
-    const out: HeaderField[] = []
-    for (const f of this.fields) if (f.name === canonical) out.push(f)
-    return out
-  }
 
   firstField (canonical: string): HeaderField | undefined {
     for (const f of this.fields) if (f.name === canonical) return f
@@ -197,10 +189,6 @@ export class SipMessage {
   header (name: string): string | undefined {
     const r = this.valueRanges(name)[0]
     return r === undefined ? undefined : this.valueText(r)
-  }
-
-  headers (name: string): string[] {
-    return this.valueRanges(name).map(r => this.valueText(r))
   }
 
   private valueText (r: Range): string {
@@ -236,11 +224,40 @@ export class SipMessage {
     return { seq: Number(m[1]), method: m[2] }
   }
 
-  /** Declared Content-Length: undefined when absent, 'bad' when not a plain number. */
+  /** Declared Content-Length: undefined when absent, 'bad' when the framing is invalid. */
   get contentLength (): number | 'bad' | undefined {
-    const v = this.header('content-length')
-    if (v === undefined) return undefined
-    return /^\d{1,9}$/.test(v) ? Number(v) : 'bad'
+    const f = this.framing
+    return f.ok ? f.declared : 'bad'
+  }
+
+  /**
+   * Where the body ends. Over UDP the datagram frames the message, so a missing Content-Length
+   * means "the rest of the datagram". A Content-Length that is not a number, disagrees with another
+   * one, or promises more bytes than arrived leaves the message's extent unknown: nothing in it can
+   * be rewritten safely (see rewriteMessage in src/rewrite/rewrite.ts).
+   */
+  get framing (): Framing {
+    if (this.cachedFraming === null) this.cachedFraming = this.readFraming()
+    return this.cachedFraming
+  }
+
+  private readFraming (): Framing {
+    const lengthFields: HeaderField[] = []
+    let declared: number | undefined
+    for (const f of this.fields) {
+      if (f.name !== 'content-length') continue
+      const value = this.text.slice(f.valueStart, f.valueEnd)
+      if (!/^\d{1,9}$/.test(value)) return { ok: false, problem: `Content-Length "${value.slice(0, 20)}" is not a length` }
+      const n = Number(value)
+      // The same value twice (a proxy that appended a copy) still frames the message; two values do not.
+      if (declared !== undefined && n !== declared) return { ok: false, problem: `Content-Length ${declared} and ${n} disagree` }
+      declared = n
+      lengthFields.push(f)
+    }
+    const available = this.raw.length - this.bodyStart
+    if (declared === undefined) return { ok: true, declared, bodyEnd: this.raw.length, lengthFields }
+    if (declared > available) return { ok: false, problem: `Content-Length ${declared} exceeds the ${available} body bytes that arrived` }
+    return { ok: true, declared, bodyEnd: this.bodyStart + declared, lengthFields }
   }
 
   get expires (): number | undefined {
@@ -261,7 +278,7 @@ export class SipMessage {
       this.cachedContacts = []
       for (const r of this.valueRanges('contact')) {
         if (this.text.slice(r.start, r.end) === '*') {
-          this.cachedContacts.push({ star: true, displayName: undefined, uri: '*', params: [], expires: undefined, address: undefined })
+          this.cachedContacts.push({ star: true, uri: '*', expires: undefined, address: undefined })
           continue
         }
         const a = parseNameAddr(this.text, r)
@@ -269,9 +286,7 @@ export class SipMessage {
         const exp = paramValue(a.params, 'expires')
         this.cachedContacts.push({
           star: false,
-          displayName: a.displayName,
           uri: a.uri,
-          params: a.params,
           expires: typeof exp === 'string' && /^\d{1,10}$/.test(exp) ? Number(exp) : undefined,
           address: a
         })
@@ -289,6 +304,28 @@ export function parseSip (buf: Buffer): ParseResult {
   } catch (err) {
     return { ok: false, reason: err instanceof NotSip ? err.message : `parser error: ${(err as Error)?.message ?? String(err)}` }
   }
+}
+
+/**
+ * RFC 3261's quoted-pair lets a quoted string carry any byte but CR and LF, NUL included (RFC 4475's
+ * "intmeth" message has one in a display name). A NUL anywhere else in the headers is no SIP.
+ */
+function nulsAreQuotedPairs (text: string, start: number, end: number): boolean {
+  let inQuote = false
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 0x0a) {
+      // A new header line (not a folded continuation) starts outside any quoted string.
+      const next = text.charCodeAt(i + 1)
+      if (next !== SP && next !== HT) inQuote = false
+    } else if (inQuote) {
+      if (c === 0x5c) i++
+      else if (c === 0x22) inQuote = false
+      else if (c === 0) return false
+    } else if (c === 0x22) inQuote = true
+    else if (c === 0) return false
+  }
+  return true
 }
 
 const STUN_MAGIC_COOKIE = 0x2112a442

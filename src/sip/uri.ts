@@ -4,12 +4,10 @@ import { isLws, parsePort } from './text.js'
 
 export interface UriHostPort {
   scheme: string
-  user: string | undefined
   host: string
   /** Port as written; undefined when the URI has none. Null when written but invalid. */
   port: number | null | undefined
   hostStart: number
-  hostEnd: number
   /** End of host[:port], i.e. where the URI parameters begin. */
   hostPortEnd: number
 }
@@ -20,8 +18,10 @@ export function locateUriHost (text: string, start: number, end: number): UriHos
   if (colon < 0 || colon >= end) return undefined
   const scheme = text.slice(start, colon).toLowerCase()
   if (scheme !== 'sip' && scheme !== 'sips') return undefined
-  // URI headers (?...) may contain '@'; the user part ends at the last '@' before them.
-  let limit = text.indexOf('?', colon)
+  // The user part may hold '?' (RFC 4475's intmeth), so URI headers (?...) start only after the
+  // first '@'; a raw '@' inside them (which RFC 3261 forbids, but some UAs write) is not the user's.
+  const firstAt = text.indexOf('@', colon)
+  let limit = firstAt < 0 || firstAt >= end ? -1 : text.indexOf('?', firstAt)
   if (limit < 0 || limit > end) limit = end
   const at = text.lastIndexOf('@', limit - 1)
   const hasUser = at > colon
@@ -51,11 +51,9 @@ export function locateUriHost (text: string, start: number, end: number): UriHos
   }
   return {
     scheme,
-    user: hasUser ? text.slice(colon + 1, at) : undefined,
     host: text.slice(hostStart, hostEnd),
     port,
     hostStart,
-    hostEnd,
     hostPortEnd: i
   }
 }

@@ -1,5 +1,5 @@
 // One Via value: "SIP/2.0/UDP host[:port];branch=...;rport;received=..."
-import { type Param, type Range, isLws, paramValue, parseParams, parsePort, skipLws } from './text.js'
+import { type Param, type Range, isLws, parseParams, parsePort, skipLws } from './text.js'
 
 export interface Via {
   transport: string
@@ -7,12 +7,7 @@ export interface Via {
   /** Port as written; undefined when absent, null when written but invalid. */
   port: number | null | undefined
   params: Param[]
-  branch: string | undefined
-  /** true for a bare ";rport", the number once a server filled it in. */
-  rport: number | true | undefined
-  received: string | undefined
   sentByStart: number
-  hostEnd: number
   sentByEnd: number
 }
 
@@ -59,20 +54,12 @@ export function parseVia (text: string, range: Range): Via | undefined {
     while (i < end && text.charCodeAt(i) !== 0x3b && !isLws(text.charCodeAt(i))) i++
     port = parsePort(text.slice(portStart, i))
   }
-  const params = parseParams(text, i, end)
-  const branch = paramValue(params, 'branch')
-  const rport = paramValue(params, 'rport')
-  const received = paramValue(params, 'received')
   return {
     transport,
     host: text.slice(sentByStart, hostEnd),
     port,
-    params,
-    branch: typeof branch === 'string' ? branch : undefined,
-    rport: rport === true ? true : rport === undefined ? undefined : (parsePort(rport) ?? undefined),
-    received: typeof received === 'string' ? received : undefined,
+    params: parseParams(text, i, end),
     sentByStart,
-    hostEnd,
     sentByEnd: i
   }
 }

@@ -1,0 +1,23 @@
+// What the rest of sipalg learns from an SDP body: one entry per m= line, as written.
+
+/** One m= line as written in the SDP (before any rewrite). */
+export interface SdpStream {
+  index: number
+  media: string
+  ip: string | null        // effective connection address (media c= else session c=)
+  port: number             // 0 = declined
+  portCount: number
+  proto: string
+  rtcpPort: number | null  // from a=rtcp, else port+1, null with rtcp-mux or port 0
+  rtcpIp: string | null
+  rtcpMux: boolean
+  direction: 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive'
+  hold: boolean            // c=0.0.0.0, sendonly or inactive
+}
+
+export interface SdpSummary {
+  sessionIp: string | null
+  originIp: string | null
+  ice: boolean
+  streams: SdpStream[]
+}
