@@ -67,11 +67,9 @@ export interface NativeAddon {
   nfqOpen (queue: number, maxLen: number | undefined, rcvbufBytes: number | undefined, failOpen: boolean,
     maxBatch: number | undefined, cb: (data: Buffer, meta: Uint32Array, count: number) => void): Handle
   nfqVerdict (h: Handle, id: number, verdict: 0 | 1, payload?: Uint8Array): void
-  nfqVerdictMany (h: Handle, ids: Uint32Array, verdict: 0 | 1): void
   nfqFlush (h: Handle): number
   nfqStats (h: Handle): NativeQueueStats
   nfqClose (h: Handle): void
-  nfqRef (h: Handle, on: boolean): void
   nftOpen (table: string): Handle
   nftApply (h: Handle, ops: NativeNftOp[]): void
   nftList (h: Handle, map: string): NativeSetElem[]
