@@ -48,7 +48,8 @@ export function tableScript (s: TableSpec): string {
   ].join('\n')
 }
 
-function nft (args: string[], input?: string): { ok: boolean, out: string } {
+/** Runs `nft` with args (and a script on stdin); ok is false when it could not run or exited non-zero. */
+export function nft (args: string[], input?: string): { ok: boolean, out: string } {
   const r = spawnSync('nft', args, { input, encoding: 'utf8' })
   if (r.error !== undefined) return { ok: false, out: r.error.message }
   return { ok: r.status === 0, out: `${r.stdout}${r.stderr}`.trim() }
