@@ -20,13 +20,15 @@ export interface TransparentListenOptions {
 /**
  * A net.Server listening on a transparent socket. Each accepted socket's localAddress:localPort is the
  * connection's original destination (after any DNAT), remoteAddress:remotePort its real source.
+ * Sockets are half-open capable (allowHalfOpen): a FIN from one side must cross the splice without
+ * closing the other direction.
  * Throws E207 (port taken), E200 (no CAP_NET_ADMIN), E201 (addon missing).
  */
 export async function listenTransparent (opts: TransparentListenOptions, onConnection?: (s: Socket) => void): Promise<Server> {
   const where = `${opts.ip ?? '0.0.0.0'}:${opts.port}`
   const fd = callNative(`listen for diverted SIP/TCP on ${where}`,
     n => n.tcpListen(opts.ip ?? null, opts.port, opts.backlog ?? 511, true))
-  const server = new Server({ noDelay: true }, onConnection)
+  const server = new Server({ noDelay: true, allowHalfOpen: true }, onConnection)
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen({ fd }, () => { server.off('error', reject); resolve() })
@@ -46,14 +48,15 @@ export interface UpstreamOptions {
 /**
  * An upstream TCP leg whose connect() is already under way. Writes made now are held by Node until the
  * connection is up; a failed connect arrives as an 'error' event (ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH).
- * Node emits no 'connect' for it: the first byte read, or a write callback, shows it is up.
+ * Node emits no 'connect' for it: the first byte read, or a write callback, shows it is up. Half-open
+ * capable like the accepted sockets.
  * Throws E207 when the socket cannot even be bound (e.g. a transparent source address already in use).
  */
 export function connectUpstream (opts: UpstreamOptions): Socket {
   const from = opts.from ?? { ip: '', port: 0 }
   const fd = callNative(`open an upstream leg from ${from.ip || '*'}:${from.port} to ${opts.to.ip}:${opts.to.port}`,
     n => n.tcpConnect(from.ip || null, from.port, opts.to.ip, opts.to.port, opts.transparent === true))
-  return new Socket({ fd, readable: true, writable: true })
+  return new Socket({ fd, readable: true, writable: true, allowHalfOpen: true })
 }
 
 function callNative (what: string, fn: (n: ReturnType<typeof loadNative>) => number): number {
