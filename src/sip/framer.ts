@@ -55,6 +55,8 @@ export class SipStreamFramer {
   private scanFrom = 0
   /** header length and body length of the message at buf[0], once its headers are complete */
   private pending: { headerLength: number, bodyLength: number } | null = null
+  /** the start line of the message at the scan position has been checked already */
+  private startLineOk = false
 
   constructor (limits: Partial<FramerLimits> = {}) {
     this.limits = { ...DEFAULT_FRAMER_LIMITS, ...limits }
@@ -111,6 +113,7 @@ export class SipStreamFramer {
     if (b.length - at < total) return 0
     out.push({ kind: 'message', bytes: b.subarray(at, at + total), headerLength, bodyLength })
     this.pending = null
+    this.startLineOk = false
     this.scanFrom = at + total
     return total
   }
@@ -140,11 +143,12 @@ export class SipStreamFramer {
       if (this.state === 'start') return 'not-sip'
       return new FramingError('header-too-long', `start line longer than ${this.limits.maxHeaderBytes} bytes`)
     }
-    if (classifyDatagram(b.subarray(at, firstLf + 1)) !== 'sip') {
+    if (!this.startLineOk && classifyDatagram(b.subarray(at, firstLf + 1)) !== 'sip') {
       if (this.state === 'start') return 'not-sip'
       return new FramingError('bad-start-line', JSON.stringify(b.toString('latin1', at, Math.min(firstLf, at + 60))))
     }
     this.state = 'sip'
+    this.startLineOk = true
     // End of headers: a line terminator followed by an empty line (CRLF CRLF, or bare LFs as some
     // phones write them, which src/sip/message.ts accepts as well).
     let i = Math.max(this.scanFrom, firstLf)
@@ -200,18 +204,16 @@ function couldStartSip (b: Buffer, at: number, end: number): boolean {
   return i > at && i - at <= MAX_METHOD && b[i] === 0x20
 }
 
+const LENGTH_HEADER = /^(?:content-length|l)[ \t]*:(.*)$/gim
+
 /** The Content-Length (or compact `l`) of a header block; 0 when absent; duplicates must agree. */
 export function declaredLength (headers: string): number | FramingError {
   let found: number | undefined
   // Folded header values (a line starting with SP/HT continues the previous one) are joined first.
-  const lines = headers.replace(/\r?\n[ \t]+/g, ' ').split(/\r?\n/)
-  for (let k = 1; k < lines.length; k++) {
-    const line = lines[k]
-    const colon = line.indexOf(':')
-    if (colon < 0) continue
-    const name = line.slice(0, colon).trimEnd().toLowerCase()
-    if (name !== 'content-length' && name !== 'l') continue
-    const value = line.slice(colon + 1).trim()
+  const text = /\n[ \t]/.test(headers) ? headers.replace(/\r?\n[ \t]+/g, ' ') : headers
+  // The start line cannot match: it has no colon right after a header name.
+  for (const m of text.matchAll(LENGTH_HEADER)) {
+    const value = m[1].trim()
     if (!/^\d{1,10}$/.test(value)) return new FramingError('bad-content-length', JSON.stringify(value.slice(0, 40)))
     const n = Number(value)
     if (found !== undefined && found !== n) return new FramingError('bad-content-length', `${found} and ${n} both declared`)

@@ -68,6 +68,12 @@ t.test('SIP over TCP through a transparent splice', { skip: nativeBuilt() ? fals
     t.equal(e.code, 'ECONNREFUSED')
   })
 
+  await t.test('connections to the gateway\'s own address are not diverted', async t => {
+    const r = await client('a', { scenario: 'refused', ip: ADDR.gwInside, port: 5060 })
+    t.equal(r.connected, false, 'nothing listens on the gateway\'s 5060, and the splice did not accept it')
+    t.equal(r.error, 'ECONNREFUSED')
+  })
+
   await t.test('inbound: after the DNAT the accepted socket is the phone\'s, the phone sees the far end\'s own address', async t => {
     const r = await client('b', { scenario: 'echo-fin', ip: ADDR.gwPublic, port: 5060 })
     t.equal(r.got, 'helloafter-fin')
