@@ -43,20 +43,34 @@ export interface UpstreamOptions {
   /** bind `from` even when it is not an address of this host (IP_TRANSPARENT); its replies must be
    * routed back here, which the `socket transparent` rule of src/netfilter/tproxy.ts does */
   transparent?: boolean
+  /** give up when the connection is not up after this many ms: 'error' with code ETIMEDOUT (without
+   * it a far end that drops SYNs takes the kernel's ~2 minutes of SYN retries) */
+  connectTimeoutMs?: number
 }
 
 /**
  * An upstream TCP leg whose connect() is already under way. Writes made now are held by Node until the
  * connection is up; a failed connect arrives as an 'error' event (ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH).
- * Node emits no 'connect' for it: the first byte read, or a write callback, shows it is up. Half-open
- * capable like the accepted sockets.
+ * Node emits no 'connect' for it, and write callbacks are no sign either (one can report success after
+ * the connect failed); `remoteAddress` is: getpeername() answers only once the connection is up, so a
+ * single check at the deadline is the connect timeout. Half-open capable like the accepted sockets.
  * Throws E207 when the socket cannot even be bound (e.g. a transparent source address already in use).
  */
 export function connectUpstream (opts: UpstreamOptions): Socket {
   const from = opts.from ?? { ip: '', port: 0 }
   const fd = callNative(`open an upstream leg from ${from.ip || '*'}:${from.port} to ${opts.to.ip}:${opts.to.port}`,
     n => n.tcpConnect(from.ip || null, from.port, opts.to.ip, opts.to.port, opts.transparent === true))
-  return new Socket({ fd, readable: true, writable: true, allowHalfOpen: true })
+  const sock = new Socket({ fd, readable: true, writable: true, allowHalfOpen: true })
+  if (opts.connectTimeoutMs !== undefined) {
+    const timer = setTimeout(() => {
+      if (sock.remoteAddress !== undefined || sock.destroyed) return
+      const err = Object.assign(new Error(`connect to ${opts.to.ip}:${opts.to.port} timed out after ${opts.connectTimeoutMs} ms`), { code: 'ETIMEDOUT' })
+      sock.destroy(err)
+    }, opts.connectTimeoutMs)
+    timer.unref()
+    sock.once('close', () => clearTimeout(timer))
+  }
+  return sock
 }
 
 function callNative (what: string, fn: (n: ReturnType<typeof loadNative>) => number): number {

@@ -36,12 +36,12 @@ t.test('SIP over TCP through a transparent splice', { skip: nativeBuilt() ? fals
 
   const farEnd = await server('b', [5060, 5070])
   const phone = await server('a', [5060])
-  const child = lab.spawn('gw', process.execPath, [resolve(fixtures, 'splice-driver.mjs'), JSON.stringify({ listenPort: 50600 })],
+  const child = lab.spawn('gw', process.execPath, [resolve(fixtures, 'splice-driver.mjs'), JSON.stringify({ listenPort: 50600, sipPorts: [5060, 5062], connectTimeoutMs: 1000 })],
     { stdio: ['pipe', 'pipe', 'pipe'] })
   const splice = new Driver(child)
   const ready = await splice.ready(15_000)
   t.same(ready.rec, { tableAdded: true, chainAdded: true, ruleAdded: true, routeAdded: true }, 'installed all three pieces')
-  t.match(await lab.sh('gw', 'nft', ['list', 'chain', 'ip', 'sipalg', 'tcp_divert']), /priority dstnat \+ 10[\s\S]*tproxy to :50600/)
+  t.match(await lab.sh('gw', 'nft', ['list', 'chain', 'ip', 'sipalg', 'tcp_divert']), /priority dstnat \+ 10[\s\S]*tcp dport \{ 5060, 5062 \} tproxy to :50600/)
 
   await t.test('outbound: the listener sees the original destination, the far end the public address', async t => {
     const r = await client('a', { scenario: 'echo-fin', ip: ADDR.b, port: 5060 })
@@ -66,6 +66,17 @@ t.test('SIP over TCP through a transparent splice', { skip: nativeBuilt() ? fals
     t.equal(r.error, 'ECONNRESET', 'then it is reset')
     const e = await splice.until(o => o.event === 'upstream-error')
     t.equal(e.code, 'ECONNREFUSED')
+  })
+
+  await t.test('a far end that never answers: the phone\'s leg is reset at the connect timeout', async t => {
+    await lab.sh('c', 'nft', ['add table ip blackhole; add chain ip blackhole in { type filter hook input priority 0; }; add rule ip blackhole in tcp dport 5062 drop'])
+    const t0 = Date.now()
+    const r = await client('a', { scenario: 'refused', ip: ADDR.c, port: 5062 })
+    t.equal(r.connected, true)
+    t.equal(r.error, 'ECONNRESET')
+    const e = await splice.until(o => o.event === 'upstream-error' && o.code === 'ETIMEDOUT')
+    t.ok(e, 'upstream gave up with ETIMEDOUT')
+    t.ok(Date.now() - t0 < 8000, 'within seconds, not the kernel\'s two minutes')
   })
 
   await t.test('connections to the gateway\'s own address are not diverted', async t => {
