@@ -84,7 +84,7 @@ interface IpRuleJson { priority?: number, fwmark?: string, fwmask?: string, tabl
 interface IpRouteJson { type?: string, dst?: string, dev?: string }
 
 /** Our ip rule is present (same preference, mark and table). */
-export function hasRule (s: TproxySpec): boolean {
+function hasRule (s: TproxySpec): boolean {
   const r = ip(['-j', 'rule', 'show', 'pref', String(s.rulePref)])
   if (!r.ok || r.out === '') return false
   const rules = JSON.parse(r.out) as IpRuleJson[]
@@ -93,7 +93,7 @@ export function hasRule (s: TproxySpec): boolean {
 }
 
 /** Our local default route is present in the route table. */
-export function hasRoute (s: TproxySpec): boolean {
+function hasRoute (s: TproxySpec): boolean {
   const r = ip(['-j', 'route', 'show', 'table', String(s.routeTable)])
   if (!r.ok || r.out === '') return false
   const routes = JSON.parse(r.out) as IpRouteJson[]
@@ -104,7 +104,8 @@ function hasChain (s: TproxySpec): boolean {
   return nft(['list', 'chain', 'ip', s.table, DIVERT_CHAIN]).ok
 }
 
-function checkSpec (s: TproxySpec): void {
+/** Throws a TypeError for ports or a mark that cannot work (called by installInterception first). */
+export function checkTproxySpec (s: TproxySpec): void {
   const port = (p: number): boolean => Number.isInteger(p) && p > 0 && p < 65536
   if (s.sipPorts.length === 0 || !s.sipPorts.every(port) || !port(s.listenPort)) {
     throw new TypeError(`tproxy: bad ports ${s.sipPorts.join(',')} -> ${s.listenPort}`)
@@ -117,7 +118,7 @@ function checkSpec (s: TproxySpec): void {
  * what it added. Throws E204 (nft) or E208 (ip); on failure whatever it added is taken away again.
  */
 export function installInterception (s: TproxySpec): InterceptionRecord {
-  checkSpec(s)
+  checkTproxySpec(s)
   const rec: InterceptionRecord = {
     tableAdded: !nft(['list', 'table', 'ip', s.table]).ok, chainAdded: !hasChain(s), ruleAdded: false, routeAdded: false
   }
