@@ -55,6 +55,7 @@ t.test('SIP over TCP through a transparent splice', { skip: nativeBuilt() ? fals
   const splice = new Driver(child)
   const ready = await splice.ready(15_000)
   t.same(ready.rec, { tableAdded: true, chainAdded: true, ruleAdded: true, routeAdded: true }, 'installed all three pieces')
+  t.match(ready.second, { code: 'E207_TRANSPARENT_SOCKET', message: /0\.0\.0\.0:50600: Address already in use/ }, 'a taken port is E207')
   t.match(await lab.sh('gw', 'nft', ['list', 'chain', 'ip', 'sipalg', 'tcp_divert']), /priority dstnat \+ 10[\s\S]*tcp dport \{ 5060, 5062 \} tproxy to :50600/)
 
   await t.test('outbound: the listener sees the original destination, the far end the public address', async t => {

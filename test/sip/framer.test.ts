@@ -69,9 +69,15 @@ t.test('one byte at a time: messages come out at their last byte, nothing before
   t.equal(f.buffered, 0)
 })
 
-t.test('compact l: and bare LF line ends frame too', async t => {
-  const units = feed([Buffer.concat([COMPACT_LF, ACK])])
-  t.same(messages(units), [COMPACT_LF.toString('latin1'), ACK.toString('latin1')])
+t.test('compact l: and bare LF line ends frame too, at every cut', async t => {
+  const stream = Buffer.concat([COMPACT_LF, ACK])
+  const want = [COMPACT_LF.toString('latin1'), ACK.toString('latin1')]
+  t.same(messages(feed([stream])), want)
+  let bad = 0
+  for (let cut = 1; cut < stream.length; cut++) {
+    if (JSON.stringify(messages(feed([stream.subarray(0, cut), stream.subarray(cut)]))) !== JSON.stringify(want)) bad++
+  }
+  t.equal(bad, 0)
 })
 
 t.test('no Content-Length on TCP means an empty body', async t => {
