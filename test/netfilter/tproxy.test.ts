@@ -30,7 +30,7 @@ t.test('SIP over TCP through a transparent splice', { skip: nativeBuilt() ? fals
   const gwState = async (): Promise<string> =>
     (await Promise.all([['nft', '-s', 'list', 'ruleset'], ['ip', '-4', 'rule'], ['ip', '-4', 'route', 'show', 'table', 'all']]
       .map(([cmd, ...args]) => lab.sh('gw', cmd, args)))).join('\n----\n')
-  const client = async (role: 'a' | 'b', cfg: Record<string, unknown>): Promise<Record<string, any>> => {
+  const client = async (role: 'a' | 'a2' | 'b', cfg: Record<string, unknown>): Promise<Record<string, any>> => {
     const out = await lab.sh(role, process.execPath, [peer, JSON.stringify({ mode: 'client', ...cfg })], { timeoutMs: 15_000 })
     return JSON.parse(out.trim().split('\n').pop() ?? '{}')
   }
@@ -50,7 +50,7 @@ t.test('SIP over TCP through a transparent splice', { skip: nativeBuilt() ? fals
 
   const farEnd = await server('b', [5060, 5070])
   const phone = await server('a', [5060])
-  const child = lab.spawn('gw', process.execPath, [resolve(fixtures, 'splice-driver.mjs'), JSON.stringify({ listenPort: 50600, sipPorts: [5060, 5062], connectTimeoutMs: 1000 })],
+  const child = lab.spawn('gw', process.execPath, [resolve(fixtures, 'splice-driver.mjs'), JSON.stringify({ listenPort: 50600, sipPorts: [5060, 5062], connectTimeoutMs: 1000, publicIp: ADDR.gwPublic })],
     { stdio: ['pipe', 'pipe', 'pipe'] })
   const splice = new Driver(child)
   const ready = await splice.ready(15_000)
@@ -59,13 +59,15 @@ t.test('SIP over TCP through a transparent splice', { skip: nativeBuilt() ? fals
   t.match(await lab.sh('gw', 'nft', ['list', 'chain', 'ip', 'sipalg', 'tcp_divert']), /priority dstnat \+ 10[\s\S]*tcp dport \{ 5060, 5062 \} tproxy to :50600/)
 
   await t.test('outbound: the listener sees the original destination, the far end the public address', async t => {
-    const r = await client('a', { scenario: 'echo-fin', ip: ADDR.b, port: 5060 })
+    // Phone A2 calls from its own 5060 (A listens there, for the inbound case below).
+    const r = await client('a2', { scenario: 'echo-fin', ip: ADDR.b, port: 5060, localPort: 5060 })
     t.equal(r.got, 'helloafter-fin', 'bytes both ways; the phone\'s FIN reached the far end, whose answer and FIN came back')
     t.equal(r.ended, true)
-    const acc = await splice.until(o => o.event === 'accepted' && (o.remote as any).ip === ADDR.a)
+    const acc = await splice.until(o => o.event === 'accepted' && (o.remote as any).ip === ADDR.a2)
     t.same(acc.local, { ip: ADDR.b, port: 5060 }, 'accepted socket\'s local address = original destination')
     const conn = await farEnd.until(o => o.event === 'conn' && o.port === 5060)
     t.equal(conn.remote, ADDR.gwPublic, 'the far end sees the gateway\'s public address')
+    t.equal(conn.remotePort, 5060, 'and the port the upstream leg bound: the phone\'s own 5060 here')
   })
 
   await t.test('a FIN from the far end crosses too', async t => {
