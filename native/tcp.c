@@ -76,14 +76,21 @@ static int get_bool(napi_env env, napi_value v) {
   return b;
 }
 
+/* Exactly n arguments into argv, or -1 with a JS exception naming the call's usage. */
+static int get_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv, const char *usage) {
+  size_t argc = n;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return -1;
+  if (argc < n) { sa_throw(env, K_ARG, 0, "%s", usage); return -1; }
+  return 0;
+}
+
 /* tcpListen(ip|null, port, backlog, transparent) -> fd */
 static napi_value js_tcp_listen(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4], res;
-  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 4) return sa_throw(env, K_ARG, 0, "tcpListen: (ip, port, backlog, transparent)");
   struct sockaddr_in sa;
-  if (get_addr(env, argv[0], argv[1], &sa, "tcpListen") < 0) return NULL;
+  if (get_args(env, info, 4, argv, "tcpListen: (ip, port, backlog, transparent)") < 0 ||
+      get_addr(env, argv[0], argv[1], &sa, "tcpListen") < 0)
+    return NULL;
   uint32_t backlog = 0;
   if (napi_get_value_uint32(env, argv[2], &backlog) != napi_ok || backlog == 0 || backlog > 65535)
     return sa_throw(env, K_ARG, 0, "tcpListen: backlog must be 1..65535");
@@ -100,12 +107,10 @@ static napi_value js_tcp_listen(napi_env env, napi_callback_info info) {
 
 /* tcpConnect(srcIp|null, srcPort, dstIp, dstPort, transparent) -> fd, connect in progress */
 static napi_value js_tcp_connect(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value argv[5], res;
-  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 5) return sa_throw(env, K_ARG, 0, "tcpConnect: (srcIp, srcPort, dstIp, dstPort, transparent)");
   struct sockaddr_in src, dst;
-  if (get_addr(env, argv[0], argv[1], &src, "tcpConnect") < 0 || get_addr(env, argv[2], argv[3], &dst, "tcpConnect") < 0)
+  if (get_args(env, info, 5, argv, "tcpConnect: (srcIp, srcPort, dstIp, dstPort, transparent)") < 0 ||
+      get_addr(env, argv[0], argv[1], &src, "tcpConnect") < 0 || get_addr(env, argv[2], argv[3], &dst, "tcpConnect") < 0)
     return NULL;
   if (dst.sin_addr.s_addr == INADDR_ANY || dst.sin_port == 0)
     return sa_throw(env, K_ARG, 0, "tcpConnect: a destination address and port are needed");
