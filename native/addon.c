@@ -70,6 +70,7 @@ static napi_value Init(napi_env env, napi_value exports) {
   if (!nft_init(env, exports)) return NULL;
   if (!ct_init(env, exports)) return NULL;
   if (!csum_init(env, exports)) return NULL;
+  if (!tcp_init(env, exports)) return NULL;
   return exports;
 }
 

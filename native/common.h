@@ -14,6 +14,7 @@
 #define K_CLOSED     "CLOSED"      /* use after close */
 #define K_ARG        "ARG"         /* bad argument (TypeError-like) */
 #define K_CT         "CT"          /* ctnetlink failure */
+#define K_SOCKET     "SOCKET"      /* E207: a transparent TCP socket could not be made */
 
 napi_value sa_throw(napi_env env, const char *kind, int err, const char *fmt, ...)
   __attribute__((format(printf, 4, 5)));
@@ -31,5 +32,6 @@ napi_value nfq_init(napi_env env, napi_value exports);
 napi_value nft_init(napi_env env, napi_value exports);
 napi_value ct_init(napi_env env, napi_value exports);
 napi_value csum_init(napi_env env, napi_value exports);
+napi_value tcp_init(napi_env env, napi_value exports);
 
 #endif

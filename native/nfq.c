@@ -18,7 +18,6 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
@@ -48,7 +47,6 @@ typedef struct nfqh {
   uint32_t queue;
   uint32_t seq;
   int closed;
-  int in_callback;
   uv_poll_t *poll;
   napi_ref cb_ref;
   napi_ref resource_ref;
@@ -324,9 +322,7 @@ static void deliver(nfqh *h) {
   h->arena_len = 0;
   h->npkts = 0;
   if (ok) {
-    h->in_callback = 1;
     napi_status st = napi_make_callback(env, h->actx, resource, cb, 3, argv, &result);
-    h->in_callback = 0;
     if (st == napi_pending_exception) {
       napi_value exc;
       if (napi_get_and_clear_last_exception(env, &exc) == napi_ok) napi_fatal_exception(env, exc);
@@ -543,29 +539,6 @@ static napi_value js_verdict(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* nfqVerdictBatch(h, ids: Uint32Array, verdict) : same verdict, no payload, for many ids */
-static napi_value js_verdict_many(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  nfqh *h = get_handle(env, argv[0], 0);
-  if (!h) return NULL;
-  napi_typedarray_type tt;
-  size_t n, boff;
-  void *data;
-  napi_value ab;
-  bool isb = false;
-  napi_is_typedarray(env, argv[1], &isb);
-  if (!isb || napi_get_typedarray_info(env, argv[1], &tt, &n, &data, &ab, &boff) != napi_ok || tt != napi_uint32_array)
-    return sa_throw(env, K_ARG, 0, "verdictMany: ids must be a Uint32Array");
-  uint32_t v;
-  if (napi_get_value_uint32(env, argv[2], &v) != napi_ok) return sa_throw(env, K_ARG, 0, "verdictMany: bad verdict");
-  const uint32_t *ids = data;
-  for (size_t i = 0; i < n; i++) put_verdict(h, ids[i], v ? NF_ACCEPT : NF_DROP, NULL, 0);
-  if (v) h->accepts += n; else h->drops += n;
-  return NULL;
-}
-
 static napi_value js_flush(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1], r;
@@ -634,28 +607,13 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* nfqRef(h, bool): keep (true) or stop (false) the event loop alive because of this queue */
-static napi_value js_ref(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  nfqh *h = get_handle(env, argv[0], 1);
-  if (!h) return NULL;
-  bool on = true;
-  napi_get_value_bool(env, argv[1], &on);
-  if (h->poll) { if (on) uv_ref((uv_handle_t *)h->poll); else uv_unref((uv_handle_t *)h->poll); }
-  return NULL;
-}
-
 napi_value nfq_init(napi_env env, napi_value exports) {
   napi_property_descriptor d[] = {
     { "nfqOpen", NULL, js_open, NULL, NULL, NULL, napi_default_jsproperty, NULL },
     { "nfqVerdict", NULL, js_verdict, NULL, NULL, NULL, napi_default_jsproperty, NULL },
-    { "nfqVerdictMany", NULL, js_verdict_many, NULL, NULL, NULL, napi_default_jsproperty, NULL },
     { "nfqFlush", NULL, js_flush, NULL, NULL, NULL, napi_default_jsproperty, NULL },
     { "nfqStats", NULL, js_stats, NULL, NULL, NULL, napi_default_jsproperty, NULL },
     { "nfqClose", NULL, js_close, NULL, NULL, NULL, napi_default_jsproperty, NULL },
-    { "nfqRef", NULL, js_ref, NULL, NULL, NULL, napi_default_jsproperty, NULL },
   };
   if (napi_define_properties(env, exports, sizeof d / sizeof d[0], d) != napi_ok) return NULL;
   return exports;

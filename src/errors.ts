@@ -35,6 +35,10 @@ export const catalogue = {
   E206_KERNEL_HELPER: entry(78, () =>
     `the kernel's SIP helper (nf_conntrack_sip) is attached to SIP traffic here and would rewrite every message twice; ` +
     `remove its "CT --helper sip" rule or nft "ct helper" object`),
+  E207_TRANSPARENT_SOCKET: entry(69, d =>
+    `cannot ${d.what}: ${d.why}; a listener needs a free port and CAP_NET_ADMIN, an upstream leg a route to its destination`),
+  E208_POLICY_ROUTING: entry(69, d =>
+    `policy routing for SIP over TCP failed on "${d.what}": ${d.why}; is iproute2 installed, and is the rule preference or route table taken by something else?`),
 
   // --- running daemon (E3xx)
   E300_DAEMON_DOWN: entry(69, d => `sipalg is not running (no control socket at ${d.path}); start it with "sipalg run"`),

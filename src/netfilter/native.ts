@@ -1,5 +1,5 @@
 // Loads the native addon (native/build/Release/sipalg_native.node) and maps its errors to SipalgError.
-// The addon throws Error objects carrying `kind` (NOT_ROOT | QUEUE_BUSY | QUEUE_BIND | NFT | CT | CLOSED | ARG),
+// The addon throws Error objects carrying `kind` (NOT_ROOT | QUEUE_BUSY | QUEUE_BIND | NFT | CT | SOCKET | CLOSED | ARG),
 // `errno` and `why` (strerror text); toSipalgError() turns them into catalogue errors.
 import { createRequire } from 'node:module'
 import { existsSync } from 'node:fs'
@@ -67,11 +67,9 @@ export interface NativeAddon {
   nfqOpen (queue: number, maxLen: number | undefined, rcvbufBytes: number | undefined, failOpen: boolean,
     maxBatch: number | undefined, cb: (data: Buffer, meta: Uint32Array, count: number) => void): Handle
   nfqVerdict (h: Handle, id: number, verdict: 0 | 1, payload?: Uint8Array): void
-  nfqVerdictMany (h: Handle, ids: Uint32Array, verdict: 0 | 1): void
   nfqFlush (h: Handle): number
   nfqStats (h: Handle): NativeQueueStats
   nfqClose (h: Handle): void
-  nfqRef (h: Handle, on: boolean): void
   nftOpen (table: string): Handle
   nftApply (h: Handle, ops: NativeNftOp[]): void
   nftList (h: Handle, map: string): NativeSetElem[]
@@ -82,6 +80,10 @@ export interface NativeAddon {
   /** Same tuples; [origPackets, origBytes, replyPackets, replyBytes] each: -2 no entry, -1 not counted. */
   ctCounters (tuples: Uint32Array): Float64Array
   fixIpv4Udp (pkt: Uint8Array): boolean
+  /** A listening TCP socket (SO_REUSEADDR, IP_TRANSPARENT when asked); ip null = any. Returns the fd. */
+  tcpListen (ip: string | null, port: number, backlog: number, transparent: boolean): number
+  /** A TCP socket bound to src (null/0 = any), non-blocking connect to dst started. Returns the fd. */
+  tcpConnect (srcIp: string | null, srcPort: number, dstIp: string, dstPort: number, transparent: boolean): number
 }
 
 let cached: NativeAddon | undefined
@@ -127,6 +129,7 @@ export function toSipalgError (err: unknown, ctx: { queue?: number, what?: strin
     case 'QUEUE_BUSY': out = new SipalgError('E202_QUEUE_BUSY', { queue: ctx.queue }); break
     case 'QUEUE_BIND': out = new SipalgError('E203_QUEUE_BIND', { queue: ctx.queue, why: e.message }); break
     case 'NFT': out = new SipalgError('E204_NFT', { what: e.message, why, errno: e.errno, opIndex: e.opIndex }); break
+    case 'SOCKET': out = new SipalgError('E207_TRANSPARENT_SOCKET', { what: ctx.what ?? e.message, why, errno: e.errno }); break
     case 'CLOSED': out = new Error(e.message); break
     case 'ARG': out = new TypeError(e.message); break
     default: out = new Error(`${e.message}: ${why}`)

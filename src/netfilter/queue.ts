@@ -158,13 +158,6 @@ export class PacketQueue {
     } catch (err) { throw toSipalgError(err, { queue: this.queue }) }
   }
 
-  /** Same verdict, no payload, for many ids (cheaper than a loop of verdict()). */
-  verdictMany (ids: Uint32Array | number[], v: 'accept' | 'drop'): void {
-    this.assertOpen()
-    const arr = ids instanceof Uint32Array ? ids : Uint32Array.from(ids)
-    this.native.nfqVerdictMany(this.handle, arr, VERDICT[v])
-  }
-
   /** Send every pending verdict now (one send()). Returns how many verdict messages were sent. */
   flush (): number {
     this.assertOpen()
@@ -178,12 +171,6 @@ export class PacketQueue {
     const overruns = s.idGaps + unseen
     return { ...s, kernel, overrunsInferred: overruns, failOpenBypassesInferred: this.failOpen ? overruns : 0 }
   }
-
-  /** Don't keep the event loop alive just for this queue (or do again with ref()). */
-  unref (): void { if (!this.closed) this.native.nfqRef(this.handle, false) }
-  ref (): void { if (!this.closed) this.native.nfqRef(this.handle, true) }
-
-  get isClosed (): boolean { return this.closed }
 
   /** Flush pending verdicts and unbind. Idempotent. Packets still queued in the kernel are dropped by it on unbind. */
   close (): void {

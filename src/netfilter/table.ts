@@ -28,7 +28,9 @@ export function tableScript (s: TableSpec): string {
     `add map ${t} any_dnat { type inet_service : ipv4_addr . inet_service; flags timeout; }`,
     `add map ${t} peer_dnat { type ipv4_addr . inet_service : ipv4_addr . inet_service; flags timeout; }`,
     `add map ${t} src_nat { type ipv4_addr . inet_service : inet_service; flags timeout; }`,
-    // One step ahead of iptables' NAT chains: whichever NAT chain runs first wins (lab-notes).
+    // One step ahead of iptables' NAT chains (dstnat/srcnat): a flow's NAT binding is made by the first
+    // NAT chain that acts on it, so sipalg's chosen ports must bind before the gateway's MASQUERADE does
+    // (two phones on 5060 get different public ports: test/e2e/calls.ts).
     `add chain ${t} pre { type nat hook prerouting priority dstnat - 1; policy accept; }`,
     `add chain ${t} post { type nat hook postrouting priority srcnat - 1; policy accept; }`,
     // Marks outbound flows from a negotiated phone ip:port, so a FORWARD policy DROP that only
@@ -46,7 +48,8 @@ export function tableScript (s: TableSpec): string {
   ].join('\n')
 }
 
-function nft (args: string[], input?: string): { ok: boolean, out: string } {
+/** Runs `nft` with args (and a script on stdin); ok is false when it could not run or exited non-zero. */
+export function nft (args: string[], input?: string): { ok: boolean, out: string } {
   const r = spawnSync('nft', args, { input, encoding: 'utf8' })
   if (r.error !== undefined) return { ok: false, out: r.error.message }
   return { ok: r.status === 0, out: `${r.stdout}${r.stderr}`.trim() }
