@@ -18,6 +18,10 @@ export const catalogue = {
   E104_NO_PUBLIC_ADDRESS: entry(78, d =>
     `no public address: interface ${d.iface} has no IPv4 address; set --public or public: in sipalg.yaml`),
   E105_NOT_SIP: entry(3, d => `input is not a SIP message: ${d.why}`),
+  E106_PORT_IN_USE: entry(78, d =>
+    `${d.key} ${d.port} cannot be bound (${d.why}); stop what listens there (ss -ltnp 'sport = :${d.port}') or set ${d.key}: to a free port (0 turns it off)`),
+  E107_PATH_UNUSABLE: entry(73, d =>
+    `${d.key} ${d.path} cannot be written (${d.why}); create its directory or set ${d.key}: to a writable path`),
 
   // --- privileges and host support (E2xx)
   E200_NOT_ROOT: entry(77, d => `${d.what} needs root (CAP_NET_ADMIN); run it with sudo or as root`),
@@ -32,9 +36,22 @@ export const catalogue = {
   E206_KERNEL_HELPER: entry(78, () =>
     `the kernel's SIP helper (nf_conntrack_sip) is attached to SIP traffic here and would rewrite every message twice; ` +
     `remove its "CT --helper sip" rule or nft "ct helper" object`),
+  E207_NFTABLES_CONF_FLUSHES: entry(78, d =>
+    `${d.path} starts with "flush ruleset" and has no sipalg rules: reloading it ("systemctl restart nftables") removes sipalg's queue rules ` +
+    `and media accept until sipalg puts them back (within a second); add the rules from README "Pure-nftables gateways" to ${d.path}`),
 
   // --- running daemon (E3xx)
   E300_DAEMON_DOWN: entry(69, d => `sipalg is not running (no control socket at ${d.path}); start it with "sipalg run"`),
+  E301_ALREADY_RUNNING: entry(75, d =>
+    `another sipalg answers on control socket ${d.path}; stop it, or give this one its own --control-socket, --table and --queue`),
+  E302_STATE_CORRUPT: entry(0, d =>
+    `state file ${d.path} cannot be used (${d.why}); starting without the saved calls (moved to ${d.movedTo}); calls in progress keep their kernel mappings until they expire`),
+  E303_TABLE_HEALED: entry(0, d =>
+    `nft table ip ${d.table} was ${d.what} by someone else (a firewall reload?); re-created it with ${d.elements} mappings of live calls and registrations`),
+  E304_QUEUE_RULES_HEALED: entry(0, d =>
+    `sipalg's queue rules (iptables chain SIPALG and its jump from FORWARD) were ${d.what}; re-installed them. Add them to your firewall's own config (README "Firewall reloads") so a reload keeps them`),
+  E305_HEAL_FAILED: entry(0, d => `could not put back ${d.what}: ${d.why}; SIP may pass unrewritten until it works; sipalg retries every second`),
+  E306_RELOAD_FAILED: entry(0, d => `config reload failed (${d.why}); keeping the running config; fix the file and send SIGHUP again`),
 } as const
 
 export type ErrorCode = keyof typeof catalogue

@@ -12,7 +12,10 @@ import { buildConfig, loadConfigFile, type Config } from '../config.js'
 import { SipalgError } from '../errors.js'
 import { createLogger } from '../log.js'
 import { applyOps, type KernelMaps, type MapName, type MapOp } from '../media/mappings.js'
-import { createTable, DEFAULT_MARK } from '../netfilter/table.js'
+import { createTable, tableScript, DEFAULT_MARK } from '../netfilter/table.js'
+import { RulesetWatch } from '../netfilter/watch.js'
+import { preflight } from './preflight.js'
+import { logCoded } from '../log.js'
 import { PacketQueue, fixIpv4Udp } from '../netfilter/queue.js'
 import { NftMaps, addrPortKey, conntrackCounters, decodeKey, deleteConntrack, portKey, type NftOp } from '../netfilter/nftmaps.js'
 import type { StatusDoc } from './status.js'
@@ -120,7 +123,15 @@ export async function runDaemon (argv: string[]): Promise<number> {
   if (process.getuid?.() !== 0) throw new SipalgError('E200_NOT_ROOT', { what: 'sipalg run' })
   const log = createLogger(cfg.logLevel, pretty)
   const publicIp = cfg.public as string
-  createTable({ table: cfg.table, publicIp, outsideIf: cfg.outsideIf, mark: DEFAULT_MARK })
+  // Every port and path is checked before the table exists and the queue is bound (issue 12).
+  await preflight({
+    metricsPort: cfg.metricsPort,
+    controlSocket: cfg.controlSocket ?? defaultSocketPath(cfg.table, cfg.queue),
+    readyFile: cfg.readyFile,
+    stateFile: cfg.stateFile ?? defaultStatePath(cfg.table, cfg.queue)
+  }, log)
+  const tableSpec = { table: cfg.table, publicIp, outsideIf: cfg.outsideIf, mark: DEFAULT_MARK }
+  createTable(tableSpec)
   if (cfg.conntrackAccounting) enableAccounting(log)
   const nft = NftMaps.open(cfg.table)
   const kernel = kernelMaps(nft)
@@ -140,6 +151,18 @@ export async function runDaemon (argv: string[]): Promise<number> {
   const latency = new LatencyHistogram()
 
   const queue = PacketQueue.open({ queue: cfg.queue, maxLen: cfg.queueMaxLen, rcvbufBytes: cfg.queueRcvbufBytes, failOpen: !cfg.failClosed })
+  // A firewall reload that removes sipalg's table or queue rules is undone within CHECK_MS (issue 12).
+  const watch = new RulesetWatch({
+    table: cfg.table,
+    script: tableScript(tableSpec),
+    createTable: () => { createTable(tableSpec) },
+    rules: t => nft.rules(t),
+    kernel,
+    entries: () => alg.maps.all(),
+    log,
+    onHeal: () => { alg.counters.inc('ruleset_healed') }
+  })
+  watch.start()
   // Map changes go to the kernel before the verdicts only when a phone's outgoing message relies
   // on them (the ports it advertises); everything else — removals at BYE/CANCEL/errors, narrowing
   // to the far end, registration DNAT — follows within DEFER_MS after the verdicts, coalesced, so
@@ -201,7 +224,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
   // `sipalg trace` clients: the ALG emits message events only while at least one is connected.
   const tracers = new Set<(e: TraceEvent) => void>()
   const control = serveControl(socketPath, {
-    status: () => withTraffic({ ...alg.status(), uptimeSeconds: Math.round((Date.now() - startedAt) / 1000), latencyUs: latency.summary(), queue: queue.stats() })
+    status: () => withTraffic({ ...alg.status(), uptimeSeconds: Math.round((Date.now() - startedAt) / 1000), latencyUs: latency.summary(), queue: queue.stats(), ruleset: watch.status() })
   }, {
     trace: client => {
       client.send({ trace: 'started', publicIp })
@@ -236,6 +259,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
   return await new Promise<number>(resolve => {
     const stop = (sig: string): void => {
       clearInterval(timer)
+      watch.stop()
       commit(false)
       persist()
       // Kernel mappings stay: calls in progress keep their audio; the rules fail open.
@@ -255,7 +279,8 @@ export async function runDaemon (argv: string[]): Promise<number> {
         const needRestart = alg.reconfigure(next)
         log.info({ needRestart }, needRestart.length === 0 ? 'config reloaded' : 'config reloaded; some changes need a restart')
       } catch (e) {
-        log.error({ err: e instanceof SipalgError ? e.toString() : String(e) }, 'config reload failed; keeping the running config')
+        if (e instanceof SipalgError) log.error({ code: e.code.slice(0, 4), err: e.toString() }, 'config reload failed; keeping the running config')
+        else logCoded(log, 'error', 'E306_RELOAD_FAILED', { why: String(e) })
       }
     })
     process.once('SIGTERM', () => stop('SIGTERM'))

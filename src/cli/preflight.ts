@@ -1,0 +1,86 @@
+// Startup checks of everything `sipalg run` binds or writes, done before it binds the queue or
+// creates its nft table: a taken port or an unusable path then ends sipalg with a catalogue error
+// naming the key, and nothing is left behind (no bound queue, no table, no stale socket).
+
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { createConnection, createServer } from 'node:net'
+import { dirname } from 'node:path'
+import type { Logger } from 'pino'
+import { SipalgError } from '../errors.js'
+import { logCoded } from '../log.js'
+
+export interface PreflightPaths {
+  metricsPort: number
+  controlSocket: string
+  readyFile: string | null
+  stateFile: string
+}
+
+const why = (e: unknown): string => (e as NodeJS.ErrnoException).code ?? (e as Error).message
+
+/** Binds the metrics port for a moment on the address serveMetrics (src/metrics.ts) uses. */
+async function checkPort (key: string, port: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const s = createServer()
+    s.once('error', e => { reject(new SipalgError('E106_PORT_IN_USE', { key, port, why: why(e) })) })
+    s.listen(port, '127.0.0.1', () => { s.close(() => { resolve() }) })
+  })
+}
+
+/**
+ * The directory exists (created the way the daemon would, mkdir -p) and a file can be created in
+ * it: tried for real, because root passes every permission check yet still meets read-only mounts.
+ */
+function checkWritable (key: string, path: string): void {
+  try {
+    if (existsSync(path) && statSync(path).isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' })
+    const dir = dirname(path)
+    mkdirSync(dir, { recursive: true })
+    const probe = `${path}.${process.pid}.probe`
+    writeFileSync(probe, '')
+    rmSync(probe)
+    if (existsSync(path) && !statSync(path).isSocket()) accessSync(path, constants.W_OK)
+  } catch (e) {
+    throw new SipalgError('E107_PATH_UNUSABLE', { key, path, why: why(e) })
+  }
+}
+
+/** A control socket another process still answers on belongs to a running sipalg: never steal it. */
+async function checkSocketFree (path: string): Promise<void> {
+  if (!existsSync(path)) return
+  const alive = await new Promise<boolean>(resolve => {
+    const c = createConnection(path)
+    c.once('connect', () => { c.destroy(); resolve(true) })
+    c.once('error', () => { resolve(false) })
+  })
+  if (alive) throw new SipalgError('E301_ALREADY_RUNNING', { path })
+}
+
+/**
+ * A state file that cannot be parsed is moved aside (kept for a post-mortem) and sipalg starts
+ * without it: refusing to start would keep the gateway without an ALG over a file it rewrites
+ * within a second anyway.
+ */
+function checkStateFile (path: string, log: Logger): void {
+  if (!existsSync(path)) return
+  try {
+    const s = JSON.parse(readFileSync(path, 'utf8')) as { version?: unknown }
+    if (s === null || typeof s !== 'object' || s.version !== 1) throw new Error('not a sipalg state file (version 1)')
+  } catch (e) {
+    const movedTo = `${path}.corrupt`
+    try { rmSync(movedTo, { recursive: true, force: true }); renameSync(path, movedTo) } catch (m) {
+      throw new SipalgError('E107_PATH_UNUSABLE', { key: 'state_file', path, why: why(m) })
+    }
+    logCoded(log, 'warn', 'E302_STATE_CORRUPT', { path, why: why(e), movedTo })
+  }
+}
+
+/** Throws the first failure as a SipalgError; logs (E302) and recovers from a corrupt state file. */
+export async function preflight (p: PreflightPaths, log: Logger): Promise<void> {
+  if (p.metricsPort !== 0) await checkPort('metrics_port', p.metricsPort)
+  await checkSocketFree(p.controlSocket)
+  checkWritable('control_socket', p.controlSocket)
+  if (p.readyFile !== null) checkWritable('ready_file', p.readyFile)
+  checkStateFile(p.stateFile, log)
+  checkWritable('state_file', p.stateFile)
+}
