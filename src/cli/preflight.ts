@@ -35,7 +35,10 @@ function checkWritable (key: string, path: string): void {
   try {
     if (existsSync(path) && statSync(path).isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' })
     const dir = dirname(path)
-    mkdirSync(dir, { recursive: true })
+    try { mkdirSync(dir, { recursive: true }) } catch (e) {
+      // mkdir -p over a regular file says EEXIST: the real trouble is that it is not a directory.
+      throw (e as NodeJS.ErrnoException).code === 'EEXIST' ? Object.assign(new Error(`${dir} is not a directory`), { code: 'ENOTDIR' }) : e
+    }
     const probe = `${path}.${process.pid}.probe`
     writeFileSync(probe, '')
     rmSync(probe)
