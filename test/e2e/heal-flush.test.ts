@@ -1,0 +1,44 @@
+// `systemctl restart nftables` mid-call on a gateway whose firewall drops forwarded traffic by
+// default: the reload replaces the whole ruleset (sipalg's table and its iptables-nft queue rules
+// with it) by the operator's own. sipalg notices within a second and puts its part back, so the
+// call keeps its audio, its BYE is still rewritten, and the next call works.
+
+import t from 'tap'
+import { Lab } from '../lab/lab.js'
+import { runCall } from '../lab/sip.js'
+import { startSipalg } from '../lab/sipalg.js'
+import { OPERATOR_NFTABLES_CONF, assertCallKept, assertNextCallWorks, msUntil, queueRulesBack, sleep, waitAnswered } from './heal.js'
+
+t.test('nft flush ruleset + the operator\'s rules, mid-call, firewall mode', async t => {
+  const lab = await Lab.up({ forwardPolicy: 'drop' })
+  t.teardown(async () => { await lab.down() })
+  const alg = await startSipalg(lab, { args: ['--firewall'] })
+  t.teardown(async () => { await alg.stop() })
+
+  // 6 s of 30 ms packets ≈ 200 each way; a table or queue rules left missing would cut the BYE's
+  // rewrite, an outage of more than a second would cost 30+ packets.
+  const call = runCall(lab, { durationMs: 6000 })
+  t.ok(await waitAnswered(alg), 'call answered')
+  await sleep(1000)
+  const reload = await lab.exec('gw', 'nft', ['-f', '-'], { input: OPERATOR_NFTABLES_CONF })
+  t.equal(reload.code, 0, reload.stderr)
+  const tableMs = await msUntil(async () => (await lab.exec('gw', 'nft', ['list', 'chain', 'ip', 'sipalg', 'pre'])).stdout.includes('dnat'))
+  const rulesMs = await msUntil(async () => await queueRulesBack(lab))
+  t.ok(tableMs >= 0 && tableMs < 1000, `the table is back within a second (${tableMs} ms after the reload)`)
+  t.ok(rulesMs >= 0 && rulesMs < 1000, `the queue rules are back within a second (${rulesMs} ms)`)
+  t.ok((await alg.elements('peer_dnat')).some(e => / : 10\.0\.1\.23 \. 1\d{4}$/.test(e)), 'the call\'s pinhole is back in the map')
+  t.comment(`heal time seen from outside: table ${tableMs} ms, queue rules ${rulesMs} ms`)
+
+  assertCallKept(t, await call, 170)
+  t.match(alg.log(), /"level":40,.*"code":"E303".*E303: nft table ip sipalg was deleted by someone else/)
+  t.match(alg.log(), /"code":"E304".*E304: sipalg's queue rules .* were removed; re-installed them/)
+  const status = await alg.status() as unknown as { counters: Record<string, number>, ruleset: { tableHeals: number, queueRuleHeals: number, lastHeal: { at: string, healMs: number } | null, checkUsMean: number } }
+  t.equal(status.ruleset.tableHeals, 1, 'one table repair')
+  t.equal(status.ruleset.queueRuleHeals, 1, 'one queue-rule repair')
+  t.equal(status.counters.ruleset_healed, 2)
+  t.ok(status.ruleset.lastHeal !== null && Date.now() - Date.parse(status.ruleset.lastHeal.at) < 30_000, 'status says when it last healed')
+  t.comment(`heal time inside sipalg: ${String(status.ruleset.lastHeal?.healMs)} ms; one check costs ${status.ruleset.checkUsMean} µs`)
+
+  await assertNextCallWorks(t, lab)
+  t.equal((await alg.status()).counters.ruleset_healed, 2, 'nothing more to heal')
+})

@@ -1,0 +1,35 @@
+// `iptables -F FORWARD` mid-call (an operator resetting the forward rules, a firewall script's
+// reload): sipalg's jump to its queue chain goes with it, so SIP would no longer reach sipalg.
+// sipalg puts the jump back within a second; the call keeps its audio through its own ct-mark
+// accept even though the operator's ESTABLISHED rule is gone, and its BYE is still rewritten.
+
+import t from 'tap'
+import { Lab } from '../lab/lab.js'
+import { runCall } from '../lab/sip.js'
+import { startSipalg } from '../lab/sipalg.js'
+import { assertCallKept, assertNextCallWorks, msUntil, queueRulesBack, sleep, waitAnswered } from './heal.js'
+
+t.test('iptables -F FORWARD mid-call, FORWARD policy drop, firewall mode', async t => {
+  const lab = await Lab.up({ forwardPolicy: 'drop' })
+  t.teardown(async () => { await lab.down() })
+  const alg = await startSipalg(lab, { args: ['--firewall'] })
+  t.teardown(async () => { await alg.stop() })
+
+  const call = runCall(lab, { durationMs: 6000 })
+  t.ok(await waitAnswered(alg), 'call answered')
+  await sleep(1000)
+  t.equal((await lab.exec('gw', 'iptables', ['-w', '-F', 'FORWARD'])).code, 0)
+  const rulesMs = await msUntil(async () => await queueRulesBack(lab))
+  t.ok(rulesMs >= 0 && rulesMs < 1000, `the jump to SIPALG is back within a second (${rulesMs} ms)`)
+  t.comment(`heal time seen from outside: ${rulesMs} ms`)
+
+  assertCallKept(t, await call, 170)
+  t.match(alg.log(), /"code":"E304".*were unhooked from FORWARD; re-installed them/)
+  t.equal((await alg.status()).counters.ruleset_healed, 1)
+
+  await assertNextCallWorks(t, lab)
+  // And once more with everything flushed: the chain's own rules come back too.
+  t.equal((await lab.exec('gw', 'iptables', ['-w', '-F'])).code, 0)
+  t.ok(await msUntil(async () => await queueRulesBack(lab)) >= 0, 'iptables -F: the queue rules are back')
+  t.match(alg.log(), /"code":"E304".*were removed; re-installed them/)
+})
