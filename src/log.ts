@@ -1,7 +1,7 @@
 // pino JSON logs by default (one line per call event, per message only at debug); --pretty for people.
 
 import { pino, type Logger } from 'pino'
-import { SipalgError, type ErrorCode } from './errors.js'
+import { SipalgError, shortCode, type ErrorCode } from './errors.js'
 
 export function createLogger (level: string, pretty: boolean): Logger {
   if (!pretty) return pino({ level, base: { name: 'sipalg' } })
@@ -18,5 +18,5 @@ export function createLogger (level: string, pretty: boolean): Logger {
  */
 export function logCoded (log: Logger, level: 'warn' | 'error' | 'info', code: ErrorCode, details: Record<string, unknown> = {}): void {
   const e = new SipalgError(code, details)
-  log[level]({ code: code.slice(0, 4), ...details }, `${code.slice(0, 4)}: ${e.message}`)
+  log[level]({ code: shortCode(code), ...details }, `${shortCode(code)}: ${e.message}`)
 }

@@ -32,19 +32,20 @@ async function checkPort (key: string, port: number): Promise<void> {
  * it: tried for real, because root passes every permission check yet still meets read-only mounts.
  */
 function checkWritable (key: string, path: string): void {
+  const unusable = (why: string): SipalgError => new SipalgError('E107_PATH_UNUSABLE', { key, path, why })
+  if (existsSync(path) && statSync(path).isDirectory()) throw unusable('EISDIR')
+  const dir = dirname(path)
+  try { mkdirSync(dir, { recursive: true }) } catch (e) {
+    // mkdir -p over a regular file says EEXIST: the real trouble is that it is not a directory.
+    throw unusable(why(e) === 'EEXIST' ? 'ENOTDIR' : why(e))
+  }
   try {
-    if (existsSync(path) && statSync(path).isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' })
-    const dir = dirname(path)
-    try { mkdirSync(dir, { recursive: true }) } catch (e) {
-      // mkdir -p over a regular file says EEXIST: the real trouble is that it is not a directory.
-      throw (e as NodeJS.ErrnoException).code === 'EEXIST' ? Object.assign(new Error(`${dir} is not a directory`), { code: 'ENOTDIR' }) : e
-    }
     const probe = `${path}.${process.pid}.probe`
     writeFileSync(probe, '')
     rmSync(probe)
     if (existsSync(path) && !statSync(path).isSocket()) accessSync(path, constants.W_OK)
   } catch (e) {
-    throw new SipalgError('E107_PATH_UNUSABLE', { key, path, why: why(e) })
+    throw unusable(why(e))
   }
 }
 
@@ -66,15 +67,17 @@ async function checkSocketFree (path: string): Promise<void> {
  */
 function checkStateFile (path: string, log: Logger): void {
   if (!existsSync(path)) return
+  let problem: string | null = null
   try {
-    const s = JSON.parse(readFileSync(path, 'utf8')) as { version?: unknown }
-    if (s === null || typeof s !== 'object' || s.version !== 1) throw new Error('not a sipalg state file (version 1)')
-  } catch (e) {
+    const s = JSON.parse(readFileSync(path, 'utf8')) as { version?: unknown } | null
+    if (s === null || typeof s !== 'object' || s.version !== 1) problem = 'not a sipalg state file (version 1)'
+  } catch (e) { problem = why(e) }
+  if (problem !== null) {
     const movedTo = `${path}.corrupt`
     try { rmSync(movedTo, { recursive: true, force: true }); renameSync(path, movedTo) } catch (m) {
       throw new SipalgError('E107_PATH_UNUSABLE', { key: 'state_file', path, why: why(m) })
     }
-    logCoded(log, 'warn', 'E302_STATE_CORRUPT', { path, why: why(e), movedTo })
+    logCoded(log, 'warn', 'E302_STATE_CORRUPT', { path, why: problem, movedTo })
   }
 }
 

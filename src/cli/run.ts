@@ -9,7 +9,7 @@ import type { Logger } from 'pino'
 import { ADOPTED, Alg } from '../alg.js'
 import { loadState, saveState } from '../dialog/state.js'
 import { buildConfig, loadConfigFile, type Config } from '../config.js'
-import { SipalgError } from '../errors.js'
+import { SipalgError, shortCode } from '../errors.js'
 import { createLogger } from '../log.js'
 import { applyOps, type KernelMaps, type MapName, type MapOp } from '../media/mappings.js'
 import { createTable, tableScript, DEFAULT_MARK } from '../netfilter/table.js'
@@ -115,7 +115,7 @@ function enableAccounting (log: Logger): void {
       writeFileSync(path, '1\n')
       log.info({ sysctl: 'net.netfilter.nf_conntrack_acct=1' }, 'turned on conntrack accounting for per-call traffic in sipalg status (conntrack_accounting: false to leave it)')
     }
-  } catch (e) { log.warn({ err: (e as Error).message }, 'conntrack accounting unavailable: sipalg status shows no per-call traffic') }
+  } catch (e) { log.warn({ code: shortCode('E310_CONNTRACK'), err: (e as Error).message }, 'conntrack accounting unavailable: sipalg status shows no per-call traffic') }
 }
 
 export async function runDaemon (argv: string[]): Promise<number> {
@@ -146,7 +146,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
   const persist = (): void => {
     const state = alg.stateIfChanged()
     if (state === null) return
-    try { saveState(statePath, state) } catch (e) { log.warn({ err: (e as Error).message, path: statePath }, 'could not save call state') }
+    try { saveState(statePath, state) } catch (e) { log.warn({ code: shortCode('E308_STATE_SAVE'), err: (e as Error).message, path: statePath }, 'could not save call state') }
   }
   const latency = new LatencyHistogram()
 
@@ -179,7 +179,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
     deferred = []
     for (const f of applyOps(kernel, all)) {
       alg.counters.inc('map_ops_failed')
-      log.error({ map: f.op.map, key: f.op.key, err: f.error.message }, 'kernel refused a mapping change')
+      log.error({ code: shortCode('E309_MAP_REFUSED'), map: f.op.map, key: f.op.key, err: f.error.message }, 'kernel refused a mapping change')
     }
   }
   // A media flow the kernel still tracks outlives its map element: forget it so the ended call's
@@ -194,7 +194,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
       ({ proto: 'udp' as const, src: f.remote.ip, sport: f.remote.port, dst: publicIp, dport: f.publicPort, direction })))
     try {
       alg.counters.inc('conntrack_deleted', deleteConntrack(tuples))
-    } catch (e) { log.warn({ err: (e as Error).message, flows: tuples.length }, 'could not delete conntrack entries of ended calls') }
+    } catch (e) { log.warn({ code: shortCode('E310_CONNTRACK'), err: (e as Error).message, flows: tuples.length }, 'could not delete conntrack entries of ended calls') }
   }
   // Deferred changes wait a few milliseconds so that, under load, many calls' removals share one
   // nft transaction and one conntrack send instead of costing one each per wake-up.
@@ -279,7 +279,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
         const needRestart = alg.reconfigure(next)
         log.info({ needRestart }, needRestart.length === 0 ? 'config reloaded' : 'config reloaded; some changes need a restart')
       } catch (e) {
-        if (e instanceof SipalgError) log.error({ code: e.code.slice(0, 4), err: e.toString() }, 'config reload failed; keeping the running config')
+        if (e instanceof SipalgError) log.error({ code: shortCode(e.code), err: e.toString() }, 'config reload failed; keeping the running config')
         else logCoded(log, 'error', 'E306_RELOAD_FAILED', { why: String(e) })
       }
     })
