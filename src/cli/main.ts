@@ -9,7 +9,7 @@ const HELP = `sipalg — transparent SIP ALG for Linux NAT gateways
   sipalg run --public 203.0.113.1 --inside 10.0.1.0/24 --outside-if wan0 [--inside-if lan0]
              [--queue 0] [--media-ports 20000-29999] [--firewall] [--config sipalg.yaml]
              [--ready-file PATH] [--log-level info] [--pretty]
-  sipalg rules install|uninstall [--queue 0] [--sip-ports 5060] [--fail-closed]
+  sipalg rules install|uninstall [--queue 0] [--sip-ports 5060] [--fail-closed] [--print [--nft]]
   sipalg rewrite --public 203.0.113.1 [--direction outbound|inbound] [--inside 10.0.1.0/24]
              [--media-ports 20000-29999] [--source 10.0.1.23] [--explain]  < message
   sipalg status [--json] [--watch] [--socket PATH]

@@ -1,4 +1,5 @@
 // `sipalg rules install|uninstall [--queue 0] [--sip-ports 5060] [--fail-closed] [--media-mark M/MASK]`
+// `sipalg rules install --print [--nft]`: the exact text install would apply (or its nft form), nothing applied.
 // Adds/removes sipalg's own iptables chain (spec §2) by running iptables/sipalg-rules.sh from the
 // package root, which does the work (and is usable on its own, e.g. from a systemd unit).
 
@@ -38,13 +39,13 @@ export interface RulesIo {
   prefix?: string[]
 }
 
-const USAGE = 'usage: sipalg rules install|uninstall [--queue 0] [--sip-ports 5060] [--fail-closed] [--media-mark 0x5a100000/0xffff0000]'
+const USAGE = 'usage: sipalg rules install|uninstall [--queue 0] [--sip-ports 5060] [--fail-closed] [--media-mark 0x5a100000/0xffff0000] [--print [--nft]]'
 
 /** Validated flags → the script's arguments. Throws E100 (usage) / E101 (bad flag value). */
 export function rulesArgs (argv: string[]): string[] {
   const { positional, flags } = parseArgs(argv, {
     values: ['queue', 'sip-ports', 'media-mark', 'log-level'],
-    booleans: ['fail-closed'],
+    booleans: ['fail-closed', 'print', 'nft'],
   })
   const action = positional[0]
   if (positional.length !== 1 || (action !== 'install' && action !== 'uninstall')) {
@@ -79,6 +80,12 @@ export function rulesArgs (argv: string[]): string[] {
     out.push('--media-mark', mark)
   }
   if (flags['fail-closed'] === true) out.push('--fail-closed')
+  if (flags.print === true || flags.nft === true) {
+    if (action !== 'install' || flags.print !== true) {
+      throw new SipalgError('E100_USAGE', { detail: `--print goes with install only, --nft with install --print (${USAGE})` })
+    }
+    out.push('--print', ...(flags.nft === true ? ['--nft'] : []))
+  }
   return out
 }
 
@@ -86,7 +93,8 @@ export function rulesArgs (argv: string[]): string[] {
 export async function runRules (argv: string[], io: RulesIo = {}): Promise<number> {
   const args = rulesArgs(argv)
   const uid = io.uid ?? process.getuid?.()
-  if (uid !== 0) throw new SipalgError('E200_NOT_ROOT', { what: `sipalg rules ${args[0]}` })
+  // --print changes nothing: anyone may look (without root it cannot see FORWARD, so it shows the jump).
+  if (uid !== 0 && !args.includes('--print')) throw new SipalgError('E200_NOT_ROOT', { what: `sipalg rules ${args[0]}` })
   const script = io.script ?? rulesScriptPath()
   const stdout = io.stdout ?? process.stdout
   const stderr = io.stderr ?? process.stderr
