@@ -107,7 +107,9 @@ install() {
   txt+=":$CHAIN - [0:0]"$'\n'
   txt+="$(rules_text)"$'\n'
   if [ "$first" != "-A FORWARD -m comment --comment $COMMENT -j $CHAIN" ]; then
-    [ "$print" = 1 ] && [ -n "$first" ] && echo "# (install first removes any other jump to $CHAIN from FORWARD)"
+    if [ "$print" = 1 ] && "$IPT" -w -t filter -C FORWARD "${JUMP[@]}" >/dev/null 2>&1; then
+      echo "# install first deletes the jump(s) to $CHAIN further down FORWARD: $IPT -D FORWARD ${JUMP[*]}"
+    fi
     while [ "$print" = 0 ] && "$IPT" -w -t filter -C FORWARD "${JUMP[@]}" >/dev/null 2>&1; do
       "$IPT" -w -t filter -D FORWARD "${JUMP[@]}" || fail "FORWARD" "cannot remove the old jump to $CHAIN"
     done
