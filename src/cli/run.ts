@@ -154,6 +154,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
   // A firewall reload that removes sipalg's table or queue rules is undone within CHECK_MS (issue 12).
   const watch = new RulesetWatch({
     table: cfg.table,
+    queue: cfg.queue,
     script: tableScript(tableSpec),
     createTable: () => { createTable(tableSpec) },
     rules: t => nft.rules(t),

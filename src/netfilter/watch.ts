@@ -72,6 +72,8 @@ export function queueRulesRestore (chainLines: string[], withJump: boolean): str
 
 export interface WatchDeps {
   table: string
+  /** This sipalg's nfqueue: queue rules sending SIP elsewhere belong to another instance. */
+  queue: number
   /** The table's creation script (tableScript) and a function that runs it. */
   script: string
   createTable: () => void
@@ -121,12 +123,16 @@ export class RulesetWatch {
     this.learnQueueRules()
   }
 
-  /** Remembers the queue rules installed now (`sipalg rules install`) as the ones to keep. */
+  /**
+   * Remembers the queue rules installed now (`sipalg rules install`) as the ones to keep, when
+   * they queue to this sipalg's queue (a second instance on another queue leaves them alone).
+   */
   private learnQueueRules (): void {
     const seen = queueRulesSeen(this.d.rules('filter'))
     if (seen.chainRules === 0 || !seen.jump) { this.queueLines = null; return }
     const r = this.run('iptables', ['-w', '-t', 'filter', '-S', QUEUE_CHAIN])
-    this.queueLines = r.ok ? r.out.split('\n').filter(l => l.startsWith(`-A ${QUEUE_CHAIN} `)) : null
+    const lines = r.ok ? r.out.split('\n').filter(l => l.startsWith(`-A ${QUEUE_CHAIN} `)) : []
+    this.queueLines = lines.some(l => l.includes(`--queue-num ${this.d.queue} `) || l.endsWith(`--queue-num ${this.d.queue}`)) ? lines : null
   }
 
   start (intervalMs = CHECK_MS): void {

@@ -49,6 +49,9 @@ t.test('queueRulesRestore', async t => {
   t.notMatch(queueRulesRestore(lines, false), /FORWARD/, 'the jump is only added when it is gone')
 })
 
+const installed = '-N SIPALG\n-A SIPALG -p udp -m udp --dport 5060 -j NFQUEUE --queue-num 0 --queue-bypass\n' +
+  '-A SIPALG -p udp -m udp --sport 5060 -j NFQUEUE --queue-num 0 --queue-bypass\n-A SIPALG -j ACCEPT'
+
 t.test('RulesetWatch heals, logs once per event, and retries a failed repair quietly', async t => {
   let logs = ''
   const log = pino({ base: undefined }, new Writable({ write (c, _e, cb) { logs += String(c); cb() } }))
@@ -64,6 +67,7 @@ t.test('RulesetWatch heals, logs once per event, and retries a failed repair qui
   maps.takePending()
   const w = new RulesetWatch({
     table: 'sipalg',
+    queue: 0,
     script,
     createTable: () => { if (createFails) throw new Error('nft: Operation not permitted'); created++; own = ownRules() },
     rules: table => (table === 'sipalg' ? own : filter),
@@ -73,7 +77,7 @@ t.test('RulesetWatch heals, logs once per event, and retries a failed repair qui
     onHeal: () => { heals++ },
     run: (cmd, _args, input) => {
       ran.push({ cmd, input })
-      if (cmd === 'iptables') return { ok: true, out: '-N SIPALG\n-A SIPALG -p udp -m udp --dport 5060 -j NFQUEUE\n-A SIPALG -p udp -m udp --sport 5060 -j NFQUEUE\n-A SIPALG -j ACCEPT' }
+      if (cmd === 'iptables') return { ok: true, out: installed }
       filter = queueRules()
       return { ok: true, out: '' }
     }
@@ -88,7 +92,7 @@ t.test('RulesetWatch heals, logs once per event, and retries a failed repair qui
   t.equal(created, 1, 'table re-created')
   t.same(applied[0]?.map(o => o.map), ['peer_dnat'], 'the live mapping re-sent')
   const restore = ran.find(r => r.cmd === 'iptables-restore')
-  t.match(restore?.input ?? '', /^\*filter\n:SIPALG - \[0:0\]\n-A SIPALG -p udp -m udp --dport 5060 -j NFQUEUE\n(.*\n){2}-I FORWARD 1 /, 'the installed rules re-applied with the jump')
+  t.match(restore?.input ?? '', /^\*filter\n:SIPALG - \[0:0\]\n-A SIPALG -p udp -m udp --dport 5060 -j NFQUEUE --queue-num 0 --queue-bypass\n(.*\n){2}-I FORWARD 1 /, 'the installed rules re-applied with the jump')
   t.equal(heals, 2)
   t.match(logs, /"code":"E303".*was deleted by someone else.*with 1 mappings/)
   t.match(logs, /"code":"E304".*were removed/)
@@ -105,9 +109,18 @@ t.test('RulesetWatch heals, logs once per event, and retries a failed repair qui
   t.equal(w.status().tableHeals, 2)
 })
 
+t.test('queue rules of another instance\'s queue are left alone', async t => {
+  const w = new RulesetWatch({
+    table: 'sipalg2', queue: 1, script, createTable: () => {}, rules: table => (table === 'sipalg2' ? ownRules() : table === 'filter' ? queueRules() : []),
+    kernel: { apply: () => {} }, entries: () => [], log: pino({ level: 'silent' }), onHeal: () => { t.fail('nothing to heal') },
+    run: () => ({ ok: true, out: installed })
+  })
+  t.equal(w.status().queueRulesWatched, false, 'SIPALG queues to 0, this sipalg reads queue 1')
+})
+
 t.test('queue rules not installed at start are left alone', async t => {
   const w = new RulesetWatch({
-    table: 'sipalg', script, createTable: () => {}, rules: table => (table === 'sipalg' ? ownRules() : []),
+    table: 'sipalg', queue: 0, script, createTable: () => {}, rules: table => (table === 'sipalg' ? ownRules() : []),
     kernel: { apply: () => {} }, entries: () => [], log: pino({ level: 'silent' }), onHeal: () => { t.fail('nothing to heal') },
     run: () => { t.fail('no iptables'); return { ok: false, out: '' } }
   })
