@@ -41,4 +41,12 @@ t.test('nft flush ruleset + the operator\'s rules, mid-call, firewall mode', asy
 
   await assertNextCallWorks(t, lab)
   t.equal((await alg.status()).counters.ruleset_healed, 2, 'nothing more to heal')
+
+  // `nft flush ruleset` with nothing restored: no MASQUERADE, no filter at all. sipalg's part comes
+  // back, and calls still work: the phone's SIP and media leave through sipalg's own SNAT.
+  t.equal((await lab.exec('gw', 'nft', ['flush', 'ruleset'])).code, 0)
+  t.ok(await msUntil(async () => await queueRulesBack(lab) && (await lab.exec('gw', 'nft', ['list', 'chain', 'ip', 'sipalg', 'post'])).stdout.includes('snat')) >= 0,
+    'flush ruleset alone: sipalg\'s table and queue rules are back')
+  t.equal((await alg.status()).counters.ruleset_healed, 4)
+  await assertNextCallWorks(t, lab)
 })
