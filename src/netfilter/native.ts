@@ -84,7 +84,7 @@ export interface NativeAddon {
   nftClose (h: Handle): void
   nftStats (h: Handle): { batches: number, ops: number, errors: number }
   /** Every rule of `table ip <table>` (any table, not only the handle's): chain and netlink payload. */
-  nftRules (h: Handle, table: string): NativeRule[] | null
+  nftRules (h: Handle, table: string): NativeRule[]
   /** [reply 0|1, src, dst, sport, dport] per entry; returns how many existed and were deleted. */
   ctDeleteMany (tuples: Uint32Array): number
   /** Same tuples; [origPackets, origBytes, replyPackets, replyBytes] each: -2 no entry, -1 not counted. */

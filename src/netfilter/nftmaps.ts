@@ -107,7 +107,7 @@ export class NftMaps {
   rules (table: string): NativeRule[] {
     this.assertOpen()
     try {
-      return this.native.nftRules(this.handle, table) ?? []
+      return this.native.nftRules(this.handle, table)
     } catch (err) {
       throw toSipalgError(err, { what: `listing the rules of table ip ${table}` })
     }

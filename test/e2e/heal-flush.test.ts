@@ -4,22 +4,12 @@
 // call keeps its audio, its BYE is still rewritten, and the next call works.
 
 import t from 'tap'
-import { Lab } from '../lab/lab.js'
-import { runCall } from '../lab/sip.js'
-import { startSipalg } from '../lab/sipalg.js'
-import { OPERATOR_NFTABLES_CONF, assertCallKept, assertNextCallWorks, msUntil, queueRulesBack, sleep, waitAnswered } from './heal.js'
+import { OPERATOR_NFTABLES_CONF, assertCallKept, assertNextCallWorks, midCall, msUntil, queueRulesBack } from './heal.js'
 
 t.test('nft flush ruleset + the operator\'s rules, mid-call, firewall mode', async t => {
-  const lab = await Lab.up({ forwardPolicy: 'drop' })
-  t.teardown(async () => { await lab.down() })
-  const alg = await startSipalg(lab, { args: ['--firewall'] })
-  t.teardown(async () => { await alg.stop() })
-
-  // 6 s of 30 ms packets ≈ 200 each way; a table or queue rules left missing would cut the BYE's
-  // rewrite, an outage of more than a second would cost 30+ packets.
-  const call = runCall(lab, { durationMs: 6000 })
-  t.ok(await waitAnswered(alg), 'call answered')
-  await sleep(1000)
+  // A table or queue rules left missing would cut the BYE's rewrite; an outage of more than a
+  // second would cost 30+ of the call's ≈ 200 packets each way.
+  const { lab, alg, call } = await midCall(t)
   const reload = await lab.exec('gw', 'nft', ['-f', '-'], { input: OPERATOR_NFTABLES_CONF })
   t.equal(reload.code, 0, reload.stderr)
   const tableMs = await msUntil(async () => (await lab.exec('gw', 'nft', ['list', 'chain', 'ip', 'sipalg', 'pre'])).stdout.includes('dnat'))

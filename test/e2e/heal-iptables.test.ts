@@ -4,20 +4,10 @@
 // accept even though the operator's ESTABLISHED rule is gone, and its BYE is still rewritten.
 
 import t from 'tap'
-import { Lab } from '../lab/lab.js'
-import { runCall } from '../lab/sip.js'
-import { startSipalg } from '../lab/sipalg.js'
-import { assertCallKept, assertNextCallWorks, msUntil, queueRulesBack, sleep, waitAnswered } from './heal.js'
+import { assertCallKept, assertNextCallWorks, midCall, msUntil, queueRulesBack } from './heal.js'
 
 t.test('iptables -F FORWARD mid-call, FORWARD policy drop, firewall mode', async t => {
-  const lab = await Lab.up({ forwardPolicy: 'drop' })
-  t.teardown(async () => { await lab.down() })
-  const alg = await startSipalg(lab, { args: ['--firewall'] })
-  t.teardown(async () => { await alg.stop() })
-
-  const call = runCall(lab, { durationMs: 6000 })
-  t.ok(await waitAnswered(alg), 'call answered')
-  await sleep(1000)
+  const { lab, alg, call } = await midCall(t)
   t.equal((await lab.exec('gw', 'iptables', ['-w', '-F', 'FORWARD'])).code, 0)
   const rulesMs = await msUntil(async () => await queueRulesBack(lab))
   t.ok(rulesMs >= 0 && rulesMs < 1000, `the jump to SIPALG is back within a second (${rulesMs} ms)`)

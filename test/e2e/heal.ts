@@ -2,9 +2,9 @@
 // gateway's firewall, and what must still be true about it afterwards.
 
 import type { Test } from 'tap'
-import type { Lab } from '../lab/lab.js'
+import { Lab } from '../lab/lab.js'
 import { addressesIn, privateAddresses, runCall, type CallResult } from '../lab/sip.js'
-import type { Sipalg } from '../lab/sipalg.js'
+import { startSipalg, type Sipalg } from '../lab/sipalg.js'
 
 export const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
@@ -36,6 +36,21 @@ export async function waitAnswered (alg: Sipalg): Promise<boolean> {
     await sleep(100)
   }
   return false
+}
+
+/**
+ * A lab gateway with FORWARD policy drop, sipalg in firewall mode, and a 6 s call (≈ 200 RTP
+ * packets each way) answered and a second into its media: ready for someone to reload the firewall.
+ */
+export async function midCall (t: Test): Promise<{ lab: Lab, alg: Sipalg, call: Promise<CallResult> }> {
+  const lab = await Lab.up({ forwardPolicy: 'drop' })
+  t.teardown(async () => { await lab.down() })
+  const alg = await startSipalg(lab, { args: ['--firewall'] })
+  t.teardown(async () => { await alg.stop() })
+  const call = runCall(lab, { durationMs: 6000 })
+  t.ok(await waitAnswered(alg), 'call answered')
+  await sleep(1000)
+  return { lab, alg, call }
 }
 
 /** Polls (every 10 ms, at most 5 s) until `probe` succeeds; returns the ms it took, or -1. */
