@@ -4,6 +4,7 @@
 // accept even though the operator's ESTABLISHED rule is gone, and its BYE is still rewritten.
 
 import t from 'tap'
+import { CLI } from '../lab/sipalg.js'
 import { assertCallKept, assertNextCallWorks, midCall, msUntil, queueRulesBack } from './heal.js'
 
 t.test('iptables -F FORWARD mid-call, FORWARD policy drop, firewall mode', async t => {
@@ -16,6 +17,9 @@ t.test('iptables -F FORWARD mid-call, FORWARD policy drop, firewall mode', async
   assertCallKept(t, await call, 170)
   t.match(alg.log(), /"code":"E304".*were unhooked from FORWARD; re-installed them/)
   t.equal((await alg.status()).counters.ruleset_healed, 1)
+  const text = await lab.sh('gw', 'node', [CLI, 'status', '--socket', alg.socket])
+  t.match(text, /^Ruleset: 0 table and 1 queue-rule repairs, last \d{4}-\d\d-\d\dT[\d:.]+Z \(queue_rules, [\d.]+ ms\); checked \d+ times, [\d.]+ µs each$/m,
+    'sipalg status says when it last healed')
 
   await assertNextCallWorks(t, lab)
   // And once more with everything flushed: the chain's own rules come back too.
