@@ -1,6 +1,7 @@
-// Startup checks of everything `sipalg run` binds or writes, done before it binds the queue or
-// creates its nft table: a taken port or an unusable path then ends sipalg with a catalogue error
-// naming the key, and nothing is left behind (no bound queue, no table, no stale socket).
+// Startup checks of everything `sipalg run` binds or writes, done before it binds the queue for
+// good or creates its nft table: a busy queue, a taken port or an unusable path then ends sipalg
+// with a catalogue error naming the key, and nothing is left behind (no bound queue, no table, no
+// stale socket).
 
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createConnection, createServer } from 'node:net'
@@ -8,8 +9,11 @@ import { dirname } from 'node:path'
 import type { Logger } from 'pino'
 import { SipalgError } from '../errors.js'
 import { logCoded } from '../log.js'
+import { PacketQueue } from '../netfilter/queue.js'
 
 export interface PreflightPaths {
+  /** The nfqueue: bound for a moment (as `sipalg doctor` does) so a busy one fails before the table exists. */
+  queue: number
   metricsPort: number
   controlSocket: string
   readyFile: string | null
@@ -83,6 +87,7 @@ function checkStateFile (path: string, log: Logger): void {
 
 /** Throws the first failure as a SipalgError; logs (E302) and recovers from a corrupt state file. */
 export async function preflight (p: PreflightPaths, log: Logger): Promise<void> {
+  PacketQueue.open({ queue: p.queue, maxLen: 64 }).close()
   if (p.metricsPort !== 0) await checkPort('metrics_port', p.metricsPort)
   await checkSocketFree(p.controlSocket)
   checkWritable('control_socket', p.controlSocket)

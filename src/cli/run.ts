@@ -125,6 +125,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
   const publicIp = cfg.public as string
   // Every port and path is checked before the table exists and the queue is bound (issue 12).
   await preflight({
+    queue: cfg.queue,
     metricsPort: cfg.metricsPort,
     controlSocket: cfg.controlSocket ?? defaultSocketPath(cfg.table, cfg.queue),
     readyFile: cfg.readyFile,

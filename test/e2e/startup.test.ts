@@ -59,7 +59,7 @@ t.test('startup checks', async t => {
     await failsWith(t, 'state', ['--state-file', join(aFile, 'state.json')], /^sipalg: E107: state_file .*\(ENOTDIR\)/m, 73)
   })
 
-  await t.test('a second sipalg on a live control socket does not steal it', async t => {
+  await t.test('a second sipalg on a live control socket or a busy queue does not start', async t => {
     const first = await startSipalg(lab, { rules: false, args: ['--queue', '3'] })
     t.teardown(async () => { await first.stop() })
     const r = await lab.exec('gw', 'node', [CLI, ...base, '--queue', '4', '--table', 'other', '--control-socket', first.socket,
@@ -68,6 +68,10 @@ t.test('startup checks', async t => {
     t.match(r.stderr, /^sipalg: E301: another sipalg answers on control socket/m)
     t.not((await lab.exec('gw', 'nft', ['list', 'table', 'ip', 'other'])).code, 0, 'the second made no table')
     t.equal((await first.status()).calls.length, 0, 'the first still answers on its socket')
+    const busy = await lab.exec('gw', 'node', [CLI, ...base, ...paths('busy'), '--queue', '3', '--table', 'other'], { timeoutMs: 15_000 })
+    t.equal(busy.code, 75)
+    t.match(busy.stderr, /^sipalg: E202: nfqueue 3 is already bound by another process/m)
+    t.not((await lab.exec('gw', 'nft', ['list', 'table', 'ip', 'other'])).code, 0, 'a busy queue: no table made either')
   })
 
   await t.test('a corrupt state file: warning E302, moved aside, sipalg starts fresh', async t => {
