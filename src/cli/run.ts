@@ -10,12 +10,11 @@ import { ADOPTED, Alg } from '../alg.js'
 import { loadState, saveState } from '../dialog/state.js'
 import { buildConfig, loadConfigFile, type Config } from '../config.js'
 import { SipalgError, shortCode } from '../errors.js'
-import { createLogger } from '../log.js'
+import { createLogger, logCoded } from '../log.js'
 import { applyOps, type KernelMaps, type MapName, type MapOp } from '../media/mappings.js'
 import { createTable, tableScript, DEFAULT_MARK } from '../netfilter/table.js'
 import { RulesetWatch } from '../netfilter/watch.js'
 import { preflight } from './preflight.js'
-import { logCoded } from '../log.js'
 import { PacketQueue, fixIpv4Udp } from '../netfilter/queue.js'
 import { NftMaps, addrPortKey, conntrackCounters, decodeKey, deleteConntrack, portKey, type NftOp } from '../netfilter/nftmaps.js'
 import type { StatusDoc } from './status.js'
@@ -123,7 +122,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
   if (process.getuid?.() !== 0) throw new SipalgError('E200_NOT_ROOT', { what: 'sipalg run' })
   const log = createLogger(cfg.logLevel, pretty)
   const publicIp = cfg.public as string
-  // Every port and path is checked before the table exists and the queue is bound (issue 12).
+  // Every port and path is checked before the table exists and the queue is bound (src/cli/preflight.ts).
   await preflight({
     queue: cfg.queue,
     metricsPort: cfg.metricsPort,
@@ -152,7 +151,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
   const latency = new LatencyHistogram()
 
   const queue = PacketQueue.open({ queue: cfg.queue, maxLen: cfg.queueMaxLen, rcvbufBytes: cfg.queueRcvbufBytes, failOpen: !cfg.failClosed })
-  // A firewall reload that removes sipalg's table or queue rules is undone within CHECK_MS (issue 12).
+  // A firewall reload that removes sipalg's table or queue rules is undone within CHECK_MS (src/netfilter/watch.ts).
   const watch = new RulesetWatch({
     table: cfg.table,
     queue: cfg.queue,
