@@ -83,4 +83,13 @@ t.test('startup checks', async t => {
     t.ok(readdirSync(dir).includes('corrupt-state.json.corrupt'), 'the corrupt file is kept for a look')
     t.equal((await alg.status()).calls.length, 0)
   })
+
+  await t.test('an unreadable state file (a directory in its place): E302, sipalg starts fresh', async t => {
+    const state = join(dir, 'dir-state.json')
+    mkdirSync(state)
+    const alg = await startSipalg(lab, { rules: false, args: ['--state-file', state] })
+    t.teardown(async () => { await alg.stop() })
+    t.match(alg.log(), /"code":"E302".*dir-state\.json cannot be used \(EISDIR\)/)
+    t.ok(readdirSync(dir).includes('dir-state.json.corrupt'), 'moved aside')
+  })
 })
