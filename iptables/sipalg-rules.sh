@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # sipalg's iptables rules (spec §2).
 #
-#   sipalg-rules.sh install   [--queue N] [--sip-ports 5060,5080] [--fail-closed] [--media-mark MARK/MASK]
+#   sipalg-rules.sh install   [--queue N] [--sip-ports 5060,5080] [--fail-closed] [--media-mark MARK/MASK] [--print]
 #   sipalg-rules.sh uninstall
 #   sipalg-rules.sh status    (prints sipalg's rules; exit 0 when installed, 1 when not)
 #
@@ -15,6 +15,9 @@
 # Installing again replaces the chain's content in one iptables-restore transaction (same options = the
 # same rules, no duplicates). uninstall removes the jump(s) and the chain, nothing else; it is a no-op when
 # they are absent. Exit codes: 0 ok, 64 usage, 69 iptables failed.
+# install --print writes the iptables-restore text install would apply to stdout and changes nothing;
+# install --print --nft writes what an operator's own `table inet filter { chain forward { policy
+# drop; ... } }` needs for sipalg (a pure-nftables gateway, README "Firewall reloads").
 # IPTABLES / IPTABLES_RESTORE override the binaries (e.g. iptables-legacy).
 set -euo pipefail
 
@@ -24,7 +27,7 @@ CHAIN=SIPALG
 COMMENT=sipalg
 
 usage() {
-  echo "usage: sipalg-rules.sh install [--queue N] [--sip-ports 5060,5080] [--fail-closed] [--media-mark 0x5a100000/0xffff0000]" >&2
+  echo "usage: sipalg-rules.sh install [--queue N] [--sip-ports 5060,5080] [--fail-closed] [--media-mark 0x5a100000/0xffff0000] [--print]" >&2
   echo "       sipalg-rules.sh uninstall | status" >&2
   exit 64
 }
@@ -34,7 +37,7 @@ fail() { echo "sipalg-rules.sh: iptables failed on $1: $2" >&2; exit 69; }
 [ $# -ge 1 ] || usage
 cmd=$1; shift
 
-queue=0 ports=5060 fail_closed=0 mark=0x5a100000/0xffff0000
+queue=0 ports=5060 fail_closed=0 mark=0x5a100000/0xffff0000 print=0 nft=0
 while [ $# -gt 0 ]; do
   case $1 in
     --queue|--sip-ports|--media-mark)
@@ -45,6 +48,8 @@ while [ $# -gt 0 ]; do
     --sip-ports=*) ports=${1#*=}; shift ;;
     --media-mark=*) mark=${1#*=}; shift ;;
     --fail-closed) fail_closed=1; shift ;;
+    --print) print=1; shift ;;
+    --nft) nft=1; shift ;;
     -h|--help) usage ;;
     *) echo "sipalg-rules.sh: unknown argument $1" >&2; usage ;;
   esac
@@ -61,6 +66,7 @@ done
 num='(0x[0-9a-fA-F]{1,8}|[0-9]{1,10})'
 [[ $mark =~ ^$num(/$num)?$ ]] || bad --media-mark "$mark" "MARK[/MASK], 32-bit" "--media-mark 0x5a100000/0xffff0000"
 [[ $mark == */* ]] || mark="$mark/0xffffffff"
+[ "$nft" = 0 ] || { [ "$print" = 1 ] && [ "$cmd" = install ]; } || bad --nft "(alone)" "it only goes with install --print" "install --print --nft"
 
 command -v "$IPT" >/dev/null 2>&1 || fail "$IPT" "command not found"
 
@@ -78,7 +84,21 @@ rules_text() {
   echo "-A $CHAIN -m connmark --mark $mark -m comment --comment $COMMENT -j ACCEPT"
 }
 
+nft_text() {
+  local set=$ports bypass=" bypass"
+  [ ${#port_list[@]} -gt 1 ] && set="{ ${ports//,/, } }"
+  [ "$fail_closed" = 1 ] && bypass=""
+  echo "# sipalg: the media flows its table translates (by ct mark), first in the forward chain"
+  echo "ct mark and ${mark#*/} == ${mark%/*} accept"
+  echo "# sipalg: SIP out (queued by \"sipalg rules install\"); wan0 = your outside interface"
+  echo "oifname \"wan0\" udp dport $set accept"
+  echo "# or queue SIP here instead of \"sipalg rules install\" (kernels with nft_queue):"
+  echo "# udp dport $set queue num $queue$bypass"
+  echo "# udp sport $set queue num $queue$bypass"
+}
+
 install() {
+  if [ "$nft" = 1 ]; then nft_text; return 0; fi
   local first txt
   # Our jump must be the first rule of FORWARD; keep it if it already is, else (re)insert it there.
   first=$("$IPT" -w -t filter -S FORWARD 2>/dev/null | sed -n '2p' || true)
@@ -87,12 +107,16 @@ install() {
   txt+=":$CHAIN - [0:0]"$'\n'
   txt+="$(rules_text)"$'\n'
   if [ "$first" != "-A FORWARD -m comment --comment $COMMENT -j $CHAIN" ]; then
-    while "$IPT" -w -t filter -C FORWARD "${JUMP[@]}" >/dev/null 2>&1; do
+    if [ "$print" = 1 ] && "$IPT" -w -t filter -C FORWARD "${JUMP[@]}" >/dev/null 2>&1; then
+      echo "# install first deletes the jump(s) to $CHAIN further down FORWARD: $IPT -D FORWARD ${JUMP[*]}"
+    fi
+    while [ "$print" = 0 ] && "$IPT" -w -t filter -C FORWARD "${JUMP[@]}" >/dev/null 2>&1; do
       "$IPT" -w -t filter -D FORWARD "${JUMP[@]}" || fail "FORWARD" "cannot remove the old jump to $CHAIN"
     done
     txt+="-I FORWARD 1 -m comment --comment $COMMENT -j $CHAIN"$'\n'
   fi
   txt+="COMMIT"$'\n'
+  if [ "$print" = 1 ]; then printf '%s' "$txt"; return 0; fi
   local err
   if ! err=$("$IPT_RESTORE" -w --noflush <<<"$txt" 2>&1); then
     fail "install of chain $CHAIN" "$err"

@@ -115,6 +115,25 @@ static int request_ack(nfth *h, struct nlmsghdr *nlh) {
   return ETIMEDOUT;
 }
 
+/* Sends a dump request and feeds every reply to cb until the dump ends. Returns 0 or errno. */
+static int run_dump(nfth *h, struct nlmsghdr *nlh, mnl_cb_t cb, void *data) {
+  uint32_t seq = nlh->nlmsg_seq;
+  if (mnl_socket_sendto(h->nl, nlh, nlh->nlmsg_len) < 0) return errno;
+  int ret = MNL_CB_OK;
+  for (int guard = 0; guard < 1000000 && ret > MNL_CB_STOP; guard++) {
+    int w = wait_readable(h->fd, ACK_TIMEOUT_MS);
+    if (w) return w;
+    ssize_t r = recv(h->fd, h->rbuf, RECV_CAP, MSG_DONTWAIT);
+    if (r < 0) {
+      if (errno == EAGAIN || errno == EINTR) continue;
+      return errno;
+    }
+    ret = mnl_cb_run(h->rbuf, (size_t)r, seq, h->portid, cb, data);
+    if (ret < 0) return errno ? errno : EPROTO;
+  }
+  return 0;
+}
+
 /* nftOpen(table) -> handle. Checks the table exists (NFT_MSG_GETTABLE). */
 static napi_value js_nft_open(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -398,44 +417,37 @@ static int list_cb(const struct nlmsghdr *nlh, void *data) {
   return MNL_CB_OK;
 }
 
-/* nftList(h, map) -> Array<{key, data, expiresMs, timeoutMs}> */
-static napi_value js_nft_list(napi_env env, napi_callback_info info) {
+/* (handle, name) arguments of list() and rules(): the open handle, or NULL with a JS exception. */
+static nfth *handle_and_name(napi_env env, napi_callback_info info, char *name, size_t cap, const char *what) {
   size_t argc = 2;
   napi_value argv[2];
-  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
   nfth *h = get_nft(env, argv[0], 0);
   if (!h) return NULL;
-  char map[128];
   size_t l = 0;
-  if (argc < 2 || napi_get_value_string_utf8(env, argv[1], map, sizeof map, &l) != napi_ok || l == 0)
-    return sa_throw(env, K_ARG, 0, "list: map name must be a non-empty string");
+  if (argc < 2 || napi_get_value_string_utf8(env, argv[1], name, cap, &l) != napi_ok || l == 0 || l >= cap - 1) {
+    sa_throw(env, K_ARG, 0, "%s: name must be a non-empty string", what);
+    return NULL;
+  }
+  return h;
+}
+
+/* nftList(h, map) -> Array<{key, data, expiresMs, timeoutMs}> */
+static napi_value js_nft_list(napi_env env, napi_callback_info info) {
+  char map[128];
+  nfth *h = handle_and_name(env, info, map, sizeof map, "list: map");
+  if (!h) return NULL;
   drain(h);
   struct nftnl_set *s = nftnl_set_alloc();
   nftnl_set_set_str(s, NFTNL_SET_TABLE, h->table);
   nftnl_set_set_str(s, NFTNL_SET_NAME, map);
-  uint32_t seq = ++h->seq;
-  struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(h->sbuf, NFT_MSG_GETSETELEM, NFPROTO_IPV4, NLM_F_DUMP | NLM_F_ACK, seq);
+  struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(h->sbuf, NFT_MSG_GETSETELEM, NFPROTO_IPV4, NLM_F_DUMP | NLM_F_ACK, ++h->seq);
   nftnl_set_elems_nlmsg_build_payload(nlh, s);
   nftnl_set_free(s);
   list_ctx c = { env, NULL, 0, 0 };
   napi_create_array(env, &c.arr);
-  if (mnl_socket_sendto(h->nl, nlh, nlh->nlmsg_len) < 0)
-    return sa_throw(env, K_NFT, errno, "listing map ip %s %s", h->table, map);
-  int ret = MNL_CB_OK;
-  for (int guard = 0; guard < 1000000 && ret > MNL_CB_STOP; guard++) {
-    int w = wait_readable(h->fd, ACK_TIMEOUT_MS);
-    if (w) return sa_throw(env, K_NFT, w, "listing map ip %s %s", h->table, map);
-    ssize_t r = recv(h->fd, h->rbuf, RECV_CAP, MSG_DONTWAIT);
-    if (r < 0) {
-      if (errno == EAGAIN || errno == EINTR) continue;
-      return sa_throw(env, K_NFT, errno, "listing map ip %s %s", h->table, map);
-    }
-    ret = mnl_cb_run(h->rbuf, (size_t)r, seq, h->portid, list_cb, &c);
-    if (ret < 0) {
-      int e = errno;
-      return sa_throw(env, K_NFT, e, "listing map ip %s %s", h->table, map);
-    }
-  }
+  int err = run_dump(h, nlh, list_cb, &c);
+  if (err) return sa_throw(env, K_NFT, err, "listing map ip %s %s", h->table, map);
   return c.arr;
 }
 
@@ -462,6 +474,48 @@ static napi_value js_nft_stats(napi_env env, napi_callback_info info) {
   return o;
 }
 
+/* ---- ruleset check (self-healing, src/netfilter/watch.ts) ----------------------------------
+ * nftRules(h, table) -> Array<{chain, raw}>: every rule of `table ip <table>` (one
+ * NFT_MSG_GETRULE dump filtered by table, over the handle's socket); an absent table lists none. `raw` is the rule's netlink payload, searched by the caller for what it must contain (an
+ * iptables-nft comment match carries its text there). Costs one dump round trip, a few µs per rule. */
+typedef struct { napi_env env; napi_value arr; uint32_t n; } rules_ctx;
+
+static int rules_attr_cb(const struct nlattr *a, void *data) {
+  const struct nlattr **tb = data;
+  int t = mnl_attr_get_type(a);
+  if (t == NFTA_RULE_CHAIN) tb[t] = a;
+  return MNL_CB_OK;
+}
+
+static int rules_cb(const struct nlmsghdr *nlh, void *data) {
+  rules_ctx *c = data;
+  const struct nlattr *tb[NFTA_RULE_MAX + 1] = { 0 };
+  if (mnl_attr_parse(nlh, sizeof(struct nfgenmsg), rules_attr_cb, tb) < 0 || !tb[NFTA_RULE_CHAIN]) return MNL_CB_OK;
+  napi_value o, v;
+  napi_create_object(c->env, &o);
+  napi_create_string_utf8(c->env, mnl_attr_get_str(tb[NFTA_RULE_CHAIN]), NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(c->env, o, "chain", v);
+  napi_create_buffer_copy(c->env, mnl_nlmsg_get_payload_len(nlh), mnl_nlmsg_get_payload(nlh), NULL, &v);
+  napi_set_named_property(c->env, o, "raw", v);
+  napi_set_element(c->env, c->arr, c->n++, o);
+  return MNL_CB_OK;
+}
+
+static napi_value js_nft_rules(napi_env env, napi_callback_info info) {
+  char table[256];
+  nfth *h = handle_and_name(env, info, table, sizeof table, "rules: table");
+  if (!h) return NULL;
+  drain(h);
+  struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(h->sbuf, NFT_MSG_GETRULE, NFPROTO_IPV4, NLM_F_DUMP | NLM_F_ACK, ++h->seq);
+  mnl_attr_put_strz(nlh, NFTA_RULE_TABLE, table);
+  rules_ctx c = { env, NULL, 0 };
+  napi_create_array(env, &c.arr);
+  int err = run_dump(h, nlh, rules_cb, &c);
+  if (err == ENOENT) return c.arr; /* older kernels refuse a dump of an absent table */
+  if (err) return sa_throw(env, K_NFT, err, "listing the rules of table ip %s", table);
+  return c.arr;
+}
+
 napi_value nft_init(napi_env env, napi_value exports) {
   napi_property_descriptor d[] = {
     { "nftOpen", NULL, js_nft_open, NULL, NULL, NULL, napi_default_jsproperty, NULL },
@@ -469,6 +523,7 @@ napi_value nft_init(napi_env env, napi_value exports) {
     { "nftList", NULL, js_nft_list, NULL, NULL, NULL, napi_default_jsproperty, NULL },
     { "nftClose", NULL, js_nft_close, NULL, NULL, NULL, napi_default_jsproperty, NULL },
     { "nftStats", NULL, js_nft_stats, NULL, NULL, NULL, napi_default_jsproperty, NULL },
+    { "nftRules", NULL, js_nft_rules, NULL, NULL, NULL, napi_default_jsproperty, NULL },
   };
   if (napi_define_properties(env, exports, sizeof d / sizeof d[0], d) != napi_ok) return NULL;
   return exports;

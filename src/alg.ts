@@ -23,6 +23,7 @@ import { Counters } from './counters.js'
 import { RateLimiter } from './media/limits.js'
 import type { StatusDoc } from './cli/status.js'
 import { traceEvent, type TraceEvent } from './trace/ladder.js'
+import { shortCode } from './errors.js'
 
 export type Verdict =
   | { action: 'accept', payload?: Buffer }
@@ -135,7 +136,7 @@ export class Alg {
     } catch (e) {
       // The engine promises not to throw; this is the last line that keeps SIP flowing if it does.
       this.counters.inc('internal_errors')
-      this.log.error({ err: e, src: `${udp.src}:${udp.srcPort}` }, 'internal error; message passed unmodified')
+      this.log.error({ code: shortCode('E307_INTERNAL'), err: e, src: `${udp.src}:${udp.srcPort}` }, 'internal error; message passed unmodified')
       return ACCEPT
     }
   }
@@ -192,7 +193,7 @@ export class Alg {
     if (refusal !== null) {
       this.counters.inc(`refused_${refusal}`)
       if (this.firstThisMinute(`limit ${phone.ip}`)) {
-        this.log.warn({ callId: msg.callId, phone: phone.ip, limit: refusal }, 'call refused by limit; message passed without media mapping (logged once per host per minute)')
+        this.log.warn({ code: shortCode('E311_CALL_LIMIT'), callId: msg.callId, phone: phone.ip, limit: refusal }, 'call refused by limit; message passed without media mapping (logged once per host per minute)')
       }
       return undefined
     }
@@ -239,7 +240,7 @@ export class Alg {
   private notSip (udp: UdpPacket, why: string): Verdict {
     this.counters.inc('not_sip')
     if (this.firstThisMinute(`not-sip ${udp.src}`)) {
-      this.log.warn({ src: `${udp.src}:${udp.srcPort}`, dst: `${udp.dst}:${udp.dstPort}`, bytes: udp.payload.length, why }, 'not SIP on a SIP port (logged once per source per minute)')
+      this.log.warn({ code: shortCode('E312_NOT_SIP'), src: `${udp.src}:${udp.srcPort}`, dst: `${udp.dst}:${udp.dstPort}`, bytes: udp.payload.length, why }, 'not SIP on a SIP port (logged once per source per minute)')
     }
     if (this.cfg.malformed === 'drop' || this.cfg.failClosed) {
       this.counters.inc('dropped')

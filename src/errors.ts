@@ -19,8 +19,12 @@ export const catalogue = {
   E103_CONFIG_KEY: entry(78, d => `config key "${d.key}" ${d.why}; e.g. ${d.example}`),
   E104_NO_PUBLIC_ADDRESS: entry(78, d =>
     `no public address: interface ${d.iface} has no IPv4 address; set --public or public: in sipalg.yaml`),
-  E105_NOT_SIP: entry(3, d => `input is not a SIP message: ${d.why}`),
+  E105_NOT_SIP: entry(3, d => `input is not a SIP message: ${d.why}; give "sipalg rewrite" one SIP request or response on stdin`),
   E106_OUTPUT: entry(74, d => `cannot write to ${d.stream}: ${d.why}; check the file or device it goes to (disk full?)`),
+  E107_PORT_IN_USE: entry(78, d =>
+    `${d.key} ${d.port} cannot be bound (${d.why}); stop what listens there (ss -ltnp 'sport = :${d.port}') or set ${d.key}: to a free port (0 turns it off)`),
+  E108_PATH_UNUSABLE: entry(73, d =>
+    `${d.key} ${d.path} cannot be written (${d.why}); create its directory or set ${d.key}: to a writable path`),
 
   // --- privileges and host support (E2xx)
   E200_NOT_ROOT: entry(77, d => `${d.what} needs root (CAP_NET_ADMIN); run it with sudo or as root`),
@@ -39,12 +43,40 @@ export const catalogue = {
     `cannot ${d.what}: ${d.why}; a listener needs a free port and CAP_NET_ADMIN, an upstream leg a route to its destination`),
   E208_POLICY_ROUTING: entry(69, d =>
     `policy routing for SIP over TCP failed on "${d.what}": ${d.why}; is iproute2 installed, and is the rule preference or route table taken by something else?`),
+  E209_NFTABLES_CONF_FLUSHES: entry(0, d =>
+    `${d.path} starts with "flush ruleset" and has no sipalg rules: reloading it ("systemctl restart nftables") removes sipalg's queue rules ` +
+    `and media accept until sipalg puts them back (within a second); add the rules from README "Firewall reloads" to ${d.path}`),
 
   // --- running daemon (E3xx)
   E300_DAEMON_DOWN: entry(69, d => `sipalg is not running (no control socket at ${d.path}); start it with "sipalg run"`),
+  E301_ALREADY_RUNNING: entry(75, d =>
+    `another sipalg answers on control socket ${d.path}; stop it, or give this one its own --control-socket, --table and --queue`),
+  E302_STATE_CORRUPT: entry(0, d =>
+    `state file ${d.path} cannot be used (${d.why}); starting without the saved calls (moved to ${d.movedTo}); calls in progress keep their kernel mappings until they expire; if it happens again, report it with that file`),
+  E303_TABLE_HEALED: entry(0, d =>
+    `nft table ip ${d.table} was ${d.what} by someone else (a firewall reload?); re-created it with ${d.elements} mappings of live calls and registrations; to avoid the gap, add sipalg's rules to your firewall config (README "Firewall reloads")`),
+  E304_QUEUE_RULES_HEALED: entry(0, d =>
+    `sipalg's queue rules (iptables chain SIPALG and its jump from FORWARD) were ${d.what}; re-installed them. Add them to your firewall's own config (README "Firewall reloads") so a reload keeps them`),
+  E305_HEAL_FAILED: entry(0, d => `could not put back ${d.what}: ${d.why}; SIP may pass unrewritten until it works; sipalg retries every second`),
+  E306_RELOAD_FAILED: entry(0, d => `config reload failed (${d.why}); keeping the running config; fix the file and send SIGHUP again`),
+  E307_INTERNAL: entry(70, d =>
+    `internal error (${d.why}); this is a sipalg bug: report it with this line and "sipalg doctor" output (SIPALG_DEBUG=1 prints the stack)`),
+  E308_STATE_SAVE: entry(0, d =>
+    `could not save call state to ${d.path} (${d.why}); a restarted sipalg would not take over calls in progress: free disk space or set state_file:`),
+  E309_MAP_REFUSED: entry(0, d =>
+    `the kernel refused a change to map ${d.map} (${d.why}); that call's media may not pass: check "nft list table ip ${d.table ?? 'sipalg'}" and "sipalg doctor"`),
+  E310_CONNTRACK: entry(0, d =>
+    `conntrack ${d.what} failed (${d.why}); ${d.effect}: check that nf_conntrack_netlink is loaded ("sipalg doctor")`),
+  E311_CALL_LIMIT: entry(0, d =>
+    `call refused by limit ${d.limit}; its message passed without a media mapping (no audio): raise the limit in sipalg.yaml if the host is legitimate`),
+  E312_NOT_SIP: entry(0, d =>
+    `not SIP on a SIP port (${d.why}); passed or dropped as the malformed: setting says; if a device speaks another protocol on this port, remove the port from sip_ports`),
 } as const
 
 export type ErrorCode = keyof typeof catalogue
+
+/** The short, stable form of a code ("E303") that log lines carry in their `code` field. */
+export const shortCode = (code: ErrorCode): string => code.slice(0, 4)
 
 export class SipalgError extends Error {
   readonly code: ErrorCode

@@ -168,6 +168,35 @@ t.test('runRules: flags, root check, errors', async t => {
   t.match(String(e), /^sipalg: E200: sipalg rules install needs root/)
 })
 
+t.test('install --print: the exact text install applies, nothing applied; --print --nft', async t => {
+  const code = (f: () => unknown): string => { try { f(); return 'none' } catch (e) { return e instanceof SipalgError ? e.code : String(e) } }
+  t.same(rulesArgs(['install', '--print', '--nft', '--queue', '2']), ['install', '--queue', '2', '--print', '--nft'])
+  t.equal(code(() => rulesArgs(['uninstall', '--print'])), 'E100_USAGE')
+  t.equal(code(() => rulesArgs(['install', '--nft'])), 'E100_USAGE', '--nft only with --print')
+
+  const before = await save()
+  const out = new Sink()
+  t.equal(await runRules(['install', '--print', '--sip-ports', '5060,5080'], { uid: 1000, prefix: ['ip', 'netns', 'exec', NS], stdout: out }), 0,
+    'no root needed to look')
+  t.equal(await save(), before, '--print changed nothing')
+  t.match(out.text, /^\*filter\n:SIPALG - \[0:0\]\n-A SIPALG -p udp -m udp --dport 5060 -m comment --comment sipalg -j NFQUEUE --queue-num 0 --queue-bypass\n/)
+  t.match(out.text, /\n-I FORWARD 1 -m comment --comment sipalg -j SIPALG\nCOMMIT\n$/)
+  // What it prints is what install does: apply the text by hand and compare with a real install.
+  const byHand = await run('ip', ['netns', 'exec', NS, 'iptables-restore', '-w', '--noflush'], { input: out.text })
+  t.equal(byHand.code, 0, byHand.stderr)
+  const applied = await sipalgRules()
+  t.equal((await script('uninstall')).code, 0)
+  t.equal((await script('install', '--sip-ports', '5060,5080')).code, 0)
+  t.same(await sipalgRules(), applied, 'the printed text gives exactly the rules install makes')
+  t.equal((await script('uninstall')).code, 0)
+  t.equal(await save(), before)
+
+  const nft = new Sink()
+  await runRules(['install', '--print', '--nft', '--fail-closed'], { uid: 1000, prefix: ['ip', 'netns', 'exec', NS], stdout: nft })
+  t.match(nft.text, /^ct mark and 0xffff0000 == 0x5a100000 accept$/m)
+  t.match(nft.text, /^# udp dport 5060 queue num 0$/m, 'fail-closed: no bypass')
+})
+
 t.test('runRules finds the script from src/ and from dist/', async t => {
   t.equal(rulesScriptPath(), SCRIPT)
   const tmp = mkdtempSync(join(tmpdir(), 'sipalg-rules-path-'))

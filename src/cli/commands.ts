@@ -82,7 +82,9 @@ const OWN_FLAGS: readonly CommandDef[] = [
       { name: 'queue', kind: 'queue', default: String(defaults.queue), help: 'NFQUEUE number (as in run --queue)' },
       { ...sipPortsFlag, help: 'UDP ports carrying SIP (as in run --sip-ports)' },
       { name: 'fail-closed', kind: 'boolean', help: 'drop SIP while sipalg is not running (default: pass it untouched)' },
-      { name: 'media-mark', kind: 'mark', default: '0x5a100000/0xffff0000', help: 'ct mark of the flows sipalg translated (accepted in FORWARD)' }
+      { name: 'media-mark', kind: 'mark', default: '0x5a100000/0xffff0000', help: 'ct mark of the flows sipalg translated (accepted in FORWARD)' },
+      { name: 'print', kind: 'boolean', help: 'with install: print the exact iptables-restore text it would apply, apply nothing (no root needed)', notConfig: true },
+      { name: 'nft', kind: 'boolean', help: 'with install --print: print the lines an operator\'s own nftables forward chain needs instead', notConfig: true }
     ],
     load: async () => (await import('./rules.js')).runRules
   },

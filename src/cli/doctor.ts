@@ -1,12 +1,31 @@
 // `sipalg doctor`: checks what this host needs and prints the fix for each failure.
 
 import { spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { SipalgError } from '../errors.js'
 import { parseCommand } from './commands.js'
 import { runConfig } from './run.js'
 
-interface Check { name: string, ok: boolean, detail: string, fix?: string }
+interface Check { name: string, ok: boolean, detail: string, fix?: string, /** reported, but not a failure */ warn?: boolean }
+
+/** Where the host keeps its nftables ruleset (Debian, Ubuntu); SIPALG_NFTABLES_CONF for tests. */
+const nftablesConf = (): string => process.env.SIPALG_NFTABLES_CONF ?? '/etc/nftables.conf'
+
+/**
+ * A ruleset file that starts with `flush ruleset` removes sipalg's queue rules and table whenever
+ * it is loaded (`systemctl restart nftables`); without sipalg's ct-mark accept (README "Firewall
+ * reloads") its own policy then decides over sipalg's media.
+ */
+export function nftablesConfCheck (text: string, path: string): Check {
+  const first = text.split('\n').map(l => l.trim()).find(l => l !== '' && !l.startsWith('#')) ?? ''
+  const flushes = /^flush ruleset\b/.test(first)
+  // The ct-mark accept is what a reload cannot do without: sipalg re-installs its own queue rules.
+  const acceptsMedia = /^\s*ct mark and 0xffff0000 == 0x5a100000 accept\b/m.test(text)
+  if (!flushes || acceptsMedia) {
+    return { name: 'nftables.conf', ok: true, detail: flushes ? `${path} flushes the ruleset and accepts sipalg's media (sipalg re-installs its queue rules after a reload)` : `${path} does not flush the ruleset` }
+  }
+  return { name: 'nftables.conf', ok: false, warn: true, detail: `${path} starts with "flush ruleset"`, fix: `E209: ${new SipalgError('E209_NFTABLES_CONF_FLUSHES', { path }).message}` }
+}
 
 const sh = (cmd: string, args: string[]): { ok: boolean, out: string } => {
   const r = spawnSync(cmd, args, { encoding: 'utf8' })
@@ -46,6 +65,13 @@ export async function runDoctor (argv: string[]): Promise<number> {
     add({ name: 'kernel SIP helper', ok: !helper, detail: helper ? 'nf_conntrack_sip is attached to traffic here' : 'not attached', fix: new SipalgError('E206_KERNEL_HELPER').message })
   }
 
+  const confPath = nftablesConf()
+  if (existsSync(confPath)) {
+    let text = ''
+    try { text = readFileSync(confPath, 'utf8') } catch { /* unreadable: nothing to say about it */ }
+    add(nftablesConfCheck(text, confPath))
+  }
+
   let config: ReturnType<typeof runConfig> | Error
   try { config = runConfig(argv) } catch (e) { config = e as Error }
 
@@ -71,8 +97,8 @@ export async function runDoctor (argv: string[]): Promise<number> {
 
   let failed = 0
   for (const c of checks) {
-    if (!c.ok) failed++
-    process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'}  ${c.name.padEnd(18)} ${c.detail}${!c.ok && c.fix !== undefined ? `\n      fix: ${c.fix}` : ''}\n`)
+    if (!c.ok && c.warn !== true) failed++
+    process.stdout.write(`${c.ok ? 'ok  ' : c.warn === true ? 'WARN' : 'FAIL'}  ${c.name.padEnd(18)} ${c.detail}${!c.ok && c.fix !== undefined ? `\n      fix: ${c.fix}` : ''}\n`)
   }
   return failed === 0 ? 0 : 1
 }

@@ -34,7 +34,10 @@ main(process.argv.slice(2)).then(code => { process.exitCode = code }, (err: unkn
     process.stderr.write(`${err.toString()}\n`)
     process.exitCode = err.exitCode
   } else {
-    process.stderr.write(`sipalg: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`)
-    process.exitCode = 70
+    // Never a bare stack trace: a bug still gets its catalogue code and what to do about it.
+    const internal = new SipalgError('E307_INTERNAL', { why: err instanceof Error ? err.message : String(err) })
+    process.stderr.write(`${internal.toString()}\n`)
+    if (process.env.SIPALG_DEBUG !== undefined) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`)
+    process.exitCode = internal.exitCode
   }
 })

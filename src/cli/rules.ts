@@ -1,4 +1,5 @@
-// `sipalg rules install|uninstall` (flags in src/cli/commands.ts)
+// `sipalg rules install|uninstall` (flags in src/cli/commands.ts); `install --print [--nft]` shows the
+// exact text install would apply (or its nft form) and applies nothing.
 // Adds/removes sipalg's own iptables chain (spec §2) by running iptables/sipalg-rules.sh from the
 // package root, which does the work (and is usable on its own, e.g. from a systemd unit).
 
@@ -50,6 +51,12 @@ export function rulesArgs (argv: string[]): string[] {
   if (Array.isArray(flags['sip-ports'])) out.push('--sip-ports', flags['sip-ports'].join(','))
   if (typeof flags['media-mark'] === 'string') out.push('--media-mark', flags['media-mark'])
   if (flags['fail-closed'] === true) out.push('--fail-closed')
+  if (flags.print === true || flags.nft === true) {
+    if (action !== 'install' || flags.print !== true) {
+      throw new SipalgError('E100_USAGE', { detail: `--print goes with install only, --nft with install --print (sipalg help rules)` })
+    }
+    out.push('--print', ...(flags.nft === true ? ['--nft'] : []))
+  }
   return out
 }
 
@@ -57,7 +64,8 @@ export function rulesArgs (argv: string[]): string[] {
 export async function runRules (argv: string[], io: RulesIo = {}): Promise<number> {
   const args = rulesArgs(argv)
   const uid = io.uid ?? process.getuid?.()
-  if (uid !== 0) throw new SipalgError('E200_NOT_ROOT', { what: `sipalg rules ${args[0]}` })
+  // --print changes nothing: anyone may look (without root it cannot see FORWARD, so it shows the jump).
+  if (uid !== 0 && !args.includes('--print')) throw new SipalgError('E200_NOT_ROOT', { what: `sipalg rules ${args[0]}` })
   const script = io.script ?? rulesScriptPath()
   const stdout = io.stdout ?? process.stdout
   const stderr = io.stderr ?? process.stderr

@@ -10,10 +10,12 @@ import { ADOPTED, Alg } from '../alg.js'
 import { loadState, saveState } from '../dialog/state.js'
 import { buildConfig, type Config } from '../config.js'
 import { loadConfigFile } from './config-file.js'
-import { SipalgError } from '../errors.js'
-import { createLogger } from '../log.js'
+import { SipalgError, shortCode } from '../errors.js'
+import { createLogger, logCoded } from '../log.js'
 import { applyOps, type KernelMaps, type MapName, type MapOp } from '../media/mappings.js'
-import { createTable, DEFAULT_MARK } from '../netfilter/table.js'
+import { createTable, tableScript, DEFAULT_MARK } from '../netfilter/table.js'
+import { RulesetWatch } from '../netfilter/watch.js'
+import { preflight } from './preflight.js'
 import { PacketQueue, fixIpv4Udp } from '../netfilter/queue.js'
 import { NftMaps, addrPortKey, decodeKey, portKey, type NftOp } from '../netfilter/nftmaps.js'
 import { conntrackCounters, deleteConntrack } from '../netfilter/conntrack.js'
@@ -108,7 +110,7 @@ function enableAccounting (log: Logger): void {
       writeFileSync(path, '1\n')
       log.info({ sysctl: 'net.netfilter.nf_conntrack_acct=1' }, 'turned on conntrack accounting for per-call traffic in sipalg status (conntrack_accounting: false to leave it)')
     }
-  } catch (e) { log.warn({ err: (e as Error).message }, 'conntrack accounting unavailable: sipalg status shows no per-call traffic') }
+  } catch (e) { log.warn({ code: shortCode('E310_CONNTRACK'), err: (e as Error).message }, 'conntrack accounting unavailable: sipalg status shows no per-call traffic') }
 }
 
 export async function runDaemon (argv: string[]): Promise<number> {
@@ -116,7 +118,16 @@ export async function runDaemon (argv: string[]): Promise<number> {
   if (process.getuid?.() !== 0) throw new SipalgError('E200_NOT_ROOT', { what: 'sipalg run' })
   const log = createLogger(cfg.logLevel, pretty)
   const publicIp = cfg.public as string
-  createTable({ table: cfg.table, publicIp, outsideIf: cfg.outsideIf, mark: DEFAULT_MARK })
+  // Every port and path is checked before the table exists and the queue is bound (src/cli/preflight.ts).
+  await preflight({
+    queue: cfg.queue,
+    metricsPort: cfg.metricsPort,
+    controlSocket: cfg.controlSocket ?? defaultSocketPath(cfg.table, cfg.queue),
+    readyFile: cfg.readyFile,
+    stateFile: cfg.stateFile ?? defaultStatePath(cfg.table, cfg.queue)
+  }, log)
+  const tableSpec = { table: cfg.table, publicIp, outsideIf: cfg.outsideIf, mark: DEFAULT_MARK }
+  createTable(tableSpec)
   if (cfg.conntrackAccounting) enableAccounting(log)
   const nft = NftMaps.open(cfg.table)
   const kernel = kernelMaps(nft)
@@ -131,11 +142,24 @@ export async function runDaemon (argv: string[]): Promise<number> {
   const persist = (): void => {
     const state = alg.stateIfChanged()
     if (state === null) return
-    try { saveState(statePath, state) } catch (e) { log.warn({ err: (e as Error).message, path: statePath }, 'could not save call state') }
+    try { saveState(statePath, state) } catch (e) { log.warn({ code: shortCode('E308_STATE_SAVE'), err: (e as Error).message, path: statePath }, 'could not save call state') }
   }
   const latency = new LatencyHistogram()
 
   const queue = PacketQueue.open({ queue: cfg.queue, maxLen: cfg.queueMaxLen, rcvbufBytes: cfg.queueRcvbufBytes, failOpen: !cfg.failClosed })
+  // A firewall reload that removes sipalg's table or queue rules is undone within CHECK_MS (src/netfilter/watch.ts).
+  const watch = new RulesetWatch({
+    table: cfg.table,
+    queue: cfg.queue,
+    script: tableScript(tableSpec),
+    createTable: () => { createTable(tableSpec) },
+    rules: t => nft.rules(t),
+    kernel,
+    entries: () => alg.maps.all(),
+    log,
+    onHeal: () => { alg.counters.inc('ruleset_healed') }
+  })
+  watch.start()
   // Map changes go to the kernel before the verdicts only when a phone's outgoing message relies
   // on them (the ports it advertises); everything else — removals at BYE/CANCEL/errors, narrowing
   // to the far end, registration DNAT — follows within DEFER_MS after the verdicts, coalesced, so
@@ -152,7 +176,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
     deferred = []
     for (const f of applyOps(kernel, all)) {
       alg.counters.inc('map_ops_failed')
-      log.error({ map: f.op.map, key: f.op.key, err: f.error.message }, 'kernel refused a mapping change')
+      log.error({ code: shortCode('E309_MAP_REFUSED'), map: f.op.map, key: f.op.key, err: f.error.message }, 'kernel refused a mapping change')
     }
   }
   // A media flow the kernel still tracks outlives its map element: forget it so the ended call's
@@ -167,7 +191,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
       ({ proto: 'udp' as const, src: f.remote.ip, sport: f.remote.port, dst: publicIp, dport: f.publicPort, direction })))
     try {
       alg.counters.inc('conntrack_deleted', deleteConntrack(tuples))
-    } catch (e) { log.warn({ err: (e as Error).message, flows: tuples.length }, 'could not delete conntrack entries of ended calls') }
+    } catch (e) { log.warn({ code: shortCode('E310_CONNTRACK'), err: (e as Error).message, flows: tuples.length }, 'could not delete conntrack entries of ended calls') }
   }
   // Deferred changes wait a few milliseconds so that, under load, many calls' removals share one
   // nft transaction and one conntrack send instead of costing one each per wake-up.
@@ -197,7 +221,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
   // `sipalg trace` clients: the ALG emits message events only while at least one is connected.
   const tracers = new Set<(e: TraceEvent) => void>()
   const control = serveControl(socketPath, {
-    status: () => withTraffic({ ...alg.status(), uptimeSeconds: Math.round((Date.now() - startedAt) / 1000), latencyUs: latency.summary(), queue: queue.stats() })
+    status: () => withTraffic({ ...alg.status(), uptimeSeconds: Math.round((Date.now() - startedAt) / 1000), latencyUs: latency.summary(), queue: queue.stats(), ruleset: watch.status() })
   }, {
     trace: client => {
       client.send({ trace: 'started', publicIp })
@@ -232,6 +256,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
   return await new Promise<number>(resolve => {
     const stop = (sig: string): void => {
       clearInterval(timer)
+      watch.stop()
       commit(false)
       persist()
       // Kernel mappings stay: calls in progress keep their audio; the rules fail open.
@@ -251,7 +276,8 @@ export async function runDaemon (argv: string[]): Promise<number> {
         const needRestart = alg.reconfigure(next)
         log.info({ needRestart }, needRestart.length === 0 ? 'config reloaded' : 'config reloaded; some changes need a restart')
       } catch (e) {
-        log.error({ err: e instanceof SipalgError ? e.toString() : String(e) }, 'config reload failed; keeping the running config')
+        if (e instanceof SipalgError) log.error({ code: shortCode(e.code), err: e.toString() }, 'config reload failed; keeping the running config')
+        else logCoded(log, 'error', 'E306_RELOAD_FAILED', { why: String(e) })
       }
     })
     process.once('SIGTERM', () => stop('SIGTERM'))

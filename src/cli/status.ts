@@ -3,6 +3,7 @@
 
 import { askControl, socketPath } from './control.js'
 import { parseCommand } from './commands.js'
+import type { WatchStatus } from '../netfilter/watch.js'
 
 /** One media stream's RTP flow through the gateway; traffic from conntrack when it counts. */
 export interface FlowStatus {
@@ -22,6 +23,8 @@ export interface StatusDoc {
   mappings: Record<string, number>
   counters: Record<string, number>
   latencyUs: { packets: number, p50: number, p99: number, mean: number }
+  /** Self-healing of sipalg's table and queue rules (src/netfilter/watch.ts). */
+  ruleset?: WatchStatus
 }
 
 function table (head: string[], rows: string[][]): string {
@@ -44,6 +47,12 @@ export function renderStatus (s: StatusDoc): string {
     s.registrations.map(r => [r.phone, String(r.publicPort), r.registrar, r.aor, `${r.expiresInSeconds}s`]))
   out += `\nKernel mappings\n${table(['MAP', 'ELEMENTS'], Object.entries(s.mappings).map(([k, v]) => [k, String(v)]))}`
   out += `\nCounters\n${table(['NAME', 'VALUE'], Object.entries(s.counters).map(([k, v]) => [k, String(v)]))}`
+  if (s.ruleset !== undefined) {
+    const h = s.ruleset.lastHeal
+    out += `\nRuleset: ${s.ruleset.tableHeals} table and ${s.ruleset.queueRuleHeals} queue-rule repairs` +
+      `${h === null ? '' : `, last ${h.at} (${h.what}, ${h.healMs} ms)`}; checked ${s.ruleset.checks} times, ${s.ruleset.checkUsMean} µs each` +
+      `${s.ruleset.queueRulesWatched ? '' : '; queue rules not watched (not installed when sipalg started)'}\n`
+  }
   out += `\nVerdict latency: p50 ≤ ${s.latencyUs.p50} µs, p99 ≤ ${s.latencyUs.p99} µs over ${s.latencyUs.packets} packets\n`
   return out
 }

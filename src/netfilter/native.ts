@@ -48,6 +48,12 @@ export interface NativeSetElem {
   timeoutMs: number | null
 }
 
+export interface NativeRule {
+  chain: string
+  /** The rule's netlink payload (expressions, userdata): searched for text, e.g. a comment. */
+  raw: Buffer
+}
+
 export interface NativeNftOp {
   op: 'add' | 'delete'
   map: string
@@ -75,6 +81,8 @@ export interface NativeAddon {
   nftList (h: Handle, map: string): NativeSetElem[]
   nftClose (h: Handle): void
   nftStats (h: Handle): { batches: number, ops: number, errors: number }
+  /** Every rule of `table ip <table>` (any table, not only the handle's): chain and netlink payload. */
+  nftRules (h: Handle, table: string): NativeRule[]
   /** [reply 0|1, src, dst, sport, dport] per entry; returns how many existed and were deleted. */
   ctDeleteMany (tuples: Uint32Array): number
   /** Same tuples; [origPackets, origBytes, replyPackets, replyBytes] each: -2 no entry, -1 not counted. */

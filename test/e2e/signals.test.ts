@@ -2,7 +2,7 @@
 // leaves the kernel mappings, so a call in progress keeps its audio.
 
 import t from 'tap'
-import { writeFileSync } from 'node:fs'
+import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Lab } from '../lab/lab.js'
 import { runCall } from '../lab/sip.js'
@@ -28,8 +28,15 @@ t.test('SIGHUP and SIGTERM', async t => {
     writeFileSync(config, 'malformed: sideways\n')
     alg.child.kill('SIGHUP')
     for (let i = 0; i < 30 && !/config reload failed/.test(alg.log()); i++) await sleep(100)
-    t.match(alg.log(), /E103.*malformed.*config reload failed; keeping the running config/)
+    t.match(alg.log(), /"code":"E103".*E103.*malformed.*config reload failed; keeping the running config/)
     t.equal(alg.child.exitCode, null, 'a bad config does not stop sipalg')
+    rmSync(config)
+    alg.child.kill('SIGHUP')
+    for (let i = 0; i < 30 && !/"code":"E102"/.test(alg.log()); i++) await sleep(100)
+    t.match(alg.log(), /"code":"E102".*cannot read config file.*config reload failed; keeping the running config/, 'a vanished config file: E102, kept running')
+    await lab.sendUdp('a', '203.0.113.9', 5060, 3, 'not sip at all', 5060)
+    t.equal((await alg.status()).counters.dropped, 6, 'the running config (malformed: drop) is still in force')
+    writeFileSync(config, 'malformed: pass\n')
   })
 
   await t.test('SIGTERM mid-call: sipalg exits cleanly, the call keeps its audio', async t => {

@@ -58,6 +58,8 @@ export async function startSipalg (lab: Lab, opts: SipalgOptions = {}): Promise<
     args.push('--config', join(dir, 'sipalg.yaml'))
   }
   if (opts.rules !== false) await installRules(lab, opts.ruleArgs)
+  const tableAt = args.indexOf('--table')
+  const table = tableAt < 0 ? 'sipalg' : args[tableAt + 1]
   const child = lab.spawn('gw', 'node', args, { stdio: ['ignore', 'pipe', 'pipe'] })
   let log = ''
   child.stdout?.on('data', (c: Buffer) => { log += c.toString() })
@@ -76,7 +78,7 @@ export async function startSipalg (lab: Lab, opts: SipalgOptions = {}): Promise<
     log: () => log,
     status: async () => JSON.parse(await lab.sh('gw', 'node', [CLI, 'status', '--json', '--socket', socket])) as StatusJson,
     elements: async map => {
-      const out = await lab.sh('gw', 'nft', ['list', 'map', 'ip', 'sipalg', map])
+      const out = await lab.sh('gw', 'nft', ['list', 'map', 'ip', table, map])
       const m = /elements = \{([^}]*)\}/s.exec(out)
       if (m === null) return []
       return m[1].split(',').map(e => e.replace(/\s+/g, ' ').replace(/ timeout \S+ expires \S+/, '').trim()).filter(e => e !== '')
