@@ -3,11 +3,11 @@
 import t from 'tap'
 import { isInitialInvite, SIP_HANDLERS } from '../../src/dialog/methods.js'
 import { parsed } from '../fixtures/helpers.js'
-import { A, B, C, Harness, sdp, sipText } from './harness.js'
+import { A, B, C, Harness, sdp, sipText, type Msg } from './harness.js'
 
-const invite = (body?: string): Parameters<Harness['deliver']>[0] => ({ start: 'INVITE', cseq: '1 INVITE', body, phoneSent: true })
-const fromFar = (start: string, cseq: string, body?: string, toTag = 'b1') => ({ start, cseq, toTag, body, phoneSent: false })
-const fromPhone = (start: string, cseq: string, body?: string, toTag = 'b1') => ({ start, cseq, toTag, body, phoneSent: true })
+const invite = (body?: string): Msg => ({ start: 'INVITE', cseq: '1 INVITE', body, phoneSent: true })
+const fromFar = (start: string, cseq: string, body?: string, toTag = 'b1'): Msg => ({ start, cseq, toTag, body, phoneSent: false })
+const fromPhone = (start: string, cseq: string, body?: string, toTag = 'b1'): Msg => ({ start, cseq, toTag, body, phoneSent: true })
 
 t.test('the table names every method the dialog layer acts on', async t => {
   t.same(Object.keys(SIP_HANDLERS).sort(), ['ACK', 'BYE', 'CANCEL', 'INFO', 'INVITE', 'MESSAGE', 'OPTIONS', 'PRACK', 'REGISTER', 'UPDATE'])
@@ -55,7 +55,7 @@ t.test('BYE from the far end', async t => {
 t.test('CANCEL marks the call; the 487 ends it; without a 487 the ring timeout does', async t => {
   const h = new Harness()
   h.deliver(invite(sdp(A, 4000)))
-  h.deliver(fromPhone('CANCEL', '1 CANCEL', undefined, undefined as unknown as string))
+  h.deliver({ start: 'CANCEL', cseq: '1 CANCEL', phoneSent: true })
   t.equal(h.call()?.cancelled, true)
   const fin = h.deliver(fromFar('487 Request Terminated', '1 INVITE'))
   t.ok(fin.ops.includes('delete any_dnat 20000'))
