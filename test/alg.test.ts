@@ -4,6 +4,8 @@ import { Alg } from '../src/alg.js'
 import { buildConfig } from '../src/config.js'
 import { buildUdp, parseUdp } from '../src/netfilter/packet.js'
 import { ADOPTED, type MapOp } from '../src/media/mappings.js'
+import { sdp } from './dialog/harness.js'
+import type { TraceEvent } from '../src/trace/ladder.js'
 
 const A = '10.0.1.23'; const A2 = '10.0.1.24'; const B = '203.0.113.9'; const PUB = '203.0.113.1'
 
@@ -17,15 +19,6 @@ const crlf = (s: string): string => s.replace(/\n/g, '\r\n')
 function withBody (head: string, body: string): string {
   return crlf(head.replace('{len}', String(Buffer.byteLength(crlf(body))))) + crlf(body)
 }
-
-const sdp = (ip: string, port: number, extra = ''): string => `v=0
-o=- 1 1 IN IP4 ${ip}
-s=-
-c=IN IP4 ${ip}
-t=0 0
-m=audio ${port} RTP/AVP 0 8
-a=rtpmap:0 PCMU/8000
-${extra}`
 
 const invite = (from: string, fromPort: number, rtp: number, callId: string): string => withBody(`INVITE sip:bob@${B} SIP/2.0
 Via: SIP/2.0/UDP ${from}:${fromPort};branch=z9hG4bK-${callId};rport
@@ -443,4 +436,58 @@ t.test('which map changes must reach the kernel before the verdict', async t => 
   const fw = makeAlg({ firewall: true }).alg
   send(fw, A, 5060, B, 5060, invite(A, 5060, 4000, 'u2'))
   t.equal(send(fw, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, 'u2', sdp(B, 6000))).first, true, 'in firewall mode the answer opens the only pinhole: before its verdict')
+})
+
+t.test('trace events carry the net kernel changes of each message', async t => {
+  const { alg } = makeAlg()
+  const events: TraceEvent[] = []
+  alg.onMessage = e => { events.push(e) }
+  send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 'tr1'))
+  send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 'tr1'))
+  send(alg, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, 'tr1', sdp(B, 6000)))
+  const text = (ms: Array<{ map: string, key: { ip?: string, port: number } }>): string[] => ms.map(m => `${m.map} ${m.key.ip ?? ''}.${m.key.port}`).sort()
+  t.same(text(events[0].added), ['any_dnat .20000', 'any_dnat .20001', `peer_dnat ${B}.5060`, `src_nat ${A}.4000`, `src_nat ${A}.4001`, `src_nat ${A}.5060`])
+  t.same(events[0].removed, [])
+  t.same([events[1].added, events[1].removed], [[], []], 'a retransmission changes nothing')
+  t.same(text(events[2].added), [`peer_dnat ${B}.20000`, `peer_dnat ${B}.20001`])
+  t.same(text(events[2].removed), ['any_dnat .20000', 'any_dnat .20001'])
+  t.same(events[2].removed[0].data, { ip: A, port: 4000 }, 'a removed element shows what it held')
+  alg.onMessage = () => { throw new Error('a broken listener') }
+  t.match(send(alg, A, 5060, B, 5060, request('BYE', 2, A, 5060, 'tr1')).out, /^BYE /, 'never costs the message its verdict')
+})
+
+t.test('reload: the keys that need a restart follow from the declaration of live keys', async t => {
+  const base = { public: PUB, inside: ['10.0.1.0/24'] }
+  const { alg } = makeAlg()
+  t.same(alg.reconfigure(buildConfig([{ ...base, firewall: true, malformed: 'drop', log_level: 'warn', timeouts: { ring: 5 }, trusted_inside_proxies: [A] }])), [], 'all live')
+  t.equal(send(alg, A, 5060, B, 5060, 'junk that is not SIP').dropped, true, 'malformed: drop applies at once')
+  t.same(alg.reconfigure(buildConfig([{ ...base, queue: 3, media_ports: '30000-30999', timeouts: { signalling: 10 } }])).sort(),
+    ['mediaPorts', 'queue', 'timeouts.signalling'])
+  t.equal(alg.status().publicIp, PUB, 'restart-only keys are left as they were')
+})
+
+t.test('state saving: on change, not per packet', async t => {
+  const { alg } = makeAlg()
+  t.equal(alg.stateIfChanged(), null, 'nothing yet')
+  const options = crlf(`OPTIONS sip:${B} SIP/2.0\nVia: SIP/2.0/UDP ${A}:5060;branch=z9hG4bK-o\nFrom: <sip:a@${A}>;tag=1\nTo: <sip:b@${B}>\nCall-ID: o1\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n`)
+  for (let i = 0; i < 5; i++) send(alg, A, 5060, B, 5060, options)
+  send(alg, A, 5060, B, 5060, '\r\n\r\n')
+  t.equal(alg.stateIfChanged(), null, 'keepalives and OPTIONS outside a call change nothing a restart needs')
+  send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 's1'))
+  t.equal(alg.stateIfChanged()?.calls.length, 1)
+  t.equal(alg.stateIfChanged(), null)
+})
+
+t.test('adopt: kernel elements of a previous sipalg hold their ports', async t => {
+  const { alg } = makeAlg()
+  t.equal(alg.adopt([
+    { map: 'src_nat', key: { ip: A, port: 4000 }, data: { port: 20000 }, remainingMs: 30_000 },
+    { map: 'src_nat', key: { ip: A, port: 5060 }, data: { port: 5062 }, remainingMs: 30_000 },
+    { map: 'any_dnat', key: { port: 20000 }, data: { ip: A, port: 4000 }, remainingMs: 30_000 }
+  ]), 3)
+  t.equal(alg.ports.inUse, 1, 'the media pair is claimed')
+  t.same(alg.signalling.lookupPublic(5062), { ip: A, port: 5060 }, 'the signalling port is the phone\'s again')
+  t.same(alg.maps.takePending(), [], 'adoption sends nothing')
+  const st = alg.status()
+  t.same(st.mappings, { src_nat: 2, any_dnat: 1, peer_dnat: 0 })
 })
