@@ -89,7 +89,7 @@ export class Alg {
 
   private applyPolicies (cfg: Config): void {
     const t = cfg.timeouts
-    Object.assign(this.callPolicy, { ringMs: t.ring * 1000, callMs: t.call * 1000, elementMs: Math.min(t.element, t.call) * 1000, peerOnly: cfg.firewall })
+    Object.assign(this.callPolicy, { ringMs: t.ring * 1000, callMs: t.call * 1000, elementMs: Math.min(t.element, t.call) * 1000, farEndOnly: cfg.firewall })
     Object.assign(this.registrationPolicy, { graceMs: t.registrationGrace * 1000, inboundFromAny: cfg.inboundSipFrom === 'any' })
     this.trusted.clear()
     for (const ip of cfg.trustedInsideProxies) this.trusted.add(ip)

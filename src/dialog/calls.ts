@@ -21,7 +21,7 @@ export interface CallPolicy {
    * Firewall mode: inbound media only from the far end's SDP address, never "from anyone" while
    * that address is not known yet (costs early media from a far end that sends before its SDP).
    */
-  peerOnly?: boolean
+  farEndOnly?: boolean
   /**
    * Whether a far SDP address may become a pinhole source (a public IPv4 address; garbage or an
    * inside host never does). Unset: any address but 0.0.0.0.
@@ -338,7 +338,7 @@ export class CallTable {
         this.maps.set('src_nat', { ip: s.priv.ip, port: s.priv.rtcpPort }, { port: s.pub.rtcpPort }, t, call.key, true)
       }
       pairs.forEach(([pub, priv], i) => {
-        if (far.length === 0 && this.policy.peerOnly !== true) this.maps.set('any_dnat', { port: pub }, { ip: s.priv.ip, port: priv }, t, call.key, true)
+        if (far.length === 0 && this.policy.farEndOnly !== true) this.maps.set('any_dnat', { port: pub }, { ip: s.priv.ip, port: priv }, t, call.key, true)
         for (const ip of far) this.maps.set('peer_dnat', { ip, port: pub }, { ip: s.priv.ip, port: priv }, t, call.key, wasOpenToAny[i] !== true)
       })
       s.allowedFarIps = far

@@ -42,7 +42,7 @@ const EXPIRY_MARGIN_MS = 1000
 /** Owner of the kernel elements found at start, until a restored call or registration claims them. */
 export const ADOPTED = 'adopted'
 
-export const entryId = (map: MapName, key: ElemKey): string =>
+const entryId = (map: MapName, key: ElemKey): string =>
   key.ip === undefined ? `${map}|${key.port}` : `${map}|${key.ip}|${key.port}`
 
 const sameData = (a: ElemData, b: ElemData): boolean => a.ip === b.ip && a.port === b.port
@@ -53,8 +53,6 @@ export class MappingTable {
   private firstNeeded = false
 
   constructor (private readonly now: () => number = Date.now) {}
-
-  get size (): number { return this.entries.size }
 
   /**
    * Whether a pending op must reach the kernel before the verdict of the packet that caused it
@@ -152,13 +150,13 @@ export class MappingTable {
 }
 
 /** A kernel element as a trace shows it. */
-export interface Element { map: MapName, key: ElemKey, data: ElemData }
+export interface MapElement { map: MapName, key: ElemKey, data: ElemData }
 
 /**
  * What a run of ops changed, net: elements that are new or hold new data, and elements gone.
  * A refresh (delete + add of the same data) and an element added and removed again are no change.
  */
-export function netChanges (ops: MapOp[]): { added: Element[], removed: Element[] } {
+export function netChanges (ops: MapOp[]): { added: MapElement[], removed: MapElement[] } {
   const byId = new Map<string, { map: MapName, key: ElemKey, before?: ElemData, after?: ElemData, first: boolean }>()
   for (const o of ops) {
     const id = entryId(o.map, o.key)
@@ -168,8 +166,8 @@ export function netChanges (ops: MapOp[]): { added: Element[], removed: Element[
     e.first = false
     e.after = o.op === 'add' ? o.data : undefined
   }
-  const added: Element[] = []
-  const removed: Element[] = []
+  const added: MapElement[] = []
+  const removed: MapElement[] = []
   for (const e of byId.values()) {
     if (e.after !== undefined && (e.before === undefined || !sameData(e.before, e.after))) added.push({ map: e.map, key: e.key, data: e.after })
     else if (e.after === undefined && e.before !== undefined) removed.push({ map: e.map, key: e.key, data: e.before })

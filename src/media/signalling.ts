@@ -6,7 +6,7 @@ import type { Endpoint } from '../rewrite/types.js'
 import type { MappingTable } from './mappings.js'
 import { SignallingPortPool } from './ports.js'
 
-export const SIGNALLING_OWNER = 'signalling'
+const SIGNALLING_OWNER = 'signalling'
 
 export class SignallingTable {
   private readonly byPrivate = new Map<string, number>()

@@ -46,7 +46,7 @@ t.test('timeouts: ring, call; kernel timeouts renewed a few times per element li
 })
 
 t.test('firewall mode: nothing open to anyone; the far SDP opens the only pinhole, before its verdict', async t => {
-  const h = new Harness({ peerOnly: true })
+  const h = new Harness({ farEndOnly: true })
   const inv = h.deliver({ start: 'INVITE', cseq: '1 INVITE', body: sdp(A, 4000), phoneSent: true })
   t.notOk(inv.ops.some(o => o.includes('any_dnat')))
   const ok = h.deliver({ start: '200 OK', cseq: '1 INVITE', toTag: 'b1', body: sdp(B, 6000), phoneSent: false })
