@@ -128,11 +128,12 @@ export async function runDaemon (argv: string[]): Promise<number> {
   const latency = new LatencyHistogram()
 
   const queue = PacketQueue.open({ queue: cfg.queue, maxLen: cfg.queueMaxLen, rcvbufBytes: cfg.queueRcvbufBytes, failOpen: !cfg.failClosed })
-  // Map changes go to the kernel before the verdicts only when a phone's outgoing message relies
-  // on them (the ports it advertises); everything else — removals at BYE/CANCEL/errors, narrowing
-  // to the far end, registration DNAT — follows within DEFER_MS after the verdicts, coalesced, so
-  // most packets never wait for an nft transaction. Deferred ops ride along with the next batch,
-  // in order, so a later add never overtakes an earlier delete of the same key.
+  // Map changes go to the kernel before the verdicts only when a released message relies on them
+  // (maps.mustPrecedeVerdict: the ports a phone advertises, a path not open yet); everything else
+  // — removals at BYE/CANCEL/errors, narrowing a pinhole to the far end, refreshes — follows within
+  // DEFER_MS after the verdicts, coalesced, so most packets never wait for an nft transaction.
+  // Deferred ops ride along with the next batch, in order, so a later add never overtakes an
+  // earlier delete of the same key.
   let deferred: MapOp[] = []
   const commit = (beforeVerdict: boolean): void => {
     const first = alg.maps.mustPrecedeVerdict

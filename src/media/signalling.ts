@@ -1,4 +1,4 @@
-// Public signalling ports of inside phones (spec §2): the first SIP packet from a phone's
+// Public signalling ports of inside phones: the first SIP packet from a phone's
 // ip:port gets a public port — its own number when free — installed as SNAT before the verdict,
 // so the address written into the message is the one the far end really sees.
 
