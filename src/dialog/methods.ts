@@ -35,38 +35,53 @@ const inCall = (step: CallStep): Handler => d => (d.call === undefined ? undefin
 const isSuccess = (msg: SipFacts): boolean => msg.statusCode !== undefined && msg.statusCode >= 200 && msg.statusCode < 300
 const carriesSdp = (d: Dispatch): boolean => (d.m.phoneSent ? d.m.phoneMedia.length > 0 : d.m.farSdp !== undefined)
 
-/** Any request inside an established call shows it is alive (re-INVITE, INFO, OPTIONS, MESSAGE...). */
-const inDialog = inCall((calls, call) => { calls.keepAlive(call); return undefined })
+// ---- The handlers (true: the message completes an offer/answer exchange) ----
 
-const IN_DIALOG: SipHandlers = { request: inDialog }
+/** Any request inside an established call shows it is alive: its timeout starts again. */
+const keepAlive = inCall((calls, call) => { calls.keepAlive(call); return undefined })
+
+/** 2xx: the answering dialog is confirmed. An error final ends a call still ringing (a failed re-INVITE leaves it). */
+const inviteAnswered = inCall((calls, call, d) => {
+  if (isSuccess(d.m.msg)) { calls.confirm(call, d.m); return true }
+  const code = d.m.msg.statusCode ?? 0
+  if (code >= 300 && call.state === 'early') calls.end(call, `final ${code}`)
+  return undefined
+})
+
+/** An ACK with its sender's SDP answers an offer made in the 2xx (late offer). */
+const ack = inCall((calls, call, d) => { calls.keepAlive(call); return carriesSdp(d) })
+
+const bye = inCall((calls, call, d) => { calls.end(call, d.m.phoneSent ? 'bye from phone' : 'bye from far end'); return undefined })
+
+/** The 487 (or a 2xx that crossed the CANCEL) settles the call; without one, the ring timeout does. */
+const cancel = inCall((calls, call) => { calls.cancelled(call); calls.keepAlive(call); return undefined })
+
+const answered = inCall((_calls, _call, d) => isSuccess(d.m.msg))
+
+/** The first SDP a side sends in a PRACK answers the offer of a reliable 1xx (RFC 3262); later ones are offers. */
+const prack = inCall((calls, call, d) => { calls.keepAlive(call); return carriesSdp(d) && !d.senderSentSdpBefore })
+
+/** A 2xx to PRACK with SDP answers an offer the PRACK made. */
+const prackAnswered = inCall((_calls, _call, d) => isSuccess(d.m.msg) && carriesSdp(d))
+
+const registerSent: Handler = d => { if (d.m.phoneSent) d.registrations.requested(d.m); return undefined }
+const registerAnswered: Handler = d => { if (!d.m.phoneSent) d.registrations.answered(d.m); return undefined }
+
+/** Methods not listed: an in-dialog request keeps its call alive, a response changes nothing. */
+const IN_DIALOG: SipHandlers = { request: keepAlive }
 
 export const SIP_HANDLERS: Readonly<Record<string, SipHandlers>> = {
-  INVITE: {
-    request: inDialog, // an initial INVITE began the call before the rewrite (isInitialInvite)
-    response: inCall((calls, call, d) => {
-      if (isSuccess(d.m.msg)) { calls.confirm(call, d.m); return true }
-      // An error final ends a call still ringing; a failed re-INVITE leaves the call as it was.
-      if ((d.m.msg.statusCode ?? 0) >= 300 && call.state === 'early') calls.end(call, `final ${d.m.msg.statusCode ?? 0}`)
-      return undefined
-    })
-  },
-  ACK: { request: inCall((calls, call, d) => { calls.keepAlive(call); return carriesSdp(d) }) },
-  BYE: { request: inCall((calls, call, d) => { calls.end(call, d.m.phoneSent ? 'bye from phone' : 'bye from far end'); return undefined }) },
-  // The 487 (or the 2xx that crossed the CANCEL) settles the call; a cancelled call that never
-  // gets one ends at its ring timeout.
-  CANCEL: { request: inCall((calls, call) => { calls.cancelled(call); calls.keepAlive(call); return undefined }) },
-  UPDATE: { request: inDialog, response: inCall((_calls, _call, d) => isSuccess(d.m.msg)) },
-  PRACK: {
-    request: inCall((calls, call, d) => { calls.keepAlive(call); return carriesSdp(d) && !d.senderSentSdpBefore }),
-    response: inCall((_calls, _call, d) => isSuccess(d.m.msg) && carriesSdp(d))
-  },
+  // An initial INVITE began its call before the rewrite (isInitialInvite); a re-INVITE keeps it alive.
+  INVITE: { request: keepAlive, response: inviteAnswered },
+  ACK: { request: ack },
+  BYE: { request: bye },
+  CANCEL: { request: cancel },
+  UPDATE: { request: keepAlive, response: answered },
+  PRACK: { request: prack, response: prackAnswered },
   INFO: IN_DIALOG,
   OPTIONS: IN_DIALOG,
   MESSAGE: IN_DIALOG,
-  REGISTER: {
-    request: d => { if (d.m.phoneSent) d.registrations.requested(d.m); return undefined },
-    response: d => { if (!d.m.phoneSent) d.registrations.answered(d.m); return undefined }
-  }
+  REGISTER: { request: registerSent, response: registerAnswered }
 }
 
 const ended = (call: Call): boolean => call.state === 'ended'
