@@ -491,3 +491,22 @@ t.test('adopt: kernel elements of a previous sipalg hold their ports', async t =
   const st = alg.status()
   t.same(st.mappings, { src_nat: 2, any_dnat: 1, peer_dnat: 0 })
 })
+
+t.test('status: calls with their media and flows, registrations, mappings, counters', async t => {
+  const { alg, clock } = makeAlg()
+  send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 'st1'))
+  t.same(alg.status().calls[0].media, [`audio ${A}:4000 → 20000 ⇐ any`])
+  send(alg, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, 'st1', sdp(B, 6000)))
+  send(alg, A, 5060, B, 5060, crlf(`REGISTER sip:${B} SIP/2.0\nVia: SIP/2.0/UDP ${A}:5060;branch=z9hG4bK-st\nFrom: <sip:alice@${B}>;tag=r\nTo: <sip:alice@${B}>\nCall-ID: st-reg\nCSeq: 1 REGISTER\nContact: <sip:alice@${A}:5060>\nContent-Length: 0\n\n`))
+  send(alg, B, 5060, A, 5060, crlf(`SIP/2.0 200 OK\nVia: SIP/2.0/UDP ${PUB}:5060;branch=z9hG4bK-st\nFrom: <sip:alice@${B}>;tag=r\nTo: <sip:alice@${B}>;tag=s\nCall-ID: st-reg\nCSeq: 1 REGISTER\nContact: <sip:alice@${PUB}:5060>;expires=600\nContent-Length: 0\n\n`))
+  clock.now += 10_000
+  const st = alg.status()
+  t.same(st.calls, [{
+    callId: 'st1', phone: `${A}:5060`, direction: 'out', state: 'confirmed', ageSeconds: 10,
+    media: [`audio ${A}:4000 → 20000 ⇐ ${B}`],
+    flows: [{ media: 'audio', publicPort: 20000, far: { ip: B, port: 6000 } }]
+  }])
+  t.same(st.registrations, [{ phone: `${A}:5060`, publicPort: 5060, registrar: B, aor: `sip:alice@${B}`, expiresInSeconds: 590 }])
+  t.same(st.mappings, { src_nat: 3, any_dnat: 0, peer_dnat: 3 })
+  t.equal(st.counters.calls_started, 1)
+})
