@@ -61,7 +61,6 @@ export interface Call {
   farSignalling: Set<string>
   /** The phone's streams in the last SDP it sent with any mapped stream (offer or answer). */
   phoneSdp: Set<string> | null
-  endReason?: string
 }
 
 export interface FarStream { ip: string, rtpPort: number, rtcpPort: number | null }
@@ -285,7 +284,6 @@ export class CallTable {
   end (call: Call, reason: string): void {
     if (call.state === 'ended') return
     call.state = 'ended'
-    call.endReason = reason
     for (const s of [...call.streams.values()]) this.dropStream(call, s)
     for (const ip of call.farSignalling) {
       this.maps.release('peer_dnat', { ip, port: call.phonePublicPort }, call.key)

@@ -15,7 +15,6 @@ export interface Registration {
   registrar: string
   aor: string
   expiresAt: number
-  refreshedAt: number
 }
 
 export interface RegistrationPolicy {
@@ -94,7 +93,7 @@ export class RegistrationTable {
     const now = this.now()
     const reg: Registration = {
       key, phone: p.phone, publicPort: p.publicPort, registrar: p.registrar, aor: p.aor,
-      expiresAt: now + granted * 1000, refreshedAt: now
+      expiresAt: now + granted * 1000
     }
     this.regs.set(key, reg)
     this.changed = true
