@@ -7,8 +7,6 @@ export class Counters {
     this.values.set(name, (this.values.get(name) ?? 0) + by)
   }
 
-  get (name: string): number { return this.values.get(name) ?? 0 }
-
   snapshot (): Record<string, number> {
     return Object.fromEntries([...this.values].sort(([a], [b]) => a.localeCompare(b)))
   }

@@ -1,9 +1,11 @@
 import t from 'tap'
 import { pino } from 'pino'
-import { ADOPTED, Alg } from '../src/alg.js'
+import { Alg } from '../src/alg.js'
 import { buildConfig } from '../src/config.js'
 import { buildUdp, parseUdp } from '../src/netfilter/packet.js'
-import type { MapOp } from '../src/media/mappings.js'
+import { ADOPTED, type MapOp } from '../src/media/mappings.js'
+import { sdp } from './dialog/harness.js'
+import type { TraceEvent } from '../src/trace/ladder.js'
 
 const A = '10.0.1.23'; const A2 = '10.0.1.24'; const B = '203.0.113.9'; const PUB = '203.0.113.1'
 
@@ -17,15 +19,6 @@ const crlf = (s: string): string => s.replace(/\n/g, '\r\n')
 function withBody (head: string, body: string): string {
   return crlf(head.replace('{len}', String(Buffer.byteLength(crlf(body))))) + crlf(body)
 }
-
-const sdp = (ip: string, port: number, extra = ''): string => `v=0
-o=- 1 1 IN IP4 ${ip}
-s=-
-c=IN IP4 ${ip}
-t=0 0
-m=audio ${port} RTP/AVP 0 8
-a=rtpmap:0 PCMU/8000
-${extra}`
 
 const invite = (from: string, fromPort: number, rtp: number, callId: string): string => withBody(`INVITE sip:bob@${B} SIP/2.0
 Via: SIP/2.0/UDP ${from}:${fromPort};branch=z9hG4bK-${callId};rport
@@ -63,14 +56,16 @@ Content-Length: 0
 
 `)
 
-function send (alg: Alg, src: string, sport: number, dst: string, dport: number, text: string): { out: string, dropped: boolean, ops: MapOp[] } {
+/** One packet through the ALG: its text as released, the map ops it queued, whether they must precede its verdict. */
+function send (alg: Alg, src: string, sport: number, dst: string, dport: number, text: string): { out: string, dropped: boolean, ops: MapOp[], first: boolean } {
   const v = alg.process(buildUdp(src, sport, dst, dport, Buffer.from(text, 'latin1')))
+  const first = alg.maps.mustPrecedeVerdict
   const ops = alg.maps.takePending()
-  if (v.action === 'drop') return { out: '', dropped: true, ops }
-  if (v.payload === undefined) return { out: text, dropped: false, ops }
+  if (v.action === 'drop') return { out: '', dropped: true, ops, first }
+  if (v.payload === undefined) return { out: text, dropped: false, ops, first }
   const p = parseUdp(v.payload)
   if (!p.ok) throw new Error('verdict payload is not a valid UDP packet')
-  return { out: p.udp.payload.toString('latin1'), dropped: false, ops }
+  return { out: p.udp.payload.toString('latin1'), dropped: false, ops, first }
 }
 
 const opsText = (ops: MapOp[]): string[] => ops.map(o =>
@@ -185,13 +180,13 @@ ${expires > 0 ? `Contact: <sip:alice@${PUB}:5060>;expires=${expires}\n` : ''}Con
   const out = send(alg, A, 5060, B, 5060, reg(3600, 1))
   t.match(out.out, `Contact: <sip:alice@${PUB}:5060>;expires=3600`)
   const granted = send(alg, B, 5060, A, 5060, ok(120, 1))
-  t.equal(alg.registrations.size, 1)
+  t.equal([...alg.registrations.values()].length, 1)
   const dnat = granted.ops.find(o => o.map === 'peer_dnat')
   t.same(dnat, { op: 'add', map: 'peer_dnat', key: { ip: B, port: 5060 }, data: { ip: A, port: 5060 }, timeoutMs: 130_000 }, 'granted 120 s + 10 s grace')
   clock.now += 5000
   send(alg, A, 5060, B, 5060, reg(0, 2))
   const gone = send(alg, B, 5060, A, 5060, ok(0, 2))
-  t.equal(alg.registrations.size, 0)
+  t.equal([...alg.registrations.values()].length, 0)
   t.ok(gone.ops.some(o => o.op === 'delete' && o.map === 'peer_dnat'), 'unregister removes the DNAT')
 })
 
@@ -200,10 +195,10 @@ t.test('not SIP on 5060: passed and counted, or dropped when configured; keepali
   const junk = send(alg, A, 5060, B, 5060, 'GET / HTTP/1.1\r\nHost: x\r\n\r\nINVITE sip:x SIP/2.0\r\n')
   t.equal(junk.dropped, false)
   t.same(junk.ops, [], 'never opens a mapping')
-  t.equal(alg.counters.get('not_sip'), 1)
+  t.equal((alg.counters.snapshot().not_sip ?? 0), 1)
   const ka = send(alg, A, 5060, B, 5060, '\r\n\r\n')
   t.equal(ka.out, '\r\n\r\n')
-  t.equal(alg.counters.get('keepalives'), 1)
+  t.equal((alg.counters.snapshot().keepalives ?? 0), 1)
   const strict = makeAlg({ malformed: 'drop' }).alg
   t.equal(send(strict, A, 5060, B, 5060, '\x00\x01garbage').dropped, true)
   const transit = send(alg, A, 40000, B, 40000, 'INVITE sip:x SIP/2.0\r\n\r\n')
@@ -298,10 +293,10 @@ t.test('abuse limits: refused calls still pass, without a mapping, and are count
   t.notOk(mapped(third.out), 'third concurrent call of one host: SDP left alone')
   t.notOk(third.dropped, 'but the INVITE still passes')
   t.notOk(third.ops.some(o => o.map !== 'peer_dnat' && o.key.port === 4020), 'no media mapping for it')
-  t.equal(alg.counters.get('refused_calls_per_host'), 1)
+  t.equal((alg.counters.snapshot().refused_calls_per_host ?? 0), 1)
   t.ok(mapped(send(alg, A2, 5060, B, 5060, invite(A2, 5060, 4000, 'l4')).out), 'another host still can')
   t.notOk(mapped(send(alg, A2, 5060, B, 5060, invite(A2, 5060, 4010, 'l5')).out), 'until the gateway-wide maximum')
-  t.equal(alg.counters.get('refused_max_calls'), 1)
+  t.equal((alg.counters.snapshot().refused_max_calls ?? 0), 1)
   send(alg, A, 5060, B, 5060, request('BYE', 2, A, 5060, 'l1'))
   clock.now += 1000
   t.ok(mapped(send(alg, A, 5060, B, 5060, invite(A, 5060, 4030, 'l6')).out), 'a slot freed by BYE is usable again')
@@ -428,21 +423,90 @@ t.test('reload: limits and timeouts change live, for calls in progress too; rest
   send(alg, A, 5060, B, 5060, request('ACK', 1, A, 5060, 'h1'))
   clock.now += 61_000
   alg.tick()
-  t.notOk(alg.calls.get(`h1|${A}:5060`), 'the shorter call timeout applies to the call in progress')
+  t.notOk(alg.calls.find('h1', { ip: A, port: 5060 }), 'the shorter call timeout applies to the call in progress')
 })
 
 t.test('which map changes must reach the kernel before the verdict', async t => {
   const { alg } = makeAlg()
-  send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 'u1'))
-  t.equal(alg.takeMappingsFirst(), true, 'the INVITE advertises new ports')
-  send(alg, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, 'u1', sdp(B, 6000)))
-  t.equal(alg.takeMappingsFirst(), false, 'narrowing an open pinhole to the far end can follow')
-  send(alg, A, 5060, B, 5060, request('BYE', 2, A, 5060, 'u1'))
-  t.equal(alg.takeMappingsFirst(), false, 'removals can follow')
+  t.equal(send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 'u1')).first, true, 'the INVITE advertises new ports')
+  t.equal(send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 'u1')).first, false, 'its retransmission relies on nothing new')
+  t.equal(send(alg, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, 'u1', sdp(B, 6000))).first, false, 'narrowing an open pinhole to the far end can follow')
+  t.equal(send(alg, A, 5060, B, 5060, request('BYE', 2, A, 5060, 'u1')).first, false, 'removals can follow')
 
   const fw = makeAlg({ firewall: true }).alg
   send(fw, A, 5060, B, 5060, invite(A, 5060, 4000, 'u2'))
-  fw.takeMappingsFirst()
-  send(fw, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, 'u2', sdp(B, 6000)))
-  t.equal(fw.takeMappingsFirst(), true, 'in firewall mode the answer opens the only pinhole: before its verdict')
+  t.equal(send(fw, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, 'u2', sdp(B, 6000))).first, true, 'in firewall mode the answer opens the only pinhole: before its verdict')
+})
+
+t.test('trace events carry the net kernel changes of each message', async t => {
+  const { alg } = makeAlg()
+  const events: TraceEvent[] = []
+  alg.onMessage = e => { events.push(e) }
+  send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 'tr1'))
+  send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 'tr1'))
+  send(alg, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, 'tr1', sdp(B, 6000)))
+  const text = (ms: Array<{ map: string, key: { ip?: string, port: number } }>): string[] => ms.map(m => `${m.map} ${m.key.ip ?? ''}.${m.key.port}`).sort()
+  t.same(text(events[0].added), ['any_dnat .20000', 'any_dnat .20001', `peer_dnat ${B}.5060`, `src_nat ${A}.4000`, `src_nat ${A}.4001`, `src_nat ${A}.5060`])
+  t.same(events[0].removed, [])
+  t.same([events[1].added, events[1].removed], [[], []], 'a retransmission changes nothing')
+  t.same(text(events[2].added), [`peer_dnat ${B}.20000`, `peer_dnat ${B}.20001`])
+  t.same(text(events[2].removed), ['any_dnat .20000', 'any_dnat .20001'])
+  t.same(events[2].removed[0].data, { ip: A, port: 4000 }, 'a removed element shows what it held')
+  alg.onMessage = () => { throw new Error('a broken listener') }
+  t.match(send(alg, A, 5060, B, 5060, request('BYE', 2, A, 5060, 'tr1')).out, /^BYE /, 'never costs the message its verdict')
+})
+
+t.test('reload: the keys that need a restart follow from the declaration of live keys', async t => {
+  const base = { public: PUB, inside: ['10.0.1.0/24'] }
+  const { alg } = makeAlg()
+  t.same(alg.reconfigure(buildConfig([{ ...base, firewall: true, malformed: 'drop', log_level: 'warn', timeouts: { ring: 5 }, trusted_inside_proxies: [A] }])), [], 'all live')
+  t.equal(send(alg, A, 5060, B, 5060, 'junk that is not SIP').dropped, true, 'malformed: drop applies at once')
+  t.same(alg.reconfigure(buildConfig([{ ...base, queue: 3, media_ports: '30000-30999', timeouts: { signalling: 10 } }])).sort(),
+    ['mediaPorts', 'queue', 'timeouts.signalling'])
+  t.equal(alg.status().publicIp, PUB, 'restart-only keys are left as they were')
+})
+
+t.test('state saving: on change, not per packet', async t => {
+  const { alg } = makeAlg()
+  t.equal(alg.stateIfChanged(), null, 'nothing yet')
+  const options = crlf(`OPTIONS sip:${B} SIP/2.0\nVia: SIP/2.0/UDP ${A}:5060;branch=z9hG4bK-o\nFrom: <sip:a@${A}>;tag=1\nTo: <sip:b@${B}>\nCall-ID: o1\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n`)
+  for (let i = 0; i < 5; i++) send(alg, A, 5060, B, 5060, options)
+  send(alg, A, 5060, B, 5060, '\r\n\r\n')
+  t.equal(alg.stateIfChanged(), null, 'keepalives and OPTIONS outside a call change nothing a restart needs')
+  send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 's1'))
+  t.equal(alg.stateIfChanged()?.calls.length, 1)
+  t.equal(alg.stateIfChanged(), null)
+})
+
+t.test('adopt: kernel elements of a previous sipalg hold their ports', async t => {
+  const { alg } = makeAlg()
+  t.equal(alg.adopt([
+    { map: 'src_nat', key: { ip: A, port: 4000 }, data: { port: 20000 }, remainingMs: 30_000 },
+    { map: 'src_nat', key: { ip: A, port: 5060 }, data: { port: 5062 }, remainingMs: 30_000 },
+    { map: 'any_dnat', key: { port: 20000 }, data: { ip: A, port: 4000 }, remainingMs: 30_000 }
+  ]), 3)
+  t.equal(alg.ports.inUse, 1, 'the media pair is claimed')
+  t.same(alg.signalling.lookupPublic(5062), { ip: A, port: 5060 }, 'the signalling port is the phone\'s again')
+  t.same(alg.maps.takePending(), [], 'adoption sends nothing')
+  const st = alg.status()
+  t.same(st.mappings, { src_nat: 2, any_dnat: 1, peer_dnat: 0 })
+})
+
+t.test('status: calls with their media and flows, registrations, mappings, counters', async t => {
+  const { alg, clock } = makeAlg()
+  send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 'st1'))
+  t.same(alg.status().calls[0].media, [`audio ${A}:4000 → 20000 ⇐ any`])
+  send(alg, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, 'st1', sdp(B, 6000)))
+  send(alg, A, 5060, B, 5060, crlf(`REGISTER sip:${B} SIP/2.0\nVia: SIP/2.0/UDP ${A}:5060;branch=z9hG4bK-st\nFrom: <sip:alice@${B}>;tag=r\nTo: <sip:alice@${B}>\nCall-ID: st-reg\nCSeq: 1 REGISTER\nContact: <sip:alice@${A}:5060>\nContent-Length: 0\n\n`))
+  send(alg, B, 5060, A, 5060, crlf(`SIP/2.0 200 OK\nVia: SIP/2.0/UDP ${PUB}:5060;branch=z9hG4bK-st\nFrom: <sip:alice@${B}>;tag=r\nTo: <sip:alice@${B}>;tag=s\nCall-ID: st-reg\nCSeq: 1 REGISTER\nContact: <sip:alice@${PUB}:5060>;expires=600\nContent-Length: 0\n\n`))
+  clock.now += 10_000
+  const st = alg.status()
+  t.same(st.calls, [{
+    callId: 'st1', phone: `${A}:5060`, direction: 'out', state: 'confirmed', ageSeconds: 10,
+    media: [`audio ${A}:4000 → 20000 ⇐ ${B}`],
+    flows: [{ media: 'audio', publicPort: 20000, far: { ip: B, port: 6000 } }]
+  }])
+  t.same(st.registrations, [{ phone: `${A}:5060`, publicPort: 5060, registrar: B, aor: `sip:alice@${B}`, expiresInSeconds: 590 }])
+  t.same(st.mappings, { src_nat: 3, any_dnat: 0, peer_dnat: 3 })
+  t.equal(st.counters.calls_started, 1)
 })

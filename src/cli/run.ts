@@ -6,8 +6,8 @@
 import { readFileSync, writeFileSync, rmSync } from 'node:fs'
 import { networkInterfaces } from 'node:os'
 import type { Logger } from 'pino'
-import { ADOPTED, Alg } from '../alg.js'
-import { loadState, saveState } from '../dialog/state.js'
+import { Alg } from '../alg.js'
+import { loadState, saveState } from './state-file.js'
 import { buildConfig, type Config } from '../config.js'
 import { loadConfigFile } from './config-file.js'
 import { SipalgError, shortCode } from '../errors.js'
@@ -19,7 +19,7 @@ import { preflight } from './preflight.js'
 import { PacketQueue, fixIpv4Udp } from '../netfilter/queue.js'
 import { NftMaps, addrPortKey, decodeKey, portKey, type NftOp } from '../netfilter/nftmaps.js'
 import { conntrackCounters, deleteConntrack } from '../netfilter/conntrack.js'
-import type { StatusDoc } from './status.js'
+import type { StatusDoc } from '../status.js'
 import { LatencyHistogram } from '../histogram.js'
 import { flagsToConfig } from './args.js'
 import { command, parseCommand } from './commands.js'
@@ -64,20 +64,8 @@ export function kernelMaps (nft: NftMaps): KernelMaps {
 
 /** Takes over the elements a previous sipalg left in the table (they keep calls alive). */
 function adopt (alg: Alg, nft: NftMaps, log: Logger): void {
-  let n = 0
-  for (const map of ['src_nat', 'any_dnat', 'peer_dnat'] as const) {
-    for (const e of nft.list(map)) {
-      if (e.data === null) continue
-      const key = decodeKey(e.key)
-      const data = decodeKey(e.data)
-      const remaining = e.expiresMs ?? 60_000
-      alg.maps.adopt(map, key, data, remaining, remaining, ADOPTED)
-      if (map === 'src_nat' && key.ip !== undefined) {
-        if (alg.ports.contains(data.port)) alg.ports.claim(data.port); else alg.signalling.adopt({ ip: key.ip, port: key.port }, data.port)
-      }
-      n++
-    }
-  }
+  const n = alg.adopt((['src_nat', 'any_dnat', 'peer_dnat'] as const).flatMap(map => nft.list(map).flatMap(e =>
+    e.data === null ? [] : [{ map, key: decodeKey(e.key), data: decodeKey(e.data), remainingMs: e.expiresMs ?? 60_000 }])))
   if (n > 0) log.info({ elements: n }, 'adopted kernel mappings left by a previous sipalg; they expire unless a call refreshes them')
 }
 
@@ -160,15 +148,17 @@ export async function runDaemon (argv: string[]): Promise<number> {
     onHeal: () => { alg.counters.inc('ruleset_healed') }
   })
   watch.start()
-  // Map changes go to the kernel before the verdicts only when a phone's outgoing message relies
-  // on them (the ports it advertises); everything else — removals at BYE/CANCEL/errors, narrowing
-  // to the far end, registration DNAT — follows within DEFER_MS after the verdicts, coalesced, so
-  // most packets never wait for an nft transaction. Deferred ops ride along with the next batch,
-  // in order, so a later add never overtakes an earlier delete of the same key.
+  // Map changes go to the kernel before the verdicts only when a released message relies on them
+  // (maps.mustPrecedeVerdict: the ports a phone advertises, a path not open yet); everything else
+  // — removals at BYE/CANCEL/errors, narrowing a pinhole to the far end, refreshes — follows within
+  // DEFER_MS after the verdicts, coalesced, so most packets never wait for an nft transaction.
+  // Deferred ops ride along with the next batch, in order, so a later add never overtakes an
+  // earlier delete of the same key.
   let deferred: MapOp[] = []
   const commit = (beforeVerdict: boolean): void => {
+    const first = alg.maps.mustPrecedeVerdict
     const ops = alg.maps.takePending()
-    if (beforeVerdict && !alg.takeMappingsFirst()) {
+    if (beforeVerdict && !first) {
       if (ops.length > 0) deferred = deferred.concat(ops)
       return
     }

@@ -3,29 +3,7 @@
 
 import { askControl, socketPath } from './control.js'
 import { parseCommand } from './commands.js'
-import type { WatchStatus } from '../netfilter/watch.js'
-
-/** One media stream's RTP flow through the gateway; traffic from conntrack when it counts. */
-export interface FlowStatus {
-  media: string
-  publicPort: number
-  far: { ip: string, port: number } | null
-  /** Far end → phone and phone → far end, when the kernel has the flow and counts (nf_conntrack_acct). */
-  in?: { packets: number, bytes: number } | null
-  out?: { packets: number, bytes: number } | null
-}
-
-export interface StatusDoc {
-  uptimeSeconds: number
-  publicIp: string
-  calls: Array<{ callId: string, phone: string, direction: string, state: string, ageSeconds: number, media: string[], flows: FlowStatus[] }>
-  registrations: Array<{ phone: string, publicPort: number, registrar: string, aor: string, expiresInSeconds: number }>
-  mappings: Record<string, number>
-  counters: Record<string, number>
-  latencyUs: { packets: number, p50: number, p99: number, mean: number }
-  /** Self-healing of sipalg's table and queue rules (src/netfilter/watch.ts). */
-  ruleset?: WatchStatus
-}
+import type { FlowStatus, StatusDoc } from '../status.js'
 
 function table (head: string[], rows: string[][]): string {
   if (rows.length === 0) return '  (none)\n'

@@ -2,6 +2,9 @@
 // Keyed by Call-ID + the inside phone's signalling endpoint (a hairpinned call has one Call-ID on
 // two inside phones). Forked early dialogs (several far ends answering with their own SDP) share
 // the phone's media ports; the far end that answers with a 2xx keeps the pinhole.
+//
+// What each SIP method does to a call is decided in ./methods.ts (the method table); this file
+// holds the state and the steps those handlers call.
 
 import type { Endpoint, MediaGrant, MediaMapping, MediaRequest, SdpSummary } from '../rewrite/types.js'
 import type { MappingTable } from '../media/mappings.js'
@@ -18,7 +21,12 @@ export interface CallPolicy {
    * Firewall mode: inbound media only from the far end's SDP address, never "from anyone" while
    * that address is not known yet (costs early media from a far end that sends before its SDP).
    */
-  peerOnly?: boolean
+  farEndOnly?: boolean
+  /**
+   * Whether a far SDP address may become a pinhole source (a public IPv4 address; garbage or an
+   * inside host never does). Unset: any address but 0.0.0.0.
+   */
+  farAddressUsable?: (ip: string) => boolean
 }
 
 export interface Stream {
@@ -26,8 +34,8 @@ export interface Stream {
   media: string
   priv: { ip: string, rtpPort: number, rtcpPort: number | null }
   pub: { rtpPort: number, rtcpPort: number | null }
-  /** Far-end media addresses allowed in, as last installed ('' = any: far SDP not known yet). */
-  installedPeers: string[]
+  /** Far-end media addresses allowed in, as last installed ([] = from anyone: far SDP not known yet). */
+  allowedFarIps: string[]
 }
 
 export type CallState = 'early' | 'confirmed' | 'ended'
@@ -49,11 +57,10 @@ export interface Call {
   /** Far SDP streams by far dialog tag ('' before the far end has a tag), by m= index. */
   farMedia: Map<string, Array<FarStream | null>>
   confirmedTag: string | null
-  /** Far signalling addresses allowed to send in-dialog requests to the phone. */
-  signallingPeers: Set<string>
+  /** Far-end signalling addresses allowed to send in-dialog requests to the phone. */
+  farSignalling: Set<string>
   /** The phone's streams in the last SDP it sent with any mapped stream (offer or answer). */
   phoneSdp: Set<string> | null
-  endReason?: string
 }
 
 export interface FarStream { ip: string, rtpPort: number, rtcpPort: number | null }
@@ -67,6 +74,7 @@ export interface CallEvents {
   onForkDropped?: (call: Call, stream: Stream, far: FarStream[]) => void
 }
 
+/** The parts of a SIP message call and registration tracking read (a parsed SipMessage has them). */
 export interface SipFacts {
   isRequest: boolean
   method?: string
@@ -75,14 +83,34 @@ export interface SipFacts {
   fromTag?: string
   toTag?: string
   cseq?: { seq: number, method: string }
+  to?: { uri: string }
+  expires?: number
+  contacts?: Array<{ uri: string, expires: number | undefined }>
+}
+
+/** One SIP message of a call or registration, after the rewriter mapped its addresses. */
+export interface Tracked {
+  msg: SipFacts
+  /** The inside phone sent it (outbound); otherwise the far end did. */
+  phoneSent: boolean
+  phone: Endpoint
+  /** The phone's public signalling port. */
+  phonePublicPort: number
+  /** The far end's signalling address (the packet's other side). */
+  farIp: string
+  /** The phone's media as written into this message (its SDP, mapped). */
+  phoneMedia: MediaMapping[]
+  /** The far end's SDP as received, when the far end sent one. */
+  farSdp?: SdpSummary
 }
 
 export const callKey = (callId: string, phone: Endpoint): string => `${callId}|${phone.ip}:${phone.port}`
 
-const streamKey = (ip: string, port: number): string => `${ip}:${port}`
+export const streamKey = (ip: string, port: number): string => `${ip}:${port}`
 
 export class CallTable {
   private readonly calls = new Map<string, Call>()
+  private changed = false
 
   constructor (
     private readonly maps: MappingTable,
@@ -93,36 +121,36 @@ export class CallTable {
   ) {}
 
   get size (): number { return this.calls.size }
-  get (key: string): Call | undefined { return this.calls.get(key) }
   values (): IterableIterator<Call> { return this.calls.values() }
 
-  /** The call a message belongs to; an initial INVITE creates it. */
-  lookup (msg: SipFacts, phone: Endpoint, phonePublicPort: number, phoneSent: boolean): Call | undefined {
-    if (msg.callId === undefined) return undefined
-    const key = callKey(msg.callId, phone)
-    let call = this.calls.get(key)
-    if (call === undefined && msg.isRequest && msg.method === 'INVITE' && msg.toTag === undefined) {
-      const now = this.now()
-      call = {
-        key,
-        callId: msg.callId,
-        phone,
-        phonePublicPort,
-        outgoing: phoneSent,
-        state: 'early',
-        createdAt: now,
-        deadline: now + this.policy.ringMs,
-        refreshedAt: now,
-        cancelled: false,
-        streams: new Map(),
-        farMedia: new Map(),
-        confirmedTag: null,
-        signallingPeers: new Set(),
-        phoneSdp: null
-      }
-      this.calls.set(key, call)
-      this.events.onStart?.(call)
+  /** The call a message of this Call-ID to or from this phone belongs to. */
+  find (callId: string | undefined, phone: Endpoint): Call | undefined {
+    return callId === undefined ? undefined : this.calls.get(callKey(callId, phone))
+  }
+
+  /** A new call for an initial INVITE (see isInitialInvite in ./methods.ts). */
+  begin (callId: string, phone: Endpoint, phonePublicPort: number, phoneSent: boolean): Call {
+    const now = this.now()
+    const call: Call = {
+      key: callKey(callId, phone),
+      callId,
+      phone,
+      phonePublicPort,
+      outgoing: phoneSent,
+      state: 'early',
+      createdAt: now,
+      deadline: now + this.policy.ringMs,
+      refreshedAt: now,
+      cancelled: false,
+      streams: new Map(),
+      farMedia: new Map(),
+      confirmedTag: null,
+      farSignalling: new Set(),
+      phoneSdp: null
     }
+    this.calls.set(call.key, call)
+    this.changed = true
+    this.events.onStart?.(call)
     return call
   }
 
@@ -138,8 +166,15 @@ export class CallTable {
     for (const s of call.streams.values()) this.ports.claim(s.pub.rtpPort)
     this.calls.set(call.key, call)
     this.install(call)
-    for (const ip of call.signallingPeers) this.allowSignallingPeer(call, ip)
+    for (const ip of call.farSignalling) this.allowFarSignalling(call, ip)
     return true
+  }
+
+  /** Whether anything a restarted sipalg would need changed since the last call (state saving). */
+  takeChanged (): boolean {
+    const c = this.changed
+    this.changed = false
+    return c
   }
 
   /** Public ports for one of the phone's streams; the same private endpoint keeps its ports. */
@@ -147,7 +182,7 @@ export class CallTable {
     const existing = call.streams.get(streamKey(req.ip, req.rtpPort))
     if (existing !== undefined) {
       if ((existing.priv.rtcpPort === null) === (req.rtcpPort === null)) {
-        existing.index = req.index
+        if (existing.index !== req.index) { existing.index = req.index; this.changed = true }
         return { rtpPort: existing.pub.rtpPort, rtcpPort: existing.pub.rtcpPort }
       }
       this.dropStream(call, existing)
@@ -159,107 +194,102 @@ export class CallTable {
       media: req.media,
       priv: { ip: req.ip, rtpPort: req.rtpPort, rtcpPort: req.rtcpPort },
       pub: { rtpPort: rtp, rtcpPort: req.rtcpPort === null ? null : rtp + 1 },
-      installedPeers: []
+      allowedFarIps: []
     }
     call.streams.set(streamKey(req.ip, req.rtpPort), stream)
+    this.changed = true
     return { rtpPort: stream.pub.rtpPort, rtcpPort: stream.pub.rtcpPort }
   }
 
+  // ---- Steps every message of a call takes, around its method's handler (./methods.ts) ----
+
   /**
-   * Updates the call from one message that went through the rewriter.
-   * `phoneSdp`: the phone's media written into this message; `farSdp`: the far end's SDP.
+   * Before the method's handler: the far signalling address may reach the phone, and the far
+   * end's SDP (if any) is recorded under its dialog tag. True when the far media changed.
    */
-  update (call: Call, msg: SipFacts, phoneSent: boolean, remoteIp: string,
-    phoneMedia: MediaMapping[], farSdp: SdpSummary | undefined): void {
-    if (call.state === 'ended') return
-    const now = this.now()
-    if (!call.signallingPeers.has(remoteIp)) {
-      call.signallingPeers.add(remoteIp)
-      this.allowSignallingPeer(call, remoteIp)
+  messageSeen (call: Call, m: Tracked): boolean {
+    if (!call.farSignalling.has(m.farIp)) {
+      call.farSignalling.add(m.farIp)
+      this.changed = true
+      this.allowFarSignalling(call, m.farIp)
     }
-    // Kernel elements change only with new SDP or a new dialog state; tick() refreshes timeouts.
-    let dirty = phoneMedia.length > 0
+    if (m.farSdp === undefined || m.phoneSent) return false
+    const usable = this.policy.farAddressUsable ?? (() => true)
+    const far = m.farSdp.streams.map(s => (s.ip !== null && s.ip !== '0.0.0.0' && s.port > 0 && usable(s.ip)
+      ? { ip: s.ip, rtpPort: s.port, rtcpPort: s.rtcpPort }
+      : null))
+    if (!far.some(f => f !== null)) return false
+    call.farMedia.set((m.msg.isRequest ? m.msg.fromTag : m.msg.toTag) ?? '', far)
+    this.changed = true
+    return true
+  }
 
-    if (farSdp !== undefined && !phoneSent) {
-      const farTag = (msg.isRequest ? msg.fromTag : msg.toTag) ?? ''
-      const far = farSdp.streams.map(s => (s.ip !== null && s.ip !== '0.0.0.0' && s.port > 0
-        ? { ip: s.ip, rtpPort: s.port, rtcpPort: s.rtcpPort }
-        : null))
-      if (far.some(f => f !== null)) { call.farMedia.set(farTag, far); dirty = true }
+  /**
+   * After the handler: the phone's SDP is remembered; when the message completes an offer/answer
+   * exchange, streams the phone no longer lists (a port it moved away from) and streams the far
+   * end declined (m= port 0) are over; kernel elements follow the new state.
+   */
+  messageDone (call: Call, m: Tracked, completes: boolean, mediaChanged: boolean): void {
+    if (m.phoneSent && m.phoneMedia.length > 0) {
+      call.phoneSdp = new Set(m.phoneMedia.map(p => streamKey(p.private.ip, p.private.rtpPort)))
     }
-
-    if (msg.isRequest) {
-      if (msg.method === 'BYE') return this.end(call, phoneSent ? 'bye from phone' : 'bye from far end')
-      if (msg.method === 'CANCEL') call.cancelled = true
-      if (call.state === 'confirmed') call.deadline = now + this.policy.callMs
-    } else if (msg.cseq?.method === 'INVITE' && msg.statusCode !== undefined) {
-      const code = msg.statusCode
-      if (code >= 200 && code < 300) {
-        if (call.state === 'early') {
-          call.confirmedTag = (phoneSent ? msg.fromTag : msg.toTag) ?? ''
-          // Forked early dialogs that did not answer lose their media pinholes, and the kernel
-          // flows their early media already opened must go too (a flow outlives its pinhole).
-          const lost: Array<FarStream | null>[] = []
-          for (const [tag, streams] of call.farMedia) {
-            if (tag !== call.confirmedTag && !phoneSent) { lost.push(streams); call.farMedia.delete(tag) }
-          }
-          if (lost.length > 0) this.dropLostForks(call, lost)
-        }
-        dirty ||= call.state === 'early'
-        call.state = 'confirmed'
-        call.deadline = now + this.policy.callMs
-      } else if (code >= 300 && call.state === 'early') {
-        return this.end(call, `final ${code}`)
-      }
-    }
-
-    if (phoneSent && phoneMedia.length > 0) call.phoneSdp = new Set(phoneMedia.map(m => streamKey(m.private.ip, m.private.rtpPort)))
-    // An offer/answer exchange completes with a 2xx to INVITE or UPDATE (either side answering) or
-    // with the phone's answer in an ACK (late offer): the phone's last SDP is then its complete
-    // media, and streams it no longer lists (a port it moved away from) are over.
-    const completes = (msg.statusCode !== undefined && msg.statusCode >= 200 && msg.statusCode < 300 &&
-      (msg.cseq?.method === 'INVITE' || msg.cseq?.method === 'UPDATE')) ||
-      (phoneSent && msg.isRequest && msg.method === 'ACK' && phoneMedia.length > 0)
     if (completes && call.phoneSdp !== null) {
       const keep = call.phoneSdp
       for (const [k, s] of call.streams) if (!keep.has(k)) this.dropStream(call, s)
     }
-    // The far end's answer declines a stream (m= port 0): nothing will flow on it.
-    if (!phoneSent && farSdp !== undefined && (completes || (msg.isRequest && msg.method === 'ACK'))) {
+    if (completes && !m.phoneSent && m.farSdp !== undefined) {
       for (const s of [...call.streams.values()]) {
-        if (farSdp.streams[s.index]?.port === 0) this.dropStream(call, s)
+        if (m.farSdp.streams[s.index]?.port === 0) this.dropStream(call, s)
       }
     }
-    if (dirty) this.install(call)
+    // Kernel elements change only with new SDP or a new dialog state; tick() refreshes timeouts.
+    if (mediaChanged || m.phoneMedia.length > 0) this.install(call)
   }
 
-  /** (Re)installs every stream's kernel elements; refreshes timeouts of unchanged ones. */
-  install (call: Call): void {
-    const t = this.policy.elementMs
-    for (const s of call.streams.values()) {
-      const far = this.farAddresses(call, s.index)
-      if (far.join() !== s.installedPeers.join()) this.removeDnat(call, s, far)
-      this.maps.set('src_nat', { ip: s.priv.ip, port: s.priv.rtpPort }, { port: s.pub.rtpPort }, t, call.key)
-      if (s.priv.rtcpPort !== null && s.pub.rtcpPort !== null) {
-        this.maps.set('src_nat', { ip: s.priv.ip, port: s.priv.rtcpPort }, { port: s.pub.rtcpPort }, t, call.key)
+  // ---- What the method handlers do ----
+
+  /** An in-dialog request of an established call: it is alive, its timeout starts again. */
+  keepAlive (call: Call): void {
+    if (call.state !== 'confirmed') return
+    const deadline = this.now() + this.policy.callMs
+    // A saved deadline a minute old is close enough for a restart: INFO and OPTIONS do not rewrite the state file.
+    if (deadline - call.deadline >= 60_000) this.changed = true
+    call.deadline = deadline
+  }
+
+  cancelled (call: Call): void {
+    if (!call.cancelled) this.changed = true
+    call.cancelled = true
+  }
+
+  /**
+   * A 2xx to the INVITE. The first one picks the answering dialog: forked early dialogs that did
+   * not answer lose their media pinholes, and the kernel flows their early media already opened
+   * must go too (a flow outlives its pinhole).
+   */
+  confirm (call: Call, m: Tracked): void {
+    if (call.state === 'early') {
+      call.confirmedTag = (m.phoneSent ? m.msg.fromTag : m.msg.toTag) ?? ''
+      const lost: Array<Array<FarStream | null>> = []
+      for (const [tag, streams] of call.farMedia) {
+        if (tag !== call.confirmedTag && !m.phoneSent) { lost.push(streams); call.farMedia.delete(tag) }
       }
-      for (const [pub, priv] of this.portPairs(s)) {
-        if (far.length === 0 && this.policy.peerOnly !== true) this.maps.set('any_dnat', { port: pub }, { ip: s.priv.ip, port: priv }, t, call.key)
-        for (const ip of far) this.maps.set('peer_dnat', { ip, port: pub }, { ip: s.priv.ip, port: priv }, t, call.key)
-      }
-      s.installedPeers = far
+      if (lost.length > 0) this.dropLostForks(call, lost)
+      call.state = 'confirmed'
+      this.changed = true
     }
+    call.deadline = this.now() + this.policy.callMs
   }
 
   end (call: Call, reason: string): void {
     if (call.state === 'ended') return
     call.state = 'ended'
-    call.endReason = reason
     for (const s of [...call.streams.values()]) this.dropStream(call, s)
-    for (const ip of call.signallingPeers) {
+    for (const ip of call.farSignalling) {
       this.maps.release('peer_dnat', { ip, port: call.phonePublicPort }, call.key)
     }
     this.calls.delete(call.key)
+    this.changed = true
     this.events.onEnd?.(call, reason)
   }
 
@@ -273,13 +303,9 @@ export class CallTable {
         // Kernel timeouts are renewed a few times per element lifetime, not on every tick.
         call.refreshedAt = now
         this.install(call)
-        for (const ip of call.signallingPeers) this.allowSignallingPeer(call, ip)
+        for (const ip of call.farSignalling) this.allowFarSignalling(call, ip)
       }
     }
-  }
-
-  private allowSignallingPeer (call: Call, ip: string): void {
-    this.maps.set('peer_dnat', { ip, port: call.phonePublicPort }, call.phone, this.policy.elementMs, call.key)
   }
 
   /** The far end's media for one of the call's m= lines (the answering dialog's, once confirmed). */
@@ -293,6 +319,35 @@ export class CallTable {
     return out
   }
 
+  /**
+   * (Re)installs every stream's kernel elements; refreshes timeouts of unchanged ones. What the
+   * phone advertises and every new path must be in the kernel before the message is released;
+   * a pinhole narrowed from "anyone" to the far end may follow the verdict (the path was open).
+   */
+  private install (call: Call): void {
+    const t = this.policy.elementMs
+    for (const s of call.streams.values()) {
+      const far = this.farAddresses(call, s.index)
+      const pairs = this.portPairs(s)
+      const wasOpenToAny = far.length === 0 ? [] : pairs.map(([pub]) => this.maps.get('any_dnat', { port: pub }) !== undefined)
+      if (far.join() !== s.allowedFarIps.join()) { this.removeDnat(call, s, far); this.changed = true }
+      this.maps.set('src_nat', { ip: s.priv.ip, port: s.priv.rtpPort }, { port: s.pub.rtpPort }, t, call.key, true)
+      if (s.priv.rtcpPort !== null && s.pub.rtcpPort !== null) {
+        this.maps.set('src_nat', { ip: s.priv.ip, port: s.priv.rtcpPort }, { port: s.pub.rtcpPort }, t, call.key, true)
+      }
+      pairs.forEach(([pub, priv], i) => {
+        if (far.length === 0 && this.policy.farEndOnly !== true) this.maps.set('any_dnat', { port: pub }, { ip: s.priv.ip, port: priv }, t, call.key, true)
+        for (const ip of far) this.maps.set('peer_dnat', { ip, port: pub }, { ip: s.priv.ip, port: priv }, t, call.key, wasOpenToAny[i] !== true)
+      })
+      s.allowedFarIps = far
+    }
+  }
+
+  private allowFarSignalling (call: Call, ip: string): void {
+    const openToAny = this.maps.get('any_dnat', { port: call.phonePublicPort }) !== undefined
+    this.maps.set('peer_dnat', { ip, port: call.phonePublicPort }, call.phone, this.policy.elementMs, call.key, !openToAny)
+  }
+
   private farAddresses (call: Call, index: number): string[] {
     return [...new Set(this.farStreams(call, index).map(f => f.ip))].sort()
   }
@@ -303,13 +358,13 @@ export class CallTable {
     return pairs
   }
 
-  /** Removes the stream's DNAT elements, except peer elements for the addresses in `keep`. */
+  /** Removes the stream's DNAT elements, except far-end elements for the addresses in `keep`. */
   private removeDnat (call: Call, s: Stream, keep: string[] = []): void {
     for (const [pub] of this.portPairs(s)) {
-      if (s.installedPeers.length === 0) this.maps.release('any_dnat', { port: pub }, call.key)
-      for (const ip of s.installedPeers) if (!keep.includes(ip)) this.maps.release('peer_dnat', { ip, port: pub }, call.key)
+      if (s.allowedFarIps.length === 0) this.maps.release('any_dnat', { port: pub }, call.key)
+      for (const ip of s.allowedFarIps) if (!keep.includes(ip)) this.maps.release('peer_dnat', { ip, port: pub }, call.key)
     }
-    s.installedPeers = []
+    s.allowedFarIps = []
   }
 
   /** Media flows of forks that did not answer, unless the answering fork uses the same far endpoint. */
@@ -333,6 +388,7 @@ export class CallTable {
     if (s.priv.rtcpPort !== null) this.maps.release('src_nat', { ip: s.priv.ip, port: s.priv.rtcpPort }, call.key)
     this.ports.release(s.pub.rtpPort)
     call.streams.delete(streamKey(s.priv.ip, s.priv.rtpPort))
+    this.changed = true
     this.events.onStreamDropped?.(call, s, this.farStreams(call, s.index))
   }
 }

@@ -1,9 +1,12 @@
 // Registrations of inside phones with outside registrars. A granted registration keeps the
 // phone's signalling mapping and a DNAT from the registrar alive for the granted expiry plus a
 // grace period, so inbound calls reach the phone and refreshes never race the NAT's timeout.
+// The REGISTER handlers of the method table (./methods.ts) call requested() and answered().
 
 import type { Endpoint } from '../rewrite/types.js'
 import type { MappingTable } from '../media/mappings.js'
+import { locateUriHost } from '../sip/uri.js'
+import type { SipFacts, Tracked } from './calls.js'
 
 export interface Registration {
   key: string
@@ -12,7 +15,6 @@ export interface Registration {
   registrar: string
   aor: string
   expiresAt: number
-  refreshedAt: number
 }
 
 export interface RegistrationPolicy {
@@ -21,47 +23,82 @@ export interface RegistrationPolicy {
   inboundFromAny: boolean
 }
 
+export interface RegistrationEvents {
+  onRegistered?: (reg: Registration) => void
+  /** A 2xx that granted our contact nothing (an unregister, or the registrar dropped it). */
+  onUnregistered?: (phone: Endpoint, registrar: string) => void
+}
+
 interface Pending { phone: Endpoint, publicPort: number, registrar: string, aor: string, at: number }
 
 const PENDING_TTL_MS = 64_000 // Timer F: a REGISTER transaction cannot outlive 64*T1.
 
+/** The expiry the registrar granted to our (rewritten) Contact, in seconds; null when none. */
+export function grantedExpiry (msg: SipFacts, publicIp: string, publicPort: number): number | null {
+  for (const c of msg.contacts ?? []) {
+    const hp = locateUriHost(c.uri, 0, c.uri.length)
+    if (hp?.host === publicIp && (hp.port ?? 5060) === publicPort) return c.expires ?? msg.expires ?? 3600
+  }
+  // Our binding is not listed: the registrar no longer has it (an unregister's answer).
+  return null
+}
+
+const transaction = (msg: SipFacts): string | undefined =>
+  msg.callId === undefined || msg.cseq === undefined ? undefined : `${msg.callId}|${msg.cseq.seq}`
+
 export class RegistrationTable {
   private readonly regs = new Map<string, Registration>()
   private readonly pending = new Map<string, Pending>()
+  private changed = false
 
   constructor (
     private readonly maps: MappingTable,
     private readonly policy: RegistrationPolicy,
+    private readonly publicIp: string,
+    private readonly events: RegistrationEvents = {},
     private readonly now: () => number = Date.now
   ) {}
 
-  get size (): number { return this.regs.size }
   values (): IterableIterator<Registration> { return this.regs.values() }
 
-  /** An outbound REGISTER: remember who asked whom, to match the registrar's answer. */
-  request (txKey: string, phone: Endpoint, publicPort: number, registrar: string, aor: string): void {
-    this.pending.set(txKey, { phone, publicPort, registrar, aor, at: this.now() })
+  /** Whether a registration came, went or was refreshed since the last call (state saving). */
+  takeChanged (): boolean {
+    const c = this.changed
+    this.changed = false
+    return c
   }
 
-  /** The registrar's final answer. Returns the registration now in force, if any. */
-  answer (txKey: string, statusCode: number, grantedSeconds: number | null): Registration | undefined {
-    const p = this.pending.get(txKey)
-    if (p === undefined || statusCode < 200) return undefined
-    this.pending.delete(txKey)
-    if (statusCode >= 300) return undefined
+  /** An outbound REGISTER: remember who asked whom, to match the registrar's answer. */
+  requested (m: Tracked): void {
+    const tx = transaction(m.msg)
+    if (tx === undefined) return
+    this.pending.set(tx, { phone: m.phone, publicPort: m.phonePublicPort, registrar: m.farIp, aor: m.msg.to?.uri ?? '', at: this.now() })
+  }
+
+  /** The registrar's answer: a final one puts the registration it grants in force, or ends it. */
+  answered (m: Tracked): void {
+    const tx = transaction(m.msg)
+    const p = tx === undefined ? undefined : this.pending.get(tx)
+    const code = m.msg.statusCode ?? 0
+    if (tx === undefined || p === undefined || code < 200) return
+    this.pending.delete(tx)
+    if (code >= 300) return
     const key = `${p.phone.ip}:${p.phone.port}|${p.registrar}|${p.aor}`
-    if (grantedSeconds === null || grantedSeconds <= 0) {
+    const granted = grantedExpiry(m.msg, this.publicIp, p.publicPort)
+    if (granted === null || granted <= 0) {
       this.remove(key)
-      return undefined
+      this.events.onUnregistered?.(p.phone, p.registrar)
+      return
     }
     const now = this.now()
     const reg: Registration = {
       key, phone: p.phone, publicPort: p.publicPort, registrar: p.registrar, aor: p.aor,
-      expiresAt: now + grantedSeconds * 1000, refreshedAt: now
+      expiresAt: now + granted * 1000
     }
     this.regs.set(key, reg)
+    this.changed = true
     this.install(reg)
-    return reg
+    this.events.onRegistered?.(reg)
   }
 
   /** Takes over a registration a previous sipalg saved, if it has not expired meanwhile. */
@@ -76,14 +113,6 @@ export class RegistrationTable {
     return true
   }
 
-  remove (key: string): void {
-    const reg = this.regs.get(key)
-    if (reg === undefined) return
-    this.regs.delete(key)
-    this.maps.release('peer_dnat', { ip: reg.registrar, port: reg.publicPort }, reg.key)
-    if (this.policy.inboundFromAny) this.maps.release('any_dnat', { port: reg.publicPort }, reg.key)
-  }
-
   /** Forgets registrations past expiry + grace and unanswered REGISTERs. */
   tick (): void {
     const now = this.now()
@@ -93,10 +122,20 @@ export class RegistrationTable {
     for (const [k, p] of this.pending) if (now - p.at > PENDING_TTL_MS) this.pending.delete(k)
   }
 
+  private remove (key: string): void {
+    const reg = this.regs.get(key)
+    if (reg === undefined) return
+    this.regs.delete(key)
+    this.changed = true
+    this.maps.release('peer_dnat', { ip: reg.registrar, port: reg.publicPort }, reg.key)
+    if (this.policy.inboundFromAny) this.maps.release('any_dnat', { port: reg.publicPort }, reg.key)
+  }
+
+  /** The registrar's path to the phone is new: in the kernel before the 200 reaches the phone. */
   private install (reg: Registration): void {
     const ttl = reg.expiresAt - this.now() + this.policy.graceMs
-    this.maps.set('src_nat', reg.phone, { port: reg.publicPort }, ttl, reg.key)
-    this.maps.set('peer_dnat', { ip: reg.registrar, port: reg.publicPort }, reg.phone, ttl, reg.key)
-    if (this.policy.inboundFromAny) this.maps.set('any_dnat', { port: reg.publicPort }, reg.phone, ttl, reg.key)
+    this.maps.set('src_nat', reg.phone, { port: reg.publicPort }, ttl, reg.key, true)
+    this.maps.set('peer_dnat', { ip: reg.registrar, port: reg.publicPort }, reg.phone, ttl, reg.key, true)
+    if (this.policy.inboundFromAny) this.maps.set('any_dnat', { port: reg.publicPort }, reg.phone, ttl, reg.key, true)
   }
 }

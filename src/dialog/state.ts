@@ -1,17 +1,25 @@
-// What a restarted sipalg needs to take over live calls: the call and registration state,
-// saved as JSON next to the control socket. The kernel keeps the mappings themselves (and the
-// audio flowing) while sipalg is down; this file lets the next one know whose they are, so the
-// call's BYE still removes them. Anything in the file the kernel no longer has is dropped.
+// What a restarted sipalg needs to take over live calls: the call and registration state as a
+// plain JSON document. The kernel keeps the mappings themselves (and the audio flowing) while
+// sipalg is down; this document lets the next one know whose they are, so the call's BYE still
+// removes them. Anything in it the kernel no longer has is dropped at restore. The file that
+// holds it is the shell's business (src/cli/state-file.ts).
 
-import { readFileSync, renameSync, writeFileSync, mkdirSync } from 'node:fs'
-import { dirname } from 'node:path'
-import type { Call, FarStream, Stream } from './calls.js'
-import type { Registration } from './registrations.js'
+import type { Call, CallTable, FarStream, Stream } from './calls.js'
+import { streamKey } from './calls.js'
+import type { Registration, RegistrationTable } from './registrations.js'
 
-interface SavedCall extends Omit<Call, 'streams' | 'farMedia' | 'signallingPeers' | 'phoneSdp'> {
-  streams: Stream[]
+interface SavedStream extends Omit<Stream, 'allowedFarIps'> {
+  allowedFarIps?: string[]
+  /** The name before allowedFarIps (state files written by an older sipalg). */
+  installedPeers?: string[]
+}
+
+interface SavedCall extends Omit<Call, 'streams' | 'farMedia' | 'farSignalling' | 'phoneSdp'> {
+  streams: SavedStream[]
   farMedia: Array<[string, Array<FarStream | null>]>
-  signallingPeers: string[]
+  farSignalling?: string[]
+  /** The name before farSignalling (state files written by an older sipalg). */
+  signallingPeers?: string[]
   phoneSdp: string[] | null
 }
 
@@ -30,38 +38,47 @@ export function snapshot (calls: Iterable<Call>, registrations: Iterable<Registr
       ...c,
       streams: [...c.streams.values()],
       farMedia: [...c.farMedia],
-      signallingPeers: [...c.signallingPeers],
+      farSignalling: [...c.farSignalling],
       phoneSdp: c.phoneSdp === null ? null : [...c.phoneSdp]
     })),
     registrations: [...registrations]
   }
 }
 
-export function reviveCall (c: SavedCall): Call {
+export function reviveCall (saved: SavedCall): Call {
+  const { signallingPeers, farSignalling, ...c } = saved
   return {
     ...c,
     refreshedAt: c.refreshedAt ?? 0,
-    streams: new Map(c.streams.map(s => [`${s.priv.ip}:${s.priv.rtpPort}`, s])),
+    streams: new Map(c.streams.map(({ installedPeers, allowedFarIps, ...s }) =>
+      [streamKey(s.priv.ip, s.priv.rtpPort), { ...s, allowedFarIps: allowedFarIps ?? installedPeers ?? [] }])),
     farMedia: new Map(c.farMedia),
-    signallingPeers: new Set(c.signallingPeers),
+    farSignalling: new Set(farSignalling ?? signallingPeers ?? []),
     phoneSdp: c.phoneSdp === null ? null : new Set(c.phoneSdp)
   }
 }
 
-/** Written atomically (temp file + rename): a crash mid-write leaves the previous state. */
-export function saveState (path: string, state: SavedState): void {
-  mkdirSync(dirname(path), { recursive: true })
-  const tmp = `${path}.tmp`
-  writeFileSync(tmp, JSON.stringify(state), { mode: 0o600 })
-  renameSync(tmp, path)
-}
-
-/** The saved state, or null when there is none or it cannot be read (a fresh start). */
-export function loadState (path: string): SavedState | null {
+/** A saved state read back (JSON text), or null when it is not one (a fresh start). */
+export function parseState (text: string): SavedState | null {
   try {
-    const s = JSON.parse(readFileSync(path, 'utf8')) as SavedState
-    return s.version === 1 && Array.isArray(s.calls) && Array.isArray(s.registrations) ? s : null
+    const s = JSON.parse(text) as SavedState
+    return s !== null && typeof s === 'object' && s.version === 1 && Array.isArray(s.calls) && Array.isArray(s.registrations) ? s : null
   } catch {
     return null
   }
+}
+
+/**
+ * Takes over the saved calls and registrations the kernel still has mappings for. Returns the
+ * calls taken over (the caller counts them against its limits) and how many registrations.
+ */
+export function restoreState (state: SavedState, calls: CallTable, registrations: RegistrationTable): { calls: Call[], registrations: number } {
+  const taken: Call[] = []
+  for (const saved of state.calls) {
+    const call = reviveCall(saved)
+    if (calls.restore(call)) taken.push(call)
+  }
+  let regs = 0
+  for (const reg of state.registrations) if (registrations.restore(reg)) regs++
+  return { calls: taken, registrations: regs }
 }

@@ -1,5 +1,6 @@
-// Abuse limits on new calls (spec §5): concurrent calls in total and per inside host, and new
-// calls per second in total and per host. A refused call still passes; it just gets no mapping.
+// Abuse limits on new calls (`limits:` in the config): concurrent calls in total and per inside
+// host, and new calls per second in total and per host. A refused call still passes; it just
+// gets no mapping (Alg.callFor counts and logs the refusal).
 
 export interface Limits { maxCalls: number, callsPerHost: number, callsPerSecond: number, callsPerSecondPerHost: number }
 

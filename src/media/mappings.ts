@@ -13,8 +13,11 @@ export interface MapOp {
   op: 'add' | 'delete'
   map: MapName
   key: ElemKey
+  /** add: the element's data. */
   data?: ElemData
   timeoutMs?: number
+  /** delete: the data the element held (for traces; the kernel deletes by key). */
+  was?: ElemData
 }
 
 export interface KernelMaps {
@@ -36,7 +39,10 @@ export interface Entry {
 // An element this close to its kernel expiry may already be gone: never send a delete for it.
 const EXPIRY_MARGIN_MS = 1000
 
-export const entryId = (map: MapName, key: ElemKey): string =>
+/** Owner of the kernel elements found at start, until a restored call or registration claims them. */
+export const ADOPTED = 'adopted'
+
+const entryId = (map: MapName, key: ElemKey): string =>
   key.ip === undefined ? `${map}|${key.port}` : `${map}|${key.ip}|${key.port}`
 
 const sameData = (a: ElemData, b: ElemData): boolean => a.ip === b.ip && a.port === b.port
@@ -44,16 +50,15 @@ const sameData = (a: ElemData, b: ElemData): boolean => a.ip === b.ip && a.port 
 export class MappingTable {
   private readonly entries = new Map<string, Entry>()
   private pending: MapOp[] = []
+  private firstNeeded = false
 
   constructor (private readonly now: () => number = Date.now) {}
 
-  get size (): number { return this.entries.size }
-
-  count (map: MapName): number {
-    let n = 0
-    for (const e of this.entries.values()) if (e.map === map && e.expiresAt > this.now()) n++
-    return n
-  }
+  /**
+   * Whether a pending op must reach the kernel before the verdict of the packet that caused it
+   * (a set() asked so, and the element is new or its data changed). Cleared by takePending().
+   */
+  get mustPrecedeVerdict (): boolean { return this.firstNeeded }
 
   get (map: MapName, key: ElemKey): Entry | undefined {
     const e = this.entries.get(entryId(map, key))
@@ -64,25 +69,31 @@ export class MappingTable {
    * Installs or refreshes an element for an owner. Data that changes replaces the element
    * (and its owners). A refresh of unchanged data is skipped while the element is young; one
    * that is sent replaces the element (delete + add, atomic in one batch).
+   * `beforeVerdict`: a packet released now relies on this element (a port the phone advertises,
+   * a path not open yet); a refresh of an element the kernel still holds never does.
    */
-  set (map: MapName, key: ElemKey, data: ElemData, timeoutMs: number, owner: string): void {
+  set (map: MapName, key: ElemKey, data: ElemData, timeoutMs: number, owner: string, beforeVerdict = false): void {
     const id = entryId(map, key)
     const now = this.now()
     const old = this.entries.get(id)
     let owners = new Set<string>()
+    let inKernel = false
     if (old !== undefined && old.expiresAt > now) {
+      const safe = old.expiresAt - now > EXPIRY_MARGIN_MS
       if (sameData(old.data, data)) {
         old.owners.add(owner)
         if (now - old.refreshedAt < old.timeoutMs / 4 && now + timeoutMs <= old.expiresAt + old.timeoutMs / 4) return
         owners = old.owners
         timeoutMs = Math.max(timeoutMs, old.expiresAt - now)
+        inKernel = safe
         // Re-adding an existing element does not restart its kernel timeout (seen on 6.18; older
         // kernels ignore a new expiration too): delete and add it in the same batch instead.
-        this.pending.push({ op: 'delete', map, key })
-      } else if (old.expiresAt - now > EXPIRY_MARGIN_MS) {
-        this.pending.push({ op: 'delete', map, key })
+        this.pending.push({ op: 'delete', map, key, was: old.data })
+      } else if (safe) {
+        this.pending.push({ op: 'delete', map, key, was: old.data })
       }
     }
+    if (beforeVerdict && !inKernel) this.firstNeeded = true
     owners.add(owner)
     this.pending.push({ op: 'add', map, key, data, timeoutMs })
     this.entries.set(id, { map, key, data, timeoutMs, expiresAt: now + timeoutMs, refreshedAt: now, owners })
@@ -96,7 +107,7 @@ export class MappingTable {
     old.owners.delete(owner)
     if (old.owners.size > 0) return undefined
     this.entries.delete(id)
-    if (old.expiresAt - this.now() > EXPIRY_MARGIN_MS) this.pending.push({ op: 'delete', map, key })
+    if (old.expiresAt - this.now() > EXPIRY_MARGIN_MS) this.pending.push({ op: 'delete', map, key, was: old.data })
     return old
   }
 
@@ -128,6 +139,7 @@ export class MappingTable {
   takePending (): MapOp[] {
     const ops = this.pending
     this.pending = []
+    this.firstNeeded = false
     return ops
   }
 
@@ -135,6 +147,32 @@ export class MappingTable {
     const now = this.now()
     for (const e of this.entries.values()) if (e.expiresAt > now) yield e
   }
+}
+
+/** A kernel element as a trace shows it. */
+export interface MapElement { map: MapName, key: ElemKey, data: ElemData }
+
+/**
+ * What a run of ops changed, net: elements that are new or hold new data, and elements gone.
+ * A refresh (delete + add of the same data) and an element added and removed again are no change.
+ */
+export function netChanges (ops: MapOp[]): { added: MapElement[], removed: MapElement[] } {
+  const byId = new Map<string, { map: MapName, key: ElemKey, before?: ElemData, after?: ElemData, first: boolean }>()
+  for (const o of ops) {
+    const id = entryId(o.map, o.key)
+    let e = byId.get(id)
+    if (e === undefined) { e = { map: o.map, key: o.key, first: true }; byId.set(id, e) }
+    if (e.first && o.op === 'delete') e.before = o.was
+    e.first = false
+    e.after = o.op === 'add' ? o.data : undefined
+  }
+  const added: MapElement[] = []
+  const removed: MapElement[] = []
+  for (const e of byId.values()) {
+    if (e.after !== undefined && (e.before === undefined || !sameData(e.before, e.after))) added.push({ map: e.map, key: e.key, data: e.after })
+    else if (e.after === undefined && e.before !== undefined) removed.push({ map: e.map, key: e.key, data: e.before })
+  }
+  return { added, removed }
 }
 
 /**

@@ -12,7 +12,6 @@ export class MediaPortPool {
     for (let p = first; p + 1 <= hi; p += 2) this.free.push(p)
   }
 
-  get capacity (): number { return this.free.length - this.head + this.used.size }
   get inUse (): number { return this.used.size }
 
   /** An even RTP port whose +1 is free too, or null when the range is exhausted. */

@@ -1,4 +1,4 @@
-// Public signalling ports of inside phones (spec §2): the first SIP packet from a phone's
+// Public signalling ports of inside phones: the first SIP packet from a phone's
 // ip:port gets a public port — its own number when free — installed as SNAT before the verdict,
 // so the address written into the message is the one the far end really sees.
 
@@ -6,7 +6,7 @@ import type { Endpoint } from '../rewrite/types.js'
 import type { MappingTable } from './mappings.js'
 import { SignallingPortPool } from './ports.js'
 
-export const SIGNALLING_OWNER = 'signalling'
+const SIGNALLING_OWNER = 'signalling'
 
 export class SignallingTable {
   private readonly byPrivate = new Map<string, number>()
@@ -17,10 +17,12 @@ export class SignallingTable {
     this.pool = new SignallingPortPool(avoid)
   }
 
-  get size (): number { return this.byPublic.size }
-
-  /** The phone's public port, creating or refreshing its SNAT element; null when none is free. */
-  map (phone: Endpoint): number | null {
+  /**
+   * The phone's public port — taken from the pool the first time — with its SNAT element
+   * installed or refreshed (before the verdict: the message advertises that port); null when no
+   * port is free.
+   */
+  allocateAndInstall (phone: Endpoint): number | null {
     const id = `${phone.ip}:${phone.port}`
     let pub = this.byPrivate.get(id)
     if (pub === undefined) {
@@ -30,7 +32,7 @@ export class SignallingTable {
       this.byPrivate.set(id, pub)
       this.byPublic.set(pub, phone)
     }
-    this.maps.set('src_nat', phone, { port: pub }, this.idleMs, SIGNALLING_OWNER)
+    this.maps.set('src_nat', phone, { port: pub }, this.idleMs, SIGNALLING_OWNER, true)
     return pub
   }
 

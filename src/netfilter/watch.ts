@@ -87,14 +87,8 @@ export interface WatchDeps {
   run?: (cmd: string, args: string[], input?: string) => { ok: boolean, out: string }
 }
 
-export interface WatchStatus {
-  checks: number
-  checkUsMean: number
-  tableHeals: number
-  queueRuleHeals: number
-  queueRulesWatched: boolean
-  lastHeal: { at: string, what: string, healMs: number } | null
-}
+import type { RulesetStatus as WatchStatus } from '../status.js'
+export type { WatchStatus }
 
 const runCmd = (cmd: string, args: string[], input?: string): { ok: boolean, out: string } => {
   const r = spawnSync(cmd, args, { input, encoding: 'utf8', timeout: 10_000 })

@@ -1,7 +1,7 @@
+// MappingTable (src/media/mappings.ts): the kernel maps' mirror — set/release/refresh/sweep, which
+// changes must precede a verdict, the net change a trace shows, and the kernel batch fallback.
 import t from 'tap'
-import { MappingTable, applyOps, type MapOp } from '../../src/media/mappings.js'
-import { MediaPortPool, SignallingPortPool } from '../../src/media/ports.js'
-import { parsePortRange } from '../../src/validate.js'
+import { MappingTable, applyOps, netChanges, type MapOp } from '../../src/media/mappings.js'
 
 t.test('set, refresh, replace, release', async t => {
   let now = 1000
@@ -38,7 +38,7 @@ t.test('expired elements are never deleted (the kernel dropped them already)', a
   t.same(m.takePending().map(o => o.op), ['add'], 'no delete of an expired element')
   now = 20_000
   t.equal(m.sweep().length, 1)
-  t.equal(m.size, 0)
+  t.equal(m.sweep().length, 0, 'swept once')
 })
 
 t.test('applyOps falls back op by op when the kernel refuses a batch', async t => {
@@ -71,24 +71,84 @@ t.test('applyOps falls back op by op when the kernel refuses a batch', async t =
   t.ok(calls.length > 1, 'the whole batch was refused first')
 })
 
-t.test('media port pool: even pairs, least recently freed reused last', async t => {
-  const p = new MediaPortPool(20001, 20009)
-  t.same([p.take(), p.take(), p.take(), p.take()], [20002, 20004, 20006, 20008])
-  t.equal(p.take(), null, 'exhausted')
-  p.release(20004); p.release(20002)
-  t.equal(p.take(), 20004)
-  t.equal(p.take(), 20002)
-  t.throws(() => parsePortRange('30000-20000'))
-  t.same(parsePortRange('20000-29999'), { lo: 20000, hi: 29999 })
-  const q = new MediaPortPool(20000, 20010)
-  t.ok(q.claim(20005)); t.notOk(q.claim(20004), 'pair already claimed')
-  t.not(q.take(), 20004)
+t.test('mustPrecedeVerdict: new elements and new data when asked; refreshes, removals and young repeats never', async t => {
+  let now = 0
+  const m = new MappingTable(() => now)
+  m.set('any_dnat', { port: 20000 }, { ip: '10.0.1.23', port: 4000 }, 60_000, 'c1')
+  t.notOk(m.mustPrecedeVerdict, 'not asked')
+  m.takePending()
+  m.set('src_nat', { ip: '10.0.1.23', port: 4000 }, { port: 20000 }, 60_000, 'c1', true)
+  t.ok(m.mustPrecedeVerdict, 'a new element a released packet relies on')
+  m.takePending()
+  t.notOk(m.mustPrecedeVerdict, 'cleared with the ops')
+  now = 20_000
+  m.set('src_nat', { ip: '10.0.1.23', port: 4000 }, { port: 20000 }, 60_000, 'c1', true)
+  t.same(m.takePending().map(o => o.op), ['delete', 'add'])
+  m.set('src_nat', { ip: '10.0.1.23', port: 4000 }, { port: 20000 }, 60_000, 'c1', true)
+  t.notOk(m.mustPrecedeVerdict, 'a refresh of what the kernel holds is not urgent')
+  m.set('src_nat', { ip: '10.0.1.23', port: 4000 }, { port: 20002 }, 60_000, 'c2', true)
+  t.ok(m.mustPrecedeVerdict, 'new data is')
+  m.takePending()
+  m.release('src_nat', { ip: '10.0.1.23', port: 4000 }, 'c2')
+  t.notOk(m.mustPrecedeVerdict, 'a removal is not')
+  m.takePending()
+  m.set('any_dnat', { port: 20010 }, { ip: '10.0.1.23', port: 4010 }, 1500, 'c3')
+  now += 1000
+  m.takePending()
+  m.set('any_dnat', { port: 20010 }, { ip: '10.0.1.23', port: 4010 }, 60_000, 'c3', true)
+  t.ok(m.mustPrecedeVerdict, 'a refresh of an element about to expire in the kernel is')
 })
 
-t.test('signalling ports: same number first, next free for a second phone', async t => {
-  const s = new SignallingPortPool(p => p >= 20000 && p <= 29999)
-  t.equal(s.take(5060), 5060)
-  t.equal(s.take(5060), 5061)
-  t.equal(s.take(19999), 19999)
-  t.equal(s.take(19999), 30000, 'skips the media range')
+t.test('netChanges: what a message changed, net', async t => {
+  let now = 0
+  const m = new MappingTable(() => now)
+  const k = { ip: '203.0.113.9', port: 20000 }
+  m.set('any_dnat', { port: 20000 }, { ip: '10.0.1.23', port: 4000 }, 60_000, 'c1')
+  m.set('src_nat', { ip: '10.0.1.23', port: 4000 }, { port: 20000 }, 60_000, 'c1')
+  m.takePending()
+  now = 20_000
+  const from = m.pendingCount
+  m.set('src_nat', { ip: '10.0.1.23', port: 4000 }, { port: 20000 }, 60_000, 'c1') // refresh
+  m.release('any_dnat', { port: 20000 }, 'c1')
+  m.set('peer_dnat', k, { ip: '10.0.1.23', port: 4000 }, 60_000, 'c1')
+  m.set('peer_dnat', { ip: '203.0.113.10', port: 20000 }, { ip: '10.0.1.23', port: 4000 }, 60_000, 'c1')
+  m.release('peer_dnat', { ip: '203.0.113.10', port: 20000 }, 'c1') // added and removed again
+  t.equal(m.pendingSince(from).length, 6)
+  t.same(netChanges(m.pendingSince(from)), {
+    added: [{ map: 'peer_dnat', key: k, data: { ip: '10.0.1.23', port: 4000 } }],
+    removed: [{ map: 'any_dnat', key: { port: 20000 }, data: { ip: '10.0.1.23', port: 4000 } }]
+  })
+  m.set('src_nat', { ip: '10.0.1.23', port: 4000 }, { port: 20002 }, 60_000, 'c2')
+  t.same(netChanges(m.pendingSince(from + 6)).added, [{ map: 'src_nat', key: { ip: '10.0.1.23', port: 4000 }, data: { port: 20002 } }], 'new data: shown as added')
+  t.same(netChanges([]), { added: [], removed: [] })
+})
+
+t.test('adopt, disownShared, get/all skip expired, sweep', async t => {
+  let now = 0
+  const m = new MappingTable(() => now)
+  m.adopt('src_nat', { ip: '10.0.1.23', port: 4000 }, { port: 20000 }, 5000, 60_000, 'adopted')
+  m.adopt('src_nat', { ip: '10.0.1.23', port: 4002 }, { port: 20002 }, 50_000, 60_000, 'adopted')
+  t.same(m.takePending(), [], 'adoption sends nothing')
+  m.set('src_nat', { ip: '10.0.1.23', port: 4000 }, { port: 20000 }, 60_000, 'call')
+  m.disownShared('adopted')
+  t.same([...(m.get('src_nat', { ip: '10.0.1.23', port: 4000 })?.owners ?? [])], ['call'])
+  t.same([...(m.get('src_nat', { ip: '10.0.1.23', port: 4002 })?.owners ?? [])], ['adopted'], 'unclaimed stays adopted')
+  now = 55_000
+  t.equal(m.get('src_nat', { ip: '10.0.1.23', port: 4002 }), undefined)
+  t.equal([...m.all()].length, 1)
+  t.same(m.sweep().map(e => e.key.port), [4002])
+  t.equal(m.release('src_nat', { ip: '10.0.1.9', port: 1 }, 'x'), undefined, 'releasing an unknown element')
+})
+
+t.test('applyOps: one batch when the kernel takes it; a failed add reported', async t => {
+  const batches: MapOp[][] = []
+  const ok = { apply (ops: MapOp[]) { batches.push(ops) } }
+  t.same(applyOps(ok, []), [])
+  t.equal(batches.length, 0, 'nothing to send: no batch')
+  const ops: MapOp[] = [{ op: 'add', map: 'any_dnat', key: { port: 1 }, data: { ip: '10.0.1.23', port: 2 }, timeoutMs: 1 }]
+  t.same(applyOps(ok, ops), [])
+  t.equal(batches.length, 1)
+  const refuse = { apply () { throw new Error('ENOSPC') } }
+  const failed = applyOps(refuse, [{ op: 'delete', map: 'any_dnat', key: { port: 3 } }, ...ops])
+  t.same(failed.map(f => [f.op.key.port, f.error.message]), [[1, 'ENOSPC']], 'a delete that fails alone is what we wanted; the add is reported')
 })

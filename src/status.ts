@@ -1,0 +1,75 @@
+// What `sipalg status` shows: the document the daemon sends on its control socket, and how the
+// core fills its part from the call, registration and mapping tables. The shell (src/cli/run.ts)
+// adds its own figures (uptime, latency, queue, per-flow traffic); src/cli/status.ts renders it.
+
+import type { CallTable } from './dialog/calls.js'
+import type { RegistrationTable } from './dialog/registrations.js'
+import type { MappingTable } from './media/mappings.js'
+
+/** One media stream's RTP flow through the gateway; traffic from conntrack when it counts. */
+export interface FlowStatus {
+  media: string
+  publicPort: number
+  far: { ip: string, port: number } | null
+  /** Far end → phone and phone → far end, when the kernel has the flow and counts (nf_conntrack_acct). */
+  in?: { packets: number, bytes: number } | null
+  out?: { packets: number, bytes: number } | null
+}
+
+export interface StatusDoc {
+  uptimeSeconds: number
+  publicIp: string
+  calls: Array<{ callId: string, phone: string, direction: string, state: string, ageSeconds: number, media: string[], flows: FlowStatus[] }>
+  registrations: Array<{ phone: string, publicPort: number, registrar: string, aor: string, expiresInSeconds: number }>
+  mappings: Record<string, number>
+  counters: Record<string, number>
+  latencyUs: { packets: number, p50: number, p99: number, mean: number }
+  /** Self-healing of sipalg's table and queue rules (src/netfilter/watch.ts). */
+  ruleset?: RulesetStatus
+}
+
+/** What the ruleset watch (src/netfilter/watch.ts) reports. */
+export interface RulesetStatus {
+  checks: number
+  checkUsMean: number
+  tableHeals: number
+  queueRuleHeals: number
+  queueRulesWatched: boolean
+  lastHeal: { at: string, what: string, healMs: number } | null
+}
+
+/** The part of the status document the core knows. */
+export type CoreStatus = Pick<StatusDoc, 'publicIp' | 'calls' | 'registrations' | 'mappings' | 'counters'>
+
+export function coreStatus (tables: { calls: CallTable, registrations: RegistrationTable, maps: MappingTable },
+  publicIp: string, counters: Record<string, number>, now: number): CoreStatus {
+  const { calls, registrations, maps } = tables
+  const mappings: Record<string, number> = { src_nat: 0, any_dnat: 0, peer_dnat: 0 }
+  for (const e of maps.all()) mappings[e.map]++
+  const seconds = (ms: number): number => Math.round(ms / 1000)
+  return {
+    publicIp,
+    calls: [...calls.values()].map(c => ({
+      callId: c.callId,
+      phone: `${c.phone.ip}:${c.phone.port}`,
+      direction: c.outgoing ? 'out' : 'in',
+      state: c.state,
+      ageSeconds: seconds(now - c.createdAt),
+      media: [...c.streams.values()].map(s => `${s.media} ${s.priv.ip}:${s.priv.rtpPort} → ${s.pub.rtpPort}` +
+        ` ⇐ ${s.allowedFarIps.length === 0 ? 'any' : s.allowedFarIps.join(',')}`),
+      flows: [...c.streams.values()].map(s => {
+        const far = calls.farStreams(c, s.index)[0]
+        return { media: s.media, publicPort: s.pub.rtpPort, far: far === undefined ? null : { ip: far.ip, port: far.rtpPort } }
+      })
+    })),
+    registrations: [...registrations.values()].map(r => ({
+      phone: `${r.phone.ip}:${r.phone.port}`,
+      publicPort: r.publicPort,
+      registrar: r.registrar,
+      aor: r.aor,
+      expiresInSeconds: seconds(r.expiresAt - now)
+    })),
+    mappings,
+    counters
+  }
+}
