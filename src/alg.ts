@@ -181,6 +181,9 @@ export class Alg {
       // A trace listener never costs a call its rewrite.
       try { this.traceMessage(opsBefore, msg, direction, phone, outbound ? `${udp.dst}:${udp.dstPort}` : `${udp.src}:${udp.srcPort}`, result) } catch { /* trace only */ }
     }
+    // Invalid framing (a Content-Length that is not a number, disagrees with another or exceeds the
+    // body): the engine passes it untouched, and it counts as malformed like any broken input.
+    if (result.leftAlone === 'malformed') this.counters.inc('malformed')
     if (!result.changed) {
       this.counters.inc('passed')
       return ACCEPT

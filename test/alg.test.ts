@@ -205,6 +205,15 @@ t.test('not SIP on 5060: passed and counted, or dropped when configured; keepali
   t.same(transit.ops, [], 'not on a SIP port: not looked at')
 })
 
+t.test('invalid framing: a message whose Content-Length exceeds its body passes untouched, counted as malformed', async t => {
+  const { alg } = makeAlg()
+  const text = invite(A, 5060, 16000, 'framing-1').replace(/Content-Length: \d+/, 'Content-Length: 9999')
+  const r = send(alg, A, 5060, B, 5060, text)
+  t.equal(r.out, text, 'not a byte changed: a rewrite would keep the wrong length')
+  t.equal(alg.counters.snapshot().malformed, 1)
+  t.equal(alg.counters.snapshot().rewritten ?? 0, 0)
+})
+
 t.test('inbound call: the phone answers; its media is mapped and limited to the caller', async t => {
   const { alg } = makeAlg()
   const inv = withBody(`INVITE sip:alice@${PUB}:5060 SIP/2.0
