@@ -56,6 +56,9 @@ t.test('no plain Error reaches a person', async t => {
   // end up as E307 INTERNAL in main.ts or in Alg.process, never as a bare message.
   const allowed = new Set([
     'src/netfilter/queue.ts', 'src/netfilter/nftmaps.ts', 'src/netfilter/native.ts', 'src/alg.ts',
+    'src/netfilter/conntrack.ts', 'src/netfilter/tproxy.ts',
+    // A connect timeout is a socket error like ECONNREFUSED: the splice that owns the socket handles it.
+    'src/netfilter/transparent.ts',
     // Thrown inside RulesetWatch.guard, which logs them as E305 HEAL_FAILED.
     'src/netfilter/watch.ts'
   ])

@@ -105,8 +105,8 @@ export function parseArgs (argv: readonly string[], cmd: CommandSpec): ParsedArg
     }
     const value = text === undefined ? true : checkValue(def, text)
     const prev = out.flags[name]
-    if (prev !== undefined && def.repeatable !== true) throw usage(cmd, `--${name} is given twice`)
-    out.flags[name] = Array.isArray(prev) && Array.isArray(value) ? [...prev, ...value] as FlagValue : value
+    // A repeatable flag adds up; any other given twice keeps the last (a script appends overrides).
+    out.flags[name] = def.repeatable === true && Array.isArray(prev) && Array.isArray(value) ? [...prev, ...value] as FlagValue : value
   }
   const [min, max] = cmd.positionals
   if (out.positional.length > max) throw usage(cmd, `unexpected argument "${out.positional[max]}"`)
@@ -119,7 +119,7 @@ export function flagOr (args: ParsedArgs, cmd: CommandSpec, name: string): FlagV
   const given = args.flags[name]
   if (given !== undefined) return given
   const def = cmd.flags.find(f => f.name === name)
-  if (def === undefined) throw new Error(`no flag --${name} in the table of sipalg ${cmd.name}`)
+  if (def === undefined) throw new SipalgError('E307_INTERNAL', { why: `no flag --${name} in the table of sipalg ${cmd.name}` })
   if (def.default === undefined) return def.kind === 'boolean' ? false : undefined
   return checkValue(def, def.default)
 }
