@@ -42,7 +42,7 @@ t.test('status, metrics and trace while a call is up', async t => {
   const before = await metrics()
   t.equal(sample(before, 'sipalg_active_calls'), 0, 'no call before')
 
-  const call = runCall(lab, { byeFrom: 'b', durationMs: 2500 })
+  const call = runCall(lab, { byeFrom: 'b', durationMs: 6000 })
   let mid: StatusJson | undefined
   for (let i = 0; i < 60; i++) {
     const st = await alg.status()
