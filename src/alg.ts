@@ -23,6 +23,7 @@ import { Counters } from './counters.js'
 import { RateLimiter } from './media/limits.js'
 import type { StatusDoc } from './cli/status.js'
 import { traceEvent, type TraceEvent } from './trace/ladder.js'
+import type { SipHop } from './hep/legs.js'
 
 export type Verdict =
   | { action: 'accept', payload?: Buffer }
@@ -50,6 +51,8 @@ export class Alg {
   private staleFlows: Array<{ remote: Endpoint, publicPort: number }> = []
   /** `sipalg trace` listener: one event per SIP message. Unset (the default) costs nothing. */
   onMessage?: (e: TraceEvent) => void
+  /** HEP export (src/hep/sender.ts): each SIP message as it arrived and as it leaves. Unset costs nothing. */
+  onSip?: (hop: SipHop) => void
 
   constructor (private readonly cfg: Config, private readonly log: Logger, private readonly now: () => number = Date.now,
     private readonly fixPacket?: (pkt: Buffer) => void) {
@@ -90,7 +93,7 @@ export class Alg {
    */
   reconfigure (next: Config): string[] {
     const needRestart: string[] = (['public', 'inside', 'outsideIf', 'queue', 'sipPorts', 'mediaPorts', 'table', 'failClosed',
-      'controlSocket', 'stateFile', 'metricsPort', 'queueMaxLen', 'queueRcvbufBytes'] as const)
+      'controlSocket', 'stateFile', 'metricsPort', 'queueMaxLen', 'queueRcvbufBytes', 'hep', 'hepId', 'hepPassword'] as const)
       .filter(k => JSON.stringify(next[k]) !== JSON.stringify(this.cfg[k]))
     if (next.timeouts.signalling !== this.cfg.timeouts.signalling) needRestart.push('timeouts.signalling')
     Object.assign(this.cfg.limits, next.limits)
@@ -175,6 +178,11 @@ export class Alg {
     if (mapsBefore !== undefined) {
       // A trace listener never costs a call its rewrite.
       try { this.traceMessage(mapsBefore, msg, direction, phone, outbound ? `${udp.dst}:${udp.dstPort}` : `${udp.src}:${udp.srcPort}`, result) } catch { /* trace only */ }
+    }
+    if (this.onSip !== undefined) {
+      const far = outbound ? { ip: udp.dst, port: udp.dstPort } : { ip: udp.src, port: udp.srcPort }
+      // HEP export never costs a call its rewrite.
+      try { this.onSip({ direction, callId: msg.callId, phone, public: { ip: this.publicIp, port: publicPort ?? phone.port }, far, arrived: udp.payload, left: result.changed ? result.bytes : udp.payload }) } catch { /* export only */ }
     }
     if (!result.changed) {
       this.counters.inc('passed')
