@@ -7,7 +7,7 @@ import { SipalgError } from '../errors.js'
 import { PRIVATE_NETWORKS } from '../rewrite/cidr.js'
 import { parseArgs, type CommandSpec, type FlagDef, KINDS, type ParsedArgs } from './args.js'
 
-export type CommandName = 'run' | 'rules' | 'rewrite' | 'status' | 'trace' | 'doctor' | 'help'
+export type CommandName = 'run' | 'rules' | 'rewrite' | 'status' | 'trace' | 'doctor' | 'version' | 'help'
 
 export interface CommandDef extends CommandSpec {
   name: CommandName
@@ -150,6 +150,14 @@ const OWN_FLAGS: readonly CommandDef[] = [
     flags: RUN_FLAGS,
     details: 'Takes the flags of sipalg run, and checks what run would do with them.',
     load: async () => (await import('./doctor.js')).runDoctor
+  },
+  {
+    name: 'version',
+    summary: 'the version of this sipalg (also sipalg --version)',
+    args: '',
+    positionals: [0, 0],
+    flags: [],
+    load: async () => (await import('./version.js')).runVersion
   },
   {
     name: 'help',
