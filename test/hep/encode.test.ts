@@ -4,21 +4,10 @@
 import t from 'tap'
 import { CHUNK, encodeHep3, type HepMessage } from '../../src/hep/encode.js'
 import { hopLegs } from '../../src/hep/legs.js'
+import { hepChunks as chunks } from '../fixtures/hep.js'
 
 const INVITE = Buffer.from('INVITE sip:bob@203.0.113.9 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.1.23:5060;branch=z9hG4bK-1\r\n' +
   'Call-ID: a84b4c76e66710@10.0.1.23\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n', 'latin1')
-
-/** The chunks of a HEP3 packet as [type, value], read independently of the encoder (vendor 0 only). */
-function chunks (pkt: Buffer): Array<[number, Buffer]> {
-  const out: Array<[number, Buffer]> = []
-  for (let off = 6; off < pkt.length;) {
-    if (pkt.readUInt16BE(off) !== 0) throw new Error(`chunk at ${off}: vendor ${pkt.readUInt16BE(off)}, not 0`)
-    const len = pkt.readUInt16BE(off + 4)
-    out.push([pkt.readUInt16BE(off + 2), pkt.subarray(off + 6, off + len)])
-    off += len
-  }
-  return out
-}
 
 const msg: HepMessage = {
   src: { ip: '10.0.1.23', port: 5060 },
