@@ -60,6 +60,12 @@ t.test('sipalg.yaml(5): every key with its description and default', async t => 
   for (const k of Object.keys(KEY_HELP)) t.ok(keys.some(c => c.key === k && c.flag === undefined), `${k}: described once (not also a flag)`)
 })
 
+t.test('the README\'s configuration reference names every key', async t => {
+  const readme = readFileSync(join(import.meta.dirname, '..', '..', 'README.md'), 'utf8')
+  const table = readme.slice(readme.indexOf('## Configuration reference'), readme.indexOf('## Troubleshooting'))
+  for (const k of configKeys()) t.match(table, `\`${k.key}\``, k.key)
+})
+
 t.test('the pages render without a warning', async t => {
   const lint = run('mandoc', ['-T', 'lint', '-W', 'warning', page8, page5])
   t.equal(lint.out + lint.err, '', 'mandoc -T lint: no warnings')
