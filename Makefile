@@ -3,11 +3,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 APT_PACKAGES := iptables nftables conntrack iproute2 libnetfilter-queue-dev libnftnl-dev libmnl-dev \
-                sip-tester tcpdump sipvicious curl
+                sip-tester tcpdump sipvicious curl sngrep dpkg-dev lintian mandoc groff-base man-db
 NATIVE := native/build/Release/sipalg_native.node
 SIPALG := node dist/src/cli/main.js
 
-.PHONY: deps sysdeps build native ts test demo bench soak install install-rules uninstall-rules clean
+.PHONY: deps sysdeps build native ts man deb test demo bench soak install install-rules uninstall-rules clean
 
 # System packages: installed only when one is missing (needs root and Debian's apt).
 sysdeps:
@@ -31,7 +31,15 @@ native: $(NATIVE)
 ts: node_modules/.package-lock.json
 	npx tsc -p tsconfig.json
 
-build: deps native ts
+# sipalg(8) and sipalg.yaml(5), from the command table and the config (src/cli/man.ts).
+man: ts
+	node dist/src/cli/man.js dist/man >/dev/null
+
+build: deps native ts man
+
+# The Debian package build/sipalg_<version>_amd64.deb (packaging/deb.sh; lintian build/*.deb checks it).
+deb: build
+	@bash packaging/deb.sh build
 
 test: build
 	npx tsc -p test/tsconfig.json
@@ -62,4 +70,4 @@ uninstall-rules: build
 	$(SIPALG) rules uninstall $(if $(QUEUE),--queue $(QUEUE))
 
 clean:
-	rm -rf dist native/build
+	rm -rf dist native/build build

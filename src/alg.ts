@@ -30,6 +30,7 @@ import { coreStatus, type CoreStatus } from './status.js'
 import { applyLive, restartNeeded } from './reconfigure.js'
 import { traceEvent, type TraceEvent } from './trace/ladder.js'
 import { shortCode } from './errors.js'
+import type { SipHop } from './hep/legs.js'
 
 export type Verdict =
   | { action: 'accept', payload?: Buffer }
@@ -58,6 +59,8 @@ export class Alg {
   private staleFlows: Array<{ remote: Endpoint, publicPort: number }> = []
   /** `sipalg trace` listener: one event per SIP message. Unset (the default) costs nothing. */
   onMessage?: (e: TraceEvent) => void
+  /** HEP export (src/hep/sender.ts): each SIP message as it arrived and as it leaves. Unset costs nothing. */
+  onSip?: (hop: SipHop) => void
 
   // Policies are shared objects: a reload changes them in place for every call and registration.
   private readonly callPolicy: CallPolicy = { ringMs: 0, callMs: 0, elementMs: 0 }
@@ -184,6 +187,11 @@ export class Alg {
     // Invalid framing (a Content-Length that is not a number, disagrees with another or exceeds the
     // body): the engine passes it untouched, and it counts as malformed like any broken input.
     if (result.leftAlone === 'malformed') this.counters.inc('malformed')
+    if (this.onSip !== undefined) {
+      const far = outbound ? { ip: udp.dst, port: udp.dstPort } : { ip: udp.src, port: udp.srcPort }
+      // HEP export never costs a call its rewrite.
+      try { this.onSip({ direction, callId: msg.callId, phone, public: { ip: this.publicIp, port: publicPort ?? phone.port }, far, arrived: udp.payload, left: result.changed ? result.bytes : udp.payload }) } catch { /* export only */ }
+    }
     if (!result.changed) {
       this.counters.inc('passed')
       return ACCEPT

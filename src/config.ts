@@ -39,6 +39,12 @@ export interface Config {
   limits: { maxCalls: number, callsPerHost: number, callsPerSecond: number, callsPerSecondPerHost: number }
   queueMaxLen: number
   queueRcvbufBytes: number
+  /** HEP3 collector (Homer, sngrep -L) every SIP message is copied to, as it arrived and as it left; null = off. */
+  hep: string | null
+  /** HEP capture agent id: tells this gateway's messages apart in Homer. */
+  hepId: number
+  /** HEP auth key, when the collector wants one. */
+  hepPassword: string | null
 }
 
 export const defaults: Config = {
@@ -67,7 +73,29 @@ export const defaults: Config = {
   timeouts: { ring: 180, call: 7200, signalling: 300, registrationGrace: 60, element: 600 },
   limits: { maxCalls: 10000, callsPerHost: 200, callsPerSecond: 2000, callsPerSecondPerHost: 50 },
   queueMaxLen: 16384,
-  queueRcvbufBytes: 32 * 1024 * 1024
+  queueRcvbufBytes: 32 * 1024 * 1024,
+  hep: null,
+  hepId: 2001,
+  hepPassword: null
+}
+
+/**
+ * What each config key that is not also a `sipalg run` flag means (a flag's key is described by its
+ * help in src/cli/commands.ts): with the flags' help, the one source of sipalg.yaml(5) (src/cli/man.ts).
+ */
+export const KEY_HELP: Readonly<Record<string, string>> = {
+  trusted_inside_proxies: 'inside PBXs (IPv4 addresses) allowed to name other inside hosts in their SDP',
+  'timeouts.ring': 'seconds an INVITE may wait for a final answer',
+  'timeouts.call': 'seconds an established call may go without any SIP (long: calls on hold are quiet)',
+  'timeouts.signalling': 'seconds a phone\'s public SIP port stays mapped without traffic',
+  'timeouts.registration_grace': 'seconds registration mappings outlive the expiry the registrar granted',
+  'timeouts.element': 'seconds a kernel map element lives between refreshes (bounds what is left if sipalg dies)',
+  'limits.max_calls': 'calls tracked at once; more get no media mapping (their SIP passes)',
+  'limits.calls_per_host': 'calls at once from one inside phone',
+  'limits.calls_per_second': 'new calls per second, all phones together',
+  'limits.calls_per_second_per_host': 'new calls per second from one inside phone',
+  queue_max_len: 'packets the kernel holds for the NFQUEUE before it fails open (or drops, with fail_closed)',
+  queue_rcvbuf_bytes: 'receive buffer of the NFQUEUE socket, in bytes'
 }
 
 // snake_case keys in YAML (and --kebab-case flags) map onto the camelCase fields above.
@@ -143,6 +171,10 @@ export function validate (c: Config): Config {
   c.queueMaxLen = int('queue_max_len', c.queueMaxLen, 64, 1 << 20, '16384')
   c.queueRcvbufBytes = int('queue_rcvbuf_bytes', c.queueRcvbufBytes, 1 << 16, 1 << 30, '33554432')
   c.table = checked('table', c.table, check.identifier)
+  if (c.hep === '') c.hep = null
+  if (c.hep !== null) c.hep = checked('hep', c.hep, check.hepUrlText)
+  c.hepId = int('hep_id', c.hepId, 0, 0xffffffff, '2001')
+  if (c.hepPassword !== null) c.hepPassword = String(c.hepPassword)
   return c
 }
 

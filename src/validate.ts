@@ -97,3 +97,23 @@ export function markMask (text: string): Checked<string> {
   const ok = new RegExp(`^${n}(?:/${n})?$`).test(text) && text.split('/').every(x => Number(x) <= 0xffffffff)
   return ok ? good(text) : bad('not a 32-bit ct mark with optional mask', '0x5a100000/0xffff0000')
 }
+
+/**
+ * A HEP collector: udp://HOST:PORT with an IPv4 address or a host name (HEP over TCP or TLS is not
+ * sent: a UDP datagram per message is what keeps a dead collector from costing anything).
+ */
+export function hepUrl (text: string): Checked<{ host: string, port: number }> {
+  const example = 'udp://127.0.0.1:9060'
+  const m = /^udp:\/\/([A-Za-z0-9.-]{1,253}):(\d{1,5})$/.exec(text.trim())
+  if (m === null) return bad('not udp://HOST:PORT', example)
+  const p = port(m[2])
+  if (!p.ok) return bad('has no UDP port 1-65535', example)
+  if (/^[\d.]+$/.test(m[1]) && !isIpv4(m[1])) return bad('has no valid IPv4 address', example)
+  return good({ host: m[1], port: p.value })
+}
+
+/** The config key and flag `hep` keep the checked URL as written. */
+export function hepUrlText (text: string): Checked<string> {
+  const r = hepUrl(text)
+  return r.ok ? good(text.trim()) : r
+}

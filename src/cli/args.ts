@@ -40,7 +40,9 @@ export const KINDS = {
   queue: { placeholder: 'N', parse: check.queue },
   portOrOff: { placeholder: 'PORT', parse: (t: string) => check.integer(t, 0, 65535, '9260') },
   table: { placeholder: 'NAME', parse: check.identifier },
-  mark: { placeholder: 'MARK[/MASK]', parse: check.markMask }
+  mark: { placeholder: 'MARK[/MASK]', parse: check.markMask },
+  url: { placeholder: 'udp://HOST:PORT', parse: check.hepUrlText },
+  uint32: { placeholder: 'N', parse: (t: string) => check.integer(t, 0, 0xffffffff, '2001') }
 } satisfies Record<string, FlagKind>
 
 export type KindName = keyof typeof KINDS

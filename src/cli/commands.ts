@@ -7,7 +7,7 @@ import { SipalgError } from '../errors.js'
 import { PRIVATE_NETWORKS } from '../rewrite/cidr.js'
 import { parseArgs, type CommandSpec, type FlagDef, KINDS, type ParsedArgs } from './args.js'
 
-export type CommandName = 'run' | 'rules' | 'rewrite' | 'status' | 'trace' | 'doctor' | 'help'
+export type CommandName = 'run' | 'rules' | 'rewrite' | 'status' | 'trace' | 'doctor' | 'version' | 'help'
 
 export interface CommandDef extends CommandSpec {
   name: CommandName
@@ -59,6 +59,9 @@ const RUN_FLAGS: readonly FlagDef[] = [
   { name: 'state-file', kind: 'path', default: '/run/sipalg/<table>-<queue>.state.json', help: 'call state kept across a restart' },
   { name: 'metrics-port', kind: 'portOrOff', default: String(defaults.metricsPort), help: 'Prometheus text on 127.0.0.1:PORT/metrics; 0 = off' },
   { name: 'ready-file', kind: 'path', help: 'created once the queue is bound and the table is in place' },
+  { name: 'hep', kind: 'url', help: 'copy every SIP message, as it arrived and as it left, to this HEP3 collector (Homer, sngrep -L); off when unset' },
+  { name: 'hep-id', kind: 'uint32', default: String(defaults.hepId), help: 'HEP capture agent id of this gateway' },
+  { name: 'hep-password', kind: 'text', help: 'HEP auth key, if the collector wants one (better in sipalg.yaml: flags show in ps)' },
   { name: 'config', kind: 'path', help: 'a sipalg.yaml; flags win over it', notConfig: true },
   { name: 'pretty', kind: 'boolean', help: 'logs for people instead of JSON', notConfig: true }
 ]
@@ -149,6 +152,14 @@ const OWN_FLAGS: readonly CommandDef[] = [
     flags: RUN_FLAGS,
     details: 'Takes the flags of sipalg run, and checks what run would do with them.',
     load: async () => (await import('./doctor.js')).runDoctor
+  },
+  {
+    name: 'version',
+    summary: 'the version of this sipalg (also sipalg --version)',
+    args: '',
+    positionals: [0, 0],
+    flags: [],
+    load: async () => (await import('./version.js')).runVersion
   },
   {
     name: 'help',

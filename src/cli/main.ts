@@ -20,7 +20,7 @@ function endQuietlyOnClosedPipe (stream: NodeJS.WriteStream, name: string): void
 
 async function main (argv: string[]): Promise<number> {
   const [first, ...rest] = argv
-  const name = first === undefined || first === '--help' || first === '-h' ? 'help' : first
+  const name = first === undefined || first === '--help' || first === '-h' ? 'help' : first === '--version' || first === '-V' ? 'version' : first
   const cmd = COMMANDS.get(name)
   if (cmd === undefined) throw unknownCommand(name)
   if (name !== 'help' && wantsHelp(rest)) { process.stdout.write(helpText(name)); return 0 }

@@ -26,6 +26,7 @@ import { command, parseCommand } from './commands.js'
 import { defaultSocketPath, defaultStatePath, serveControl } from './control.js'
 import { serveMetrics } from '../metrics.js'
 import type { TraceEvent } from '../trace/ladder.js'
+import { startHep } from '../hep/start.js'
 
 export function runConfig (argv: string[]): { cfg: Config, pretty: boolean } {
   const args = parseCommand('run', argv)
@@ -133,6 +134,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
     try { saveState(statePath, state) } catch (e) { log.warn({ code: shortCode('E308_STATE_SAVE'), err: (e as Error).message, path: statePath }, 'could not save call state') }
   }
   const latency = new LatencyHistogram()
+  const hep = startHep(cfg, alg, log)
 
   const queue = PacketQueue.open({ queue: cfg.queue, maxLen: cfg.queueMaxLen, rcvbufBytes: cfg.queueRcvbufBytes, failOpen: !cfg.failClosed })
   // A firewall reload that removes sipalg's table or queue rules is undone within CHECK_MS (src/netfilter/watch.ts).
@@ -254,6 +256,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
       nft.close()
       control.close()
       metrics?.close()
+      hep?.close()
       rmSync(socketPath, { force: true })
       if (cfg.readyFile !== null) rmSync(cfg.readyFile, { force: true })
       log.info({ signal: sig, counters: alg.counters.snapshot(), queue: queue.stats(), latencyUs: latency.summary() }, 'sipalg stopped; kernel mappings left to expire')

@@ -20,7 +20,7 @@ function refused (f: () => unknown): SipalgError {
 
 t.test('every command has one help, reached four ways', async t => {
   const names = [...COMMANDS.keys()]
-  t.same(names, ['run', 'rules', 'rewrite', 'status', 'trace', 'doctor', 'help'])
+  t.same(names, ['run', 'rules', 'rewrite', 'status', 'trace', 'doctor', 'version', 'help'])
   for (const name of names) {
     const text = helpText(name)
     const ways = name === 'help' ? [['help', 'help']] : [[name, '--help'], [name, '-h'], ['help', name]]
