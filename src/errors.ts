@@ -71,6 +71,8 @@ export const catalogue = {
     `call refused by limit ${d.limit}; its message passed without a media mapping (no audio): raise the limit in sipalg.yaml if the host is legitimate`),
   E312_NOT_SIP: entry(0, d =>
     `not SIP on a SIP port (${d.why}); passed or dropped as the malformed: setting says; if a device speaks another protocol on this port, remove the port from sip_ports`),
+  E313_HEP_UNREACHABLE: entry(0, d =>
+    `HEP copies are not reaching the collector ${d.hep} (${d.why}); SIP is unaffected (counted in hep_errors); check the collector is up and reachable, or remove hep: from the config`),
 } as const
 
 export type ErrorCode = keyof typeof catalogue

@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { defaults, KEY_HELP } from '../config.js'
-import { catalogue } from '../errors.js'
+import { catalogue, SipalgError } from '../errors.js'
 import type { FlagDef } from './args.js'
 import { KINDS } from './args.js'
 import { COMMANDS, command } from './commands.js'
@@ -135,7 +135,7 @@ export function configKeys (): ConfigKeyDoc[] {
       if (v !== null && typeof v === 'object' && !Array.isArray(v)) { walk(v as Record<string, unknown>, `${key}.`); continue }
       const flag = prefix === '' ? flags.find(f => f.name === key.replace(/_/g, '-')) : undefined
       const help = flag?.help ?? KEY_HELP[key]
-      if (help === undefined) throw new Error(`config key ${key} has no description: a run flag or KEY_HELP in src/config.ts`)
+      if (help === undefined) throw new SipalgError('E307_INTERNAL', { why: `config key ${key} has no description: a run flag or KEY_HELP in src/config.ts` })
       out.push({ key, help, default: flag?.default ?? shown(v), flag: flag === undefined ? undefined : `--${flag.name}` })
     }
   }

@@ -6,6 +6,7 @@ import type { Logger } from 'pino'
 import type { Alg } from '../alg.js'
 import type { Config } from '../config.js'
 import { HepSender } from './sender.js'
+import { shortCode } from '../errors.js'
 
 export function startHep (cfg: Config, alg: Alg, log: Logger): HepSender | null {
   if (cfg.hep === null) return null
@@ -14,7 +15,7 @@ export function startHep (cfg: Config, alg: Alg, log: Logger): HepSender | null 
     captureId: cfg.hepId,
     authKey: cfg.hepPassword,
     counters: alg.counters,
-    warn: why => { log.warn({ hep: cfg.hep, why }, 'HEP copies are not reaching the collector (SIP is unaffected; counted in hep_errors; logged once a minute)') }
+    warn: why => { log.warn({ code: shortCode('E313_HEP_UNREACHABLE'), hep: cfg.hep, why }, 'HEP copies are not reaching the collector (SIP is unaffected; counted in hep_errors; logged once a minute)') }
   })
   alg.onSip = hop => { sender.send(hop) }
   log.info({ hep: cfg.hep, hepId: cfg.hepId }, 'copying SIP to the HEP collector')

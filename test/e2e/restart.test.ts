@@ -3,7 +3,7 @@
 // its BYE still removes every mapping.
 
 import t from 'tap'
-import { mkdtempSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Lab } from '../lab/lab.js'
@@ -18,14 +18,16 @@ t.test('kill -9 mid-call, restart, BYE', async t => {
   const state = join(mkdtempSync(join(tmpdir(), 'sipalg-restart-')), 'state.json')
   const first = await startSipalg(lab, { args: ['--state-file', state] })
 
-  const call = runCall(lab, { durationMs: 5000 })
+  // Long enough that the BYE comes after the restart even on a loaded machine.
+  const call = runCall(lab, { durationMs: 10000 })
   let answered = false
   for (let i = 0; i < 80 && !answered; i++) {
     answered = (await first.elements('peer_dnat')).some(e => /^203\.0\.113\.9 \. 2\d{4} : 10\.0\.1\.23 \. 1\d{4}$/.test(e))
     if (!answered) await sleep(100)
   }
   t.ok(answered, 'call answered, media narrowed to B')
-  await sleep(1300) // the state is saved once a second
+  // The state is saved within a second of a change: wait until the file holds the answered call.
+  for (let i = 0; i < 100 && !(existsSync(state) && readFileSync(state, 'utf8').includes('"confirmed"')); i++) await sleep(100)
   await first.stop('SIGKILL')
   const atKill = Date.now()
 
@@ -36,13 +38,14 @@ t.test('kill -9 mid-call, restart, BYE', async t => {
 
   const second = await startSipalg(lab, { args: ['--state-file', state], rules: false })
   t.teardown(async () => { await second.stop() })
-  t.equal((await second.status()).calls.length, 1, 'the restarted sipalg took the call over')
+  const taken = (await second.status()).calls.length
+  t.equal(taken, 1, `the restarted sipalg took the call over${taken === 1 ? '' : `\n${second.log()}`}`)
   t.match(second.log(), /took over the calls and registrations/)
 
   const r = await call
   t.ok(r.ok, `the call ends normally (exit A=${String(r.exitA)} B=${String(r.exitB)})`)
   t.ok(Date.now() - atKill > 2000, 'the call went on for seconds after the kill')
-  // 5 s of 30 ms packets ≈ 166 each way; audio stopping at the kill would give ~60.
+  // sipp's audio (236 packets, ~7 s) plays on; audio stopping at the kill would give ~60.
   t.ok(r.rtpAtA > 120, `B's audio kept reaching A through the kill and restart (${r.rtpAtA})`)
   t.ok(r.rtpAtB > 120, `A's audio kept reaching B (${r.rtpAtB})`)
   t.same(await second.elements('any_dnat'), [], 'the BYE removed the media mappings')

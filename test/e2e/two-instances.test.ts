@@ -4,7 +4,7 @@
 // only its own call (its own state file, its own table's mappings) and nothing is shared.
 
 import t from 'tap'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { Lab } from '../lab/lab.js'
 import { runCall } from '../lab/sip.js'
 import { startSipalg, type Sipalg } from '../lab/sipalg.js'
@@ -44,8 +44,10 @@ t.test('two instances on queues 0 and 1', async t => {
   t.ok(media2.length > 0 && media2.every(e => /^203\.0\.113\.10 \. 2[5-9]\d{3} : 10\.0\.1\.24 \. 17\d{3}$/.test(e)), `table sipalg2: A2's media only, in instance 2's ports (${media2.join(', ')})`)
 
   // Both die mid-call and come back on their own state files.
-  await sleep(1300) // the state is saved once a second
+  // The state is saved within a second of a change: wait until each file holds its answered call.
   const stateOf = (alg: Sipalg): string => `${alg.dir}/state.json`
+  const saved = (alg: Sipalg): boolean => existsSync(stateOf(alg)) && readFileSync(stateOf(alg), 'utf8').includes('"confirmed"')
+  for (let i = 0; i < 100 && !(saved(a) && saved(b)); i++) await sleep(100)
   const saved1 = readFileSync(stateOf(a), 'utf8')
   const saved2 = readFileSync(stateOf(b), 'utf8')
   t.match(saved1, /10\.0\.1\.23/)
