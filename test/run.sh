@@ -15,6 +15,9 @@ if [ "$total" -eq 0 ]; then echo "no tests ran"; rc=1; fi
 skip=$(num skip); todo=$(num todo)
 other=$(( total - pass - fail - ${skip:-0} - ${todo:-0} ))
 [ "$other" -gt 0 ] && fail=$(( fail + other ))
-[ "$rc" -ne 0 ] && [ "$fail" -eq 0 ] && fail=1
+if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then
+  echo "every test passed, but tap failed: coverage below the thresholds in package.json (see the summary above)?"
+  fail=1
+fi
 echo "$pass passed, $fail failed"
 exit "$rc"
