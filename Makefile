@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-APT_PACKAGES := iptables nftables conntrack iproute2 libnetfilter-queue-dev libnftnl-dev libmnl-dev \
+APT_PACKAGES := iptables nftables conntrack iproute2 redis-server keepalived conntrackd libnetfilter-queue-dev libnftnl-dev libmnl-dev \
                 sip-tester tcpdump sipvicious curl
 NATIVE := native/build/Release/sipalg_native.node
 SIPALG := node dist/src/cli/main.js

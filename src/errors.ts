@@ -71,6 +71,8 @@ export const catalogue = {
     `call refused by limit ${d.limit}; its message passed without a media mapping (no audio): raise the limit in sipalg.yaml if the host is legitimate`),
   E312_NOT_SIP: entry(0, d =>
     `not SIP on a SIP port (${d.why}); passed or dropped as the malformed: setting says; if a device speaks another protocol on this port, remove the port from sip_ports`),
+  E313_STORE: entry(0, d =>
+    `state store ${d.store}: ${d.what} failed (${d.why}); the other gateway's copy of the calls lags until it works (retried, nothing lost while sipalg runs): check that redis-server runs there and the sync link is up`),
 } as const
 
 export type ErrorCode = keyof typeof catalogue
