@@ -12,7 +12,7 @@ import { shortCode } from '../errors.js'
 import type { HaStatus } from '../status.js'
 import { AddressWatch } from '../netfilter/addrwatch.js'
 import { Follower } from '../store/follower.js'
-import type { StateStore, StoredState } from '../store/store.js'
+import type { StateStore, StoredElement, StoredState } from '../store/store.js'
 
 export type Role = HaStatus['role']
 
@@ -23,6 +23,8 @@ export interface RoleShell {
   /** Start over with empty tables (this node no longer processes the queue). */
   standDown: () => void
   onChange: () => void
+  /** The elements in this node's kernel now. */
+  kernelElements: () => StoredElement[]
 }
 
 export class Roles {
@@ -100,7 +102,7 @@ export class Roles {
   /** `install`: the kernel may lack the store's elements (a start, not a standby's promotion). */
   private takeOver (stored: StoredState | null, install: boolean): { calls: number, registrations: number } {
     // Elements the store has and this kernel does not (a node that was down) go in first.
-    if (install && stored !== null && this.store.kind === 'redis') new Follower(this.kernel).resync(stored)
+    if (install && stored !== null && this.store.kind === 'redis') new Follower(this.kernel, this.shell.kernelElements()).resync(stored)
     const taken = this.shell.takeOver(stored)
     this.store.becomeWriter(stored)
     return taken
@@ -108,7 +110,7 @@ export class Roles {
 
   /** Not awaited: a store that is down is followed once it answers (the subscription waits for it). */
   private follow (): void {
-    const f = new Follower(this.kernel)
+    const f = new Follower(this.kernel, this.shell.kernelElements())
     this.follower = f
     this.store.follow(c => { f.apply(c) }, s => { f.resync(s) }).catch((e: Error) => {
       this.log.warn({ code: shortCode('E313_STORE'), err: e.message }, 'cannot follow the state store; retrying while it reconnects')

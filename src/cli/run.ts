@@ -6,7 +6,7 @@
 import { readFileSync, writeFileSync, rmSync } from 'node:fs'
 import { networkInterfaces } from 'node:os'
 import type { Logger } from 'pino'
-import { Alg } from '../alg.js'
+import { Alg, type KernelElement } from '../alg.js'
 import { openStore } from '../store/open.js'
 import { Roles } from './role.js'
 import { buildConfig, type Config } from '../config.js'
@@ -63,10 +63,15 @@ export function kernelMaps (nft: NftMaps): KernelMaps {
   }
 }
 
+/** The elements in sipalg's table now. */
+function kernelElements (nft: NftMaps): KernelElement[] {
+  return (['src_nat', 'any_dnat', 'peer_dnat'] as const).flatMap(map => nft.list(map).flatMap(e =>
+    e.data === null ? [] : [{ map, key: decodeKey(e.key), data: decodeKey(e.data), remainingMs: e.expiresMs ?? 60_000 }]))
+}
+
 /** Takes over the elements a previous sipalg left in the table (they keep calls alive). */
 function adopt (alg: Alg, nft: NftMaps, log: Logger): void {
-  const n = alg.adopt((['src_nat', 'any_dnat', 'peer_dnat'] as const).flatMap(map => nft.list(map).flatMap(e =>
-    e.data === null ? [] : [{ map, key: decodeKey(e.key), data: decodeKey(e.data), remainingMs: e.expiresMs ?? 60_000 }])))
+  const n = alg.adopt(kernelElements(nft))
   if (n > 0) log.info({ elements: n }, 'adopted kernel mappings left by a previous sipalg; they expire unless a call refreshes them')
 }
 
@@ -136,7 +141,8 @@ export async function runDaemon (argv: string[]): Promise<number> {
       return taken
     },
     standDown: () => { commit(false); alg = newAlg() },
-    onChange: () => { alg.counters.inc('role_changes') }
+    onChange: () => { alg.counters.inc('role_changes') },
+    kernelElements: () => kernelElements(nft).map(({ remainingMs, ...e }) => ({ ...e, expiresAt: Date.now() + remainingMs }))
   }, log)
   await roles.start(cfg.stateStore === null ? null : { iface: cfg.outsideIf ?? '', address: publicIp })
   const persist = (): void => { roles.writeState(alg.stateIfChanged()) }

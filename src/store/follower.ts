@@ -15,7 +15,10 @@ export class Follower {
   /** Kernel changes refused (an element the kernel would not take). */
   refused = 0
 
-  constructor (private readonly kernel: KernelMaps, private readonly now: () => number = Date.now) {}
+  /** `inKernel`: the elements the kernel holds now, so that a resync removes those the store does not have. */
+  constructor (private readonly kernel: KernelMaps, inKernel: StoredElement[] = [], private readonly now: () => number = Date.now) {
+    for (const e of inKernel) this.elements.set(elementId(e.map, e.key), e)
+  }
 
   get callCount (): number { return this.calls.size }
   get registrationCount (): number { return this.registrations.size }

@@ -31,7 +31,7 @@ const change = (over: Partial<StoreChange>): StoreChange => ({ at: NOW, calls: {
 
 t.test('elements follow the store; the state is handed over', async t => {
   const kernel = new StrictKernel()
-  const f = new Follower(kernel, () => NOW)
+  const f = new Follower(kernel, [], () => NOW)
   f.apply(change({ elements: { 'any_dnat|20000': el(20000, 4000), 'any_dnat|20001': el(20001, 4001) }, calls: { c1: JSON.stringify({ key: 'c1' }) } }))
   t.same([...kernel.elements], [['any_dnat .20000', '10.0.1.23.4000 60000'], ['any_dnat .20001', '10.0.1.23.4001 60000']], 'installed with the time left')
   f.apply(change({ elements: { 'any_dnat|20000': el(20000, 4002, 30_000) } }))
@@ -51,4 +51,10 @@ t.test('elements follow the store; the state is handed over', async t => {
   t.same([...kernel.elements.keys()], ['any_dnat .20005'], 'a resync removes what the store no longer has')
   t.equal(f.callCount, 0)
   t.equal(f.elementCount, 1)
+
+  // A node back after a failure: what its kernel kept from before goes unless the store has it.
+  const back = new StrictKernel()
+  back.apply([{ op: 'add', map: 'any_dnat', key: { port: 20007 }, data: { ip: '10.0.1.23', port: 4007 }, timeoutMs: 60_000 }])
+  new Follower(back, [el(20007, 4007)], () => NOW).resync({ state: { version: 1, savedAt: NOW, calls: [], registrations: [] }, elements: [el(20005, 4005)] })
+  t.same([...back.elements.keys()], ['any_dnat .20005'], 'elements left in the kernel from before are removed')
 })
