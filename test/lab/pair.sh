@@ -12,7 +12,7 @@
 #
 # Namespaces sipalg-RUNID-{sw,g1,g2,a,b,store}. The three segments are bridges in sw; every veth is
 # created inside the namespaces. Each gateway SNATs to the public VIP (not MASQUERADE, which would
-# pick the node's own address after a failover). keepalived: advert_int 0.1, g1 priority 150, g2
+# pick the node's own address after a failover). keepalived: VRRPv3, advert_int 0.1, g1 priority 150, g2
 # 100. Daemons run in the foreground with their own pid files, in the background of this script.
 set -euo pipefail
 
@@ -25,13 +25,20 @@ ns() { echo "sipalg-$runid-$1"; }
 SW=$(ns sw)
 
 down() {
-  local f pid r
+  local f pid r i pids=()
   for f in "$dir"/*.pid; do
     [ -e "$f" ] || continue
     pid=$(cat "$f" 2>/dev/null || true)
-    if [[ $pid =~ ^[0-9]+$ ]]; then kill "$pid" 2>/dev/null || true; fi
+    if [[ $pid =~ ^[0-9]+$ ]]; then pids+=("$pid"); kill "$pid" 2>/dev/null || true; fi
   done
-  sleep 0.2
+  # keepalived takes its time to leave: what is still there after 2 s is killed.
+  for i in $(seq 1 20); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive -eq 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   for r in "${ROLES[@]}"; do ip netns del "$(ns "$r")" 2>/dev/null || true; done
   return 0
 }
@@ -60,6 +67,8 @@ gateway() {
   cat > "$dir/$g-keepalived.conf" <<EOF
 global_defs {
   router_id sipalg-$g
+  # Sub-second advert_int needs VRRPv3 (v2 counts whole seconds: a 3 s failover).
+  vrrp_version 3
   enable_script_security
   script_user root
 }
