@@ -69,6 +69,9 @@ export class RedisStore implements StateStore {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
       connectTimeout: 1000,
+      // A cut link leaves the connection up with nothing answering: a write fails after a second
+      // (counted, retried) instead of waiting for TCP to give up.
+      commandTimeout: 1000,
       retryStrategy: times => Math.min(times * 100, 1000)
     })
     // Connection errors are seen through the writes that fail; ioredis would throw them otherwise.
@@ -144,7 +147,7 @@ export class RedisStore implements StateStore {
   async follow (onChange: (c: StoreChange) => void, onResync: (s: StoredState) => void): Promise<void> {
     if (this.sub !== null) return
     // Subscribing waits for the connection (the writer's connection fails fast instead).
-    const sub = this.client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
+    const sub = this.client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined })
     this.sub = sub
     sub.on('error', () => {})
     // Changes that arrive while the full state is being read are applied after it, in order.

@@ -96,3 +96,57 @@ t.test('hard failover mid-call, BYE on the new active node, failback', async t =
   t.same(await s1b.elements('peer_dnat'), [], 'nothing left on g1')
   t.same(await s2.elements('peer_dnat'), [], 'nothing left on g2')
 })
+
+t.test('the store unreachable for 10 s on the active node; a standby that starts after the call did', async t => {
+  const pair = await PairLab.up()
+  t.teardown(async () => { await pair.down() })
+  const g1 = pair.gateway('g1')
+  const g2 = pair.gateway('g2')
+  await until('g1 holds the VIPs', async () => await pair.holdsVip('g1'))
+  const s1 = await startSipalg(g1, { args: runArgs })
+  t.teardown(async () => { await s1.stop('SIGKILL') })
+
+  // The store goes away from g1 before the call: every change of the call is written afterwards.
+  await pair.sh('g1', 'iptables', ['-w', '-I', 'OUTPUT', '-d', '198.51.100.10', '-j', 'DROP'])
+  const cutAt = Date.now()
+  const call = runCall(g1, { durationMs: 22_000, flushConntrack: false, timeoutMs: 45_000 })
+  await until('the call is up on g1', async () => (await s1.elements('peer_dnat')).some(e => e.startsWith('203.0.113.9 . 2')))
+  t.equal((await s1.status()).calls.length, 1, 'the call works without the store')
+  await until('writes failing', async () => ((await ha(s1)) as unknown as { store: { writesFailed: number } }).store.writesFailed > 0, 5000)
+  await sleep(Math.max(0, 10_000 - (Date.now() - cutAt)))
+  await pair.sh('g1', 'iptables', ['-w', '-D', 'OUTPUT', '-d', '198.51.100.10', '-j', 'DROP'])
+  await until('g1 caught up', async () => ((await ha(s1)) as unknown as { store: { pending: number } }).store.pending === 0, 5000)
+  t.match(s1.log(), /"code":"E313"/, 'the outage was logged once with its code')
+
+  // g2 starts now and catches up from the store: the call's elements in its kernel at once.
+  const s2 = await startSipalg(g2, { args: runArgs })
+  t.teardown(async () => { await s2.stop() })
+  t.equal((await ha(s2)).mirrored?.calls, 1, 'the late standby holds the call')
+  t.ok((await s2.elements('peer_dnat')).some(e => e.startsWith('203.0.113.9 . 2')), 'and its media pinhole')
+
+  // The recorded audio is over by now (the pcap plays 7 s): B sends to the call's public media
+  // port after the failover, through g2's mirrored pinhole.
+  const rtpAtA = tcpdump(g1, 'a', 'udp and dst host 10.0.1.23 and dst portrange 16000-16999', { extraArgs: ['-tt'] })
+  await rtpAtA.ready
+  await pair.fail('g1')
+  await s1.stop('SIGKILL')
+  await until('g2 is active', async () => (await ha(s2)).role === 'active', 5000)
+  await until('g2 holds the VIPs', async () => await pair.holdsVip('g2'), 5000)
+  const pinhole = (await s2.elements('peer_dnat')).find(e => e.startsWith('203.0.113.9 . 2')) ?? ''
+  const publicPort = Number(/^203\.0\.113\.9 \. (\d+)/.exec(pinhole)?.[1] ?? 0)
+  const sent = await g2.sendUdp('b', '203.0.113.1', publicPort, 10, 'rtp-after-failover', 26500)
+  await sleep(300)
+  if (process.env.PAIR_DEBUG !== undefined) {
+    t.comment(JSON.stringify(sent))
+    t.comment(s2.log().split('\n').filter(l => /took over|active|standby|adopted/.test(l)).join('\n'))
+    t.comment(await pair.sh('g2', 'nft', ['list', 'table', 'ip', 'sipalg']))
+    t.comment(await pair.sh('g2', 'conntrack', ['-L']))
+    t.comment(await pair.sh('b', 'ip', ['neigh']))
+  }
+  const atA = largestGap(await rtpAtA.stop())
+  t.ok(atA.packets >= 10, `B's media reached A through g2's mirrored pinhole (${atA.packets} packets to port ${publicPort})`)
+  const r = await call
+  t.ok(r.ok, `the call ends normally on g2 (exit A=${String(r.exitA)} B=${String(r.exitB)})`)
+  await until('g2 ended the call', async () => (await s2.status()).calls.length === 0, 3000)
+  t.same(await s2.elements('peer_dnat'), [], 'nothing left on g2')
+})

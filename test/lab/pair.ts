@@ -8,7 +8,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { newRunId, run, type ExecOptions, type ExecResult, type Lab } from './lab.js'
+import { Lab, newRunId, run, type ExecOptions, type ExecResult } from './lab.js'
 
 export const PAIR_SH = join(dirname(fileURLToPath(import.meta.url)), 'pair.sh')
 export type PairRole = 'g1' | 'g2' | 'a' | 'b' | 'store'
@@ -66,7 +66,7 @@ export class PairLab {
   /** The one-gateway Lab shape, 'gw' being `g`. */
   gateway (g: Gateway): Lab {
     const map = (role: string): PairRole => (role === 'gw' ? g : role as PairRole)
-    const view = {
+    const view: Record<string, unknown> = {
       runId: this.runId,
       ns: (role: string) => this.nsOf(map(role)),
       exec: async (role: string, cmd: string, args: readonly string[] = [], opts: ExecOptions = {}): Promise<ExecResult> =>
@@ -79,6 +79,7 @@ export class PairLab {
         return child
       },
       stop: async (child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', graceMs = 3000) => { await stopChild(child, signal, graceMs) },
+      sendUdp: async (...a: Parameters<Lab['sendUdp']>) => await Lab.prototype.sendUdp.apply(view, a),
       flushConntrack: async () => {
         for (const gw of ['g1', 'g2'] as const) await run('ip', ['netns', 'exec', this.nsOf(gw), 'conntrack', '-F'])
       }
