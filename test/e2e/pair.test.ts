@@ -5,7 +5,8 @@
 // down there; nothing is left on g2. Then failback: g1 comes back, follows the store (its stale
 // elements go), takes the VIPs back by its priority, and a new call works through it, mirrored
 // on g2.
-import t from 'tap'
+import t, { type Test } from 'tap'
+import type { Lab } from '../lab/lab.js'
 import { PairLab, STORE_URL } from '../lab/pair.js'
 import { startSipalg, type Sipalg } from '../lab/sipalg.js'
 import { addressesIn, runCall, tcpdump } from '../lab/sip.js'
@@ -33,15 +34,21 @@ function largestGap (lines: string[]): { gapMs: number, packets: number } {
 
 const runArgs = ['--state-store', STORE_URL, '--media-ports', '20000-20999', '--log-level', 'info']
 
-t.test('hard failover mid-call, BYE on the new active node, failback', async t => {
+/** The pair up, g1 holding the VIPs and its sipalg started (active). */
+async function pairWithActiveG1 (t: Test): Promise<{ pair: PairLab, g1: Lab, g2: Lab, s1: Sipalg }> {
   const pair = await PairLab.up()
   t.teardown(async () => { await pair.down() })
-  const g1 = pair.gateway('g1')
-  const g2 = pair.gateway('g2')
   await until('g1 holds the VIPs', async () => await pair.holdsVip('g1'))
+  const g1 = pair.gateway('g1')
   const s1 = await startSipalg(g1, { args: runArgs })
+  t.teardown(async () => { await s1.stop('SIGKILL') })
+  return { pair, g1, g2: pair.gateway('g2'), s1 }
+}
+
+t.test('hard failover mid-call, BYE on the new active node, failback', async t => {
+  const { pair, g1, g2, s1 } = await pairWithActiveG1(t)
   const s2 = await startSipalg(g2, { args: runArgs })
-  t.teardown(async () => { await s1.stop('SIGKILL'); await s2.stop() })
+  t.teardown(async () => { await s2.stop() })
   t.equal((await ha(s1)).role, 'active', 'g1 is active')
   t.equal((await ha(s2)).role, 'standby', 'g2 is standby')
 
@@ -98,13 +105,7 @@ t.test('hard failover mid-call, BYE on the new active node, failback', async t =
 })
 
 t.test('the store unreachable for 10 s on the active node; a standby that starts after the call did', async t => {
-  const pair = await PairLab.up()
-  t.teardown(async () => { await pair.down() })
-  const g1 = pair.gateway('g1')
-  const g2 = pair.gateway('g2')
-  await until('g1 holds the VIPs', async () => await pair.holdsVip('g1'))
-  const s1 = await startSipalg(g1, { args: runArgs })
-  t.teardown(async () => { await s1.stop('SIGKILL') })
+  const { pair, g1, g2, s1 } = await pairWithActiveG1(t)
 
   // The store goes away from g1 before the call: every change of the call is written afterwards.
   await pair.sh('g1', 'iptables', ['-w', '-I', 'OUTPUT', '-d', '198.51.100.10', '-j', 'DROP'])
