@@ -9,7 +9,11 @@ import t, { type Test } from 'tap'
 import type { Lab } from '../lab/lab.js'
 import { PairLab, STORE_URL } from '../lab/pair.js'
 import { startSipalg, type Sipalg } from '../lab/sipalg.js'
-import { addressesIn, runCall, tcpdump } from '../lab/sip.js'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { addressesIn, runCall, SIPP_DIR, tcpdump } from '../lab/sip.js'
+import { find, leaked, mPorts, runFlow } from './flows.js'
 
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
@@ -150,4 +154,39 @@ t.test('the store unreachable for 10 s on the active node; a standby that starts
   t.ok(r.ok, `the call ends normally on g2 (exit A=${String(r.exitA)} B=${String(r.exitB)})`)
   await until('g2 ended the call', async () => (await s2.status()).calls.length === 0, 3000)
   t.same(await s2.elements('peer_dnat'), [], 'nothing left on g2')
+})
+
+t.test('hold and resume after a failover: the re-INVITEs are rewritten by the new active node', async t => {
+  const { pair, g1, g2, s1 } = await pairWithActiveG1(t)
+  const s2 = await startSipalg(g2, { args: runArgs })
+  t.teardown(async () => { await s2.stop() })
+  // The hold flow of test/e2e/flows-hold.test.ts, with 3 s of audio before the hold: time to fail over.
+  const dir = mkdtempSync(join(tmpdir(), 'sipalg-pair-hold-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const uac = join(dir, 'uac-hold-late.xml')
+  writeFileSync(uac, readFileSync(join(SIPP_DIR, 'uac-hold.xml'), 'utf8').replace('<pause milliseconds="700"/>', '<pause milliseconds="3000"/>'))
+  const flow = runFlow(g1, [
+    { role: 'b', scenario: 'uas-hold.xml' },
+    { role: 'a', scenario: uac, remote: '203.0.113.9:5060', durationMs: 1500 }
+  ], { flushConntrack: false, timeoutMs: 30_000 })
+  await until('g2 mirrors the answered call', async () => ((await ha(s2)).mirrored?.calls ?? 0) === 1)
+  await pair.fail('g1')
+  await s1.stop('SIGKILL')
+  await until('g2 is active', async () => (await ha(s2)).role === 'active', 5000)
+  const activeAt = Date.now()
+  const r = await flow
+  t.ok(r.ok, r.describe())
+  const atB = r.peers.b?.received ?? []
+  const invites = find(atB, /^INVITE /)
+  const update = find(atB, /^UPDATE /)[0] ?? ''
+  t.equal(invites.length, 3, 'the INVITE and both re-INVITEs reached B')
+  t.same([...invites, update].flatMap(leaked), [], 'no private address in the offers g2 forwarded')
+  const first = mPorts(invites[0] ?? '')[0] ?? 0
+  t.equal(mPorts(update)[0], first, 'g2 kept the call\'s public port while held')
+  t.not(mPorts(invites[2] ?? '')[0], first, 'and gave the resumed stream a new one')
+  const late = (r.rtp.a ?? []).filter(p => p.t * 1000 > activeAt)
+  t.ok(late.length > 20, `audio reached A through g2 (${late.length} packets)`)
+  await until('g2 ended the call', async () => (await s2.status()).calls.length === 0, 3000)
+  t.same(await s2.elements('peer_dnat'), [], 'nothing left on g2')
+  t.same(await s2.elements('any_dnat'), [], 'no open media port left on g2')
 })
