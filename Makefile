@@ -3,7 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 APT_PACKAGES := iptables nftables conntrack iproute2 libnetfilter-queue-dev libnftnl-dev libmnl-dev \
-                sip-tester tcpdump sipvicious curl sngrep dpkg-dev lintian mandoc groff-base man-db
+                sip-tester tcpdump sipvicious curl sngrep dpkg-dev lintian mandoc groff-base man-db \
+                redis-server keepalived conntrackd
 NATIVE := native/build/Release/sipalg_native.node
 SIPALG := node dist/src/cli/main.js
 

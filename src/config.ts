@@ -25,6 +25,8 @@ export interface Config {
   controlSocket: string | null
   /** Call state for a restarted sipalg; default /run/sipalg/<table>-<queue>.state.json. */
   stateFile: string | null
+  /** Where the state lives: unset = the state file; redis://host:port/db for a gateway pair (src/store). */
+  stateStore: string | null
   /** Prometheus metrics on 127.0.0.1:<port>; 0 = off. */
   metricsPort: number
   table: string
@@ -62,6 +64,7 @@ export const defaults: Config = {
   readyFile: null,
   controlSocket: null,
   stateFile: null,
+  stateStore: null,
   metricsPort: 0,
   table: 'sipalg',
   rewriteFromTo: false,

@@ -73,6 +73,8 @@ export const catalogue = {
     `not SIP on a SIP port (${d.why}); passed or dropped as the malformed: setting says; if a device speaks another protocol on this port, remove the port from sip_ports`),
   E313_HEP_UNREACHABLE: entry(0, d =>
     `HEP copies are not reaching the collector ${d.hep} (${d.why}); SIP is unaffected (counted in hep_errors); check the collector is up and reachable, or remove hep: from the config`),
+  E314_STORE: entry(0, d =>
+    `state store ${d.store}: ${d.what} failed (${d.why}); the other gateway's copy of the calls lags until it works (retried, nothing lost while sipalg runs): check that redis-server runs there and the sync link is up`),
 } as const
 
 export type ErrorCode = keyof typeof catalogue

@@ -2,6 +2,7 @@
 // core fills its part from the call, registration and mapping tables. The shell (src/cli/run.ts)
 // adds its own figures (uptime, latency, queue, per-flow traffic); src/cli/status.ts renders it.
 
+import type { StoreStats } from './store/store.js'
 import type { CallTable } from './dialog/calls.js'
 import type { RegistrationTable } from './dialog/registrations.js'
 import type { MappingTable } from './media/mappings.js'
@@ -26,6 +27,17 @@ export interface StatusDoc {
   latencyUs: { packets: number, p50: number, p99: number, mean: number }
   /** Self-healing of sipalg's table and queue rules (src/netfilter/watch.ts). */
   ruleset?: RulesetStatus
+  /** The role in a gateway pair and the state store (src/cli/role.ts). */
+  ha?: HaStatus
+}
+
+export interface HaStatus {
+  role: 'single' | 'active' | 'standby'
+  store: StoreStats
+  roleChanges: number
+  lastChange: { at: string, to: HaStatus['role'], takeoverMs: number } | null
+  /** Standby: what it holds for a takeover. */
+  mirrored: { calls: number, registrations: number, elements: number } | null
 }
 
 /** What the ruleset watch (src/netfilter/watch.ts) reports. */

@@ -57,6 +57,7 @@ const RUN_FLAGS: readonly FlagDef[] = [
   { name: 'table', kind: 'table', default: defaults.table, help: 'the nftables table sipalg creates' },
   { name: 'control-socket', kind: 'path', default: '/run/sipalg/<table>-<queue>.sock', help: 'where sipalg status and trace find the daemon' },
   { name: 'state-file', kind: 'path', default: '/run/sipalg/<table>-<queue>.state.json', help: 'call state kept across a restart' },
+  { name: 'state-store', kind: 'text', help: 'redis://HOST:PORT/DB: state shared by a gateway pair (docs/ha.md); default the state file' },
   { name: 'metrics-port', kind: 'portOrOff', default: String(defaults.metricsPort), help: 'Prometheus text on 127.0.0.1:PORT/metrics; 0 = off' },
   { name: 'ready-file', kind: 'path', help: 'created once the queue is bound and the table is in place' },
   { name: 'hep', kind: 'url', help: 'copy every SIP message, as it arrived and as it left, to this HEP3 collector (Homer, sngrep -L); off when unset' },

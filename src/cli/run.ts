@@ -6,8 +6,9 @@
 import { readFileSync, writeFileSync, rmSync } from 'node:fs'
 import { networkInterfaces } from 'node:os'
 import type { Logger } from 'pino'
-import { Alg } from '../alg.js'
-import { loadState, saveState } from './state-file.js'
+import { Alg, type KernelElement } from '../alg.js'
+import { openStore } from '../store/open.js'
+import { Roles } from './role.js'
 import { buildConfig, type Config } from '../config.js'
 import { loadConfigFile } from './config-file.js'
 import { SipalgError, shortCode } from '../errors.js'
@@ -63,10 +64,15 @@ export function kernelMaps (nft: NftMaps): KernelMaps {
   }
 }
 
+/** The elements in sipalg's table now. */
+function kernelElements (nft: NftMaps): KernelElement[] {
+  return (['src_nat', 'any_dnat', 'peer_dnat'] as const).flatMap(map => nft.list(map).flatMap(e =>
+    e.data === null ? [] : [{ map, key: decodeKey(e.key), data: decodeKey(e.data), remainingMs: e.expiresMs ?? 60_000 }]))
+}
+
 /** Takes over the elements a previous sipalg left in the table (they keep calls alive). */
 function adopt (alg: Alg, nft: NftMaps, log: Logger): void {
-  const n = alg.adopt((['src_nat', 'any_dnat', 'peer_dnat'] as const).flatMap(map => nft.list(map).flatMap(e =>
-    e.data === null ? [] : [{ map, key: decodeKey(e.key), data: decodeKey(e.data), remainingMs: e.expiresMs ?? 60_000 }])))
+  const n = alg.adopt(kernelElements(nft))
   if (n > 0) log.info({ elements: n }, 'adopted kernel mappings left by a previous sipalg; they expire unless a call refreshes them')
 }
 
@@ -120,18 +126,33 @@ export async function runDaemon (argv: string[]): Promise<number> {
   if (cfg.conntrackAccounting) enableAccounting(log)
   const nft = NftMaps.open(cfg.table)
   const kernel = kernelMaps(nft)
-  const alg = new Alg(cfg, log, Date.now, b => { fixIpv4Udp(b) })
-  adopt(alg, nft, log)
-  const statePath = cfg.stateFile ?? defaultStatePath(cfg.table, cfg.queue)
-  const saved = loadState(statePath)
-  if (saved !== null) {
-    const taken = alg.restore(saved)
-    log.info({ ...taken, savedSecondsAgo: Math.round((Date.now() - saved.savedAt) / 1000) }, 'took over the calls and registrations of the previous sipalg')
-  }
-  const persist = (): void => {
-    const state = alg.stateIfChanged()
-    if (state === null) return
-    try { saveState(statePath, state) } catch (e) { log.warn({ code: shortCode('E308_STATE_SAVE'), err: (e as Error).message, path: statePath }, 'could not save call state') }
+  const DEFER_MS = 10
+  const newAlg = (): Alg => new Alg(cfg, log, Date.now, b => { fixIpv4Udp(b) })
+  let alg = newAlg()
+  // The state file, or the store a gateway pair shares (docs/ha.md); the role says whether this
+  // node processes the queue (src/cli/role.ts).
+  const store = openStore(cfg.stateStore, cfg.stateFile ?? defaultStatePath(cfg.table, cfg.queue), cfg.table, log)
+  const roles = new Roles(store, kernel, {
+    takeOver: stored => {
+      alg = newAlg()
+      adopt(alg, nft, log)
+      if (stored === null) return { calls: 0, registrations: 0 }
+      const taken = alg.restore(stored.state)
+      log.info({ ...taken, savedSecondsAgo: Math.round((Date.now() - stored.state.savedAt) / 1000) }, 'took over the calls and registrations of the previous sipalg')
+      return taken
+    },
+    standDown: () => { commit(false); alg = newAlg() },
+    onChange: () => { alg.counters.inc('role_changes') },
+    kernelElements: () => kernelElements(nft).map(({ remainingMs, ...e }) => ({ ...e, expiresAt: Date.now() + remainingMs }))
+  }, log)
+  await roles.start(cfg.stateStore === null ? null : { iface: cfg.outsideIf ?? '', address: publicIp })
+  const persist = (): void => { roles.writeState(alg.stateIfChanged()) }
+  // Calls change with the messages: written a few ms after a batch (coalesced), not once a second.
+  let persistScheduled = false
+  const schedulePersist = (): void => {
+    if (persistScheduled) return
+    persistScheduled = true
+    setTimeout(() => { persistScheduled = false; persist() }, DEFER_MS)
   }
   const latency = new LatencyHistogram()
   const hep = startHep(cfg, alg, log)
@@ -166,6 +187,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
     }
     const all = deferred.length === 0 ? ops : deferred.concat(ops)
     deferred = []
+    roles.writeOps(all)
     for (const f of applyOps(kernel, all)) {
       alg.counters.inc('map_ops_failed')
       log.error({ code: shortCode('E309_MAP_REFUSED'), map: f.op.map, key: f.op.key, err: f.error.message }, 'kernel refused a mapping change')
@@ -187,13 +209,17 @@ export async function runDaemon (argv: string[]): Promise<number> {
   }
   // Deferred changes wait a few milliseconds so that, under load, many calls' removals share one
   // nft transaction and one conntrack send instead of costing one each per wake-up.
-  const DEFER_MS = 10
   const scheduleCleanup = (): void => {
     if (cleanupScheduled || (deferred.length === 0 && !alg.hasStaleFlows())) return
     cleanupScheduled = true
     setTimeout(afterVerdicts, DEFER_MS)
   }
   queue.onPackets(batch => {
+    if (!roles.processes) {
+      for (const p of batch) queue.verdict(p.id, 'accept')
+      queue.flush()
+      return
+    }
     const t0 = process.hrtime.bigint()
     const verdicts = batch.map(p => alg.process(p.payload))
     commit(true)
@@ -205,6 +231,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
     queue.flush()
     latency.record(Number(process.hrtime.bigint() - t0) / 1000, batch.length)
     scheduleCleanup()
+    schedulePersist()
   })
 
   const timer = setInterval(() => { alg.tick(); commit(false); scheduleCleanup(); persist() }, 1000)
@@ -213,7 +240,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
   // `sipalg trace` clients: the ALG emits message events only while at least one is connected.
   const tracers = new Set<(e: TraceEvent) => void>()
   const control = serveControl(socketPath, {
-    status: () => withTraffic({ ...alg.status(), uptimeSeconds: Math.round((Date.now() - startedAt) / 1000), latencyUs: latency.summary(), queue: queue.stats(), ruleset: watch.status() })
+    status: () => withTraffic({ ...alg.status(), uptimeSeconds: Math.round((Date.now() - startedAt) / 1000), latencyUs: latency.summary(), queue: queue.stats(), ruleset: watch.status(), ha: roles.status() })
   }, {
     trace: client => {
       client.send({ trace: 'started', publicIp })
@@ -260,7 +287,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
       rmSync(socketPath, { force: true })
       if (cfg.readyFile !== null) rmSync(cfg.readyFile, { force: true })
       log.info({ signal: sig, counters: alg.counters.snapshot(), queue: queue.stats(), latencyUs: latency.summary() }, 'sipalg stopped; kernel mappings left to expire')
-      resolve(0)
+      void roles.stop().finally(() => { resolve(0) })
     }
     // SIGHUP: re-read the config; what can change live does, for calls in progress too.
     process.on('SIGHUP', () => {

@@ -3,7 +3,7 @@
 
 import { askControl, socketPath } from './control.js'
 import { parseCommand } from './commands.js'
-import type { FlowStatus, StatusDoc } from '../status.js'
+import type { FlowStatus, HaStatus, StatusDoc } from '../status.js'
 
 function table (head: string[], rows: string[][]): string {
   if (rows.length === 0) return '  (none)\n'
@@ -31,8 +31,21 @@ export function renderStatus (s: StatusDoc): string {
       `${h === null ? '' : `, last ${h.at} (${h.what}, ${h.healMs} ms)`}; checked ${s.ruleset.checks} times, ${s.ruleset.checkUsMean} µs each` +
       `${s.ruleset.queueRulesWatched ? '' : '; queue rules not watched (not installed when sipalg started)'}\n`
   }
+  if (s.ha !== undefined && s.ha.role !== 'single') out += renderHa(s.ha)
   out += `\nVerdict latency: p50 ≤ ${s.latencyUs.p50} µs, p99 ≤ ${s.latencyUs.p99} µs over ${s.latencyUs.packets} packets\n`
   return out
+}
+
+/** The gateway pair part: role, store health, and on a standby what it holds for a takeover. */
+export function renderHa (ha: HaStatus): string {
+  const st = ha.store
+  const m = ha.mirrored
+  const last = ha.lastChange
+  return `\nPair: ${ha.role}` +
+    `${m === null ? '' : `, mirrored ${m.calls} calls, ${m.registrations} registrations, ${m.elements} kernel elements`}` +
+    `${st.lagMs === null ? '' : `, replication lag ${st.lagMs} ms`}; ${ha.roleChanges} role changes` +
+    `${last === null ? '' : ` (last ${last.at} to ${last.to}, taken over in ${last.takeoverMs} ms)`}\n` +
+    `Store: ${st.kind}, ${st.writes} writes, ${st.writesFailed} failed, ${st.pending} pending, ${st.changesFollowed} changes followed\n`
 }
 
 export async function runStatus (argv: string[]): Promise<number> {
