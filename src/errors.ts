@@ -71,6 +71,8 @@ export const catalogue = {
     `call refused by limit ${d.limit}; its message passed without a media mapping (no audio): raise the limit in sipalg.yaml if the host is legitimate`),
   E312_NOT_SIP: entry(0, d =>
     `not SIP on a SIP port (${d.why}); passed or dropped as the malformed: setting says; if a device speaks another protocol on this port, remove the port from sip_ports`),
+  E313_LATCH_REFUSED: entry(0, d =>
+    `a packet from ${d.source} to open media port ${d.publicPort} is not the stream's RTP; dropped, the port stays open for the real far end: check the source if it repeats (media_latching: signalling or off admits only known addresses)`),
 } as const
 
 export type ErrorCode = keyof typeof catalogue

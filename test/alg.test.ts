@@ -498,7 +498,7 @@ t.test('adopt: kernel elements of a previous sipalg hold their ports', async t =
   t.same(alg.signalling.lookupPublic(5062), { ip: A, port: 5060 }, 'the signalling port is the phone\'s again')
   t.same(alg.maps.takePending(), [], 'adoption sends nothing')
   const st = alg.status()
-  t.same(st.mappings, { src_nat: 2, any_dnat: 1, peer_dnat: 0 })
+  t.same(st.mappings, { src_nat: 2, any_dnat: 1, peer_dnat: 0, latch_dnat: 0 })
 })
 
 t.test('status: calls with their media and flows, registrations, mappings, counters', async t => {
@@ -516,6 +516,6 @@ t.test('status: calls with their media and flows, registrations, mappings, count
     flows: [{ media: 'audio', publicPort: 20000, far: { ip: B, port: 6000 } }]
   }])
   t.same(st.registrations, [{ phone: `${A}:5060`, publicPort: 5060, registrar: B, aor: `sip:alice@${B}`, expiresInSeconds: 590 }])
-  t.same(st.mappings, { src_nat: 3, any_dnat: 0, peer_dnat: 3 })
+  t.same(st.mappings, { src_nat: 3, any_dnat: 0, peer_dnat: 3, latch_dnat: 0 })
   t.equal(st.counters.calls_started, 1)
 })
