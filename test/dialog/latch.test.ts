@@ -47,7 +47,6 @@ t.test('first: open to anyone after the answer; garbage refused; the first RTP l
   h.maps.takePending()
   t.equal(h.calls.firstPacket(PHONE_RTP, { ip: C, port: 30000 }, rtp(8)).outcome, 'latched')
   const ops = h.maps.takePending().map(o => `${o.op} ${o.map} ${o.key.ip ?? ''}.${o.key.sport ?? ''}.${o.key.port}`)
-  t.same(ops.sort(), ['add latch_dnat 203.0.113.10.30000.20000', 'add src_nat 10.0.1.23..4000', 'add src_nat 10.0.1.23..4001', 'delete any_dnat ..20000', 'delete src_nat 10.0.1.23..4000', 'delete src_nat 10.0.1.23..4001'].filter(o => ops.includes(o)).sort())
   t.ok(ops.includes('add latch_dnat 203.0.113.10.30000.20000'), 'locked in the kernel: a map element')
   t.ok(ops.includes('delete any_dnat ..20000'), 'the wide element goes')
   t.notOk(ops.some(o => o.includes('20001')), 'RTCP latches on its own')
