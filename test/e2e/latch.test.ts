@@ -1,14 +1,15 @@
 // Issue 17, media latching: the far end's SDP names 203.0.113.9 (B) but its RTP leaves from
 // 203.0.113.10 (C, a carrier's media server). With media_latching: first the phone hears C, and
 // the stream is locked to C's address and port in the kernel; an intruder whose garbage reaches
-// the port first does not win the latch, and gets nothing through after it. Without latching, and
-// in firewall mode, C's RTP reaches nobody.
+// the port first does not win the latch, and gets nothing through after it; a re-INVITE moving the
+// far media re-latches and cuts the old source. Without latching, and in firewall mode, C's RTP
+// reaches nobody.
 
 import t from 'tap'
 import { Lab } from '../lab/lab.js'
 import { runCall, type CallResult } from '../lab/sip.js'
 import { startSipalg, type Sipalg } from '../lab/sipalg.js'
-import { sleep } from './flows.js'
+import { count, runFlow, sleep } from './flows.js'
 
 const INTRUDER = '203.0.113.66'
 
@@ -88,6 +89,34 @@ t.test('media latching', async t => {
     t.match(alg.log(), /media latched/)
     if (!t.passing()) t.comment(alg.log().split('\n').filter(l => /latch|E3|media/.test(l)).join('\n'))
     t.same(await alg.elements('latch_dnat'), [], 'the BYE removes the latch')
+  })
+
+  await t.test('first: a re-INVITE moving the far media re-opens the latch; the new source wins, the old one is cut', async t => {
+    const alg = await startSipalg(lab, { args: ['--media-latching', 'first'] })
+    t.teardown(async () => { await alg.stop() })
+    const flow = runFlow(lab, [
+      { role: 'b', scenario: 'uas-move.xml' },
+      { role: 'a', scenario: 'uac-move.xml', remote: '203.0.113.9:5060', durationMs: 8000 }
+    ], { timeoutMs: 30_000 })
+    const m = await media(alg)
+    await send(lab, 'c', '203.0.113.10', 27000, '203.0.113.1', m.publicRtp, 40, rtpHex())
+    const first = (await alg.status()).calls[0]?.media[0] ?? ''
+    let reopened = ''
+    for (let i = 0; i < 100 && !/latching/.test(reopened); i++) { await sleep(100); reopened = (await alg.status()).calls[0]?.media[0] ?? '' }
+    await send(lab, 'c', '203.0.113.10', 27100, '203.0.113.1', m.publicRtp, 40, rtpHex())
+    const second = (await alg.status()).calls[0]?.media[0] ?? ''
+    const oldAgainAt = Date.now() / 1000
+    await send(lab, 'c', '203.0.113.10', 27000, '203.0.113.1', m.publicRtp, 20, rtpHex())
+    const r = await flow
+    t.ok(r.ok, r.describe())
+    t.match(first, /⇐ 203\.0\.113\.10:27000 \(latched\)/, 'latched onto the first source')
+    t.match(reopened, new RegExp(`→ ${m.publicRtp} ⇐ any \\(latching`), 'the re-INVITE re-opened the same stream\'s latch')
+    t.match(second, /⇐ 203\.0\.113\.10:27100 \(latched\)/, 'latched onto the new source')
+    t.ok(count(r.rtp.a, { src: '203.0.113.10.27100' }) >= 35, `the new source reaches the phone (${count(r.rtp.a, { src: '203.0.113.10.27100' })})`)
+    const old = (r.rtp.a ?? []).filter(p => p.src === '203.0.113.10.27000')
+    t.ok(old.filter(p => p.t < oldAgainAt).length >= 35, `the old source reached the phone before the move (${old.length})`)
+    t.equal(old.filter(p => p.t >= oldAgainAt).length, 0, 'and not after the new latch')
+    t.ok(((await alg.status()).counters.conntrack_deleted ?? 0) >= 1, 'its flow was deleted from conntrack')
   })
 
   for (const mode of [[], ['--firewall']]) {
