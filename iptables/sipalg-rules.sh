@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # sipalg's iptables rules (spec §2).
 #
-#   sipalg-rules.sh install   [--queue N] [--sip-ports 5060,5080] [--fail-closed] [--media-mark MARK/MASK] [--print]
+#   sipalg-rules.sh install   [--queue N] [--sip-ports 5060,5080] [--fail-closed] [--media-mark MARK/MASK]
+#                             [--first-packet-mark MARK/MASK] [--print]
 #   sipalg-rules.sh uninstall
 #   sipalg-rules.sh status    (prints sipalg's rules; exit 0 when installed, 1 when not)
 #
 # install: sipalg's own chain SIPALG in the filter table, jumped to from the top of FORWARD:
 #   -A SIPALG -p udp --dport P -j NFQUEUE --queue-num N --queue-bypass   (each SIP port P)
 #   -A SIPALG -p udp --sport P -j NFQUEUE --queue-num N --queue-bypass
+#   -A SIPALG -p udp -m mark --mark FPMARK -m conntrack --ctstate NEW -j NFQUEUE --queue-num N --queue-bypass
+#                                                      (the first packet of a new flow to a media port
+#                                                       open to anyone: sipalg's nft table marks it, sipalg
+#                                                       latches onto it or cuts it later; --first-packet-mark)
 #   -A SIPALG -m connmark --mark MARK/MASK -j ACCEPT   (media flows sipalg's nft table DNATs carry this
 #                                                       ct mark, so they pass a FORWARD policy DROP)
 # Every rule carries "-m comment --comment sipalg". --queue-bypass = fail-open: with nothing bound to the
@@ -27,7 +32,7 @@ CHAIN=SIPALG
 COMMENT=sipalg
 
 usage() {
-  echo "usage: sipalg-rules.sh install [--queue N] [--sip-ports 5060,5080] [--fail-closed] [--media-mark 0x5a100000/0xffff0000] [--print]" >&2
+  echo "usage: sipalg-rules.sh install [--queue N] [--sip-ports 5060,5080] [--fail-closed] [--media-mark 0x5a100000/0xffff0000] [--first-packet-mark 0x5a200000/0xffff0000] [--print]" >&2
   echo "       sipalg-rules.sh uninstall | status" >&2
   exit 64
 }
@@ -37,16 +42,17 @@ fail() { echo "sipalg-rules.sh: iptables failed on $1: $2" >&2; exit 69; }
 [ $# -ge 1 ] || usage
 cmd=$1; shift
 
-queue=0 ports=5060 fail_closed=0 mark=0x5a100000/0xffff0000 print=0 nft=0
+queue=0 ports=5060 fail_closed=0 mark=0x5a100000/0xffff0000 fpmark=0x5a200000/0xffff0000 print=0 nft=0
 while [ $# -gt 0 ]; do
   case $1 in
-    --queue|--sip-ports|--media-mark)
+    --queue|--sip-ports|--media-mark|--first-packet-mark)
       [ $# -ge 2 ] || bad "$1" "(missing)" "a value is required" "$1 VALUE"
-      case $1 in --queue) queue=$2 ;; --sip-ports) ports=$2 ;; --media-mark) mark=$2 ;; esac
+      case $1 in --queue) queue=$2 ;; --sip-ports) ports=$2 ;; --media-mark) mark=$2 ;; --first-packet-mark) fpmark=$2 ;; esac
       shift 2 ;;
     --queue=*) queue=${1#*=}; shift ;;
     --sip-ports=*) ports=${1#*=}; shift ;;
     --media-mark=*) mark=${1#*=}; shift ;;
+    --first-packet-mark=*) fpmark=${1#*=}; shift ;;
     --fail-closed) fail_closed=1; shift ;;
     --print) print=1; shift ;;
     --nft) nft=1; shift ;;
@@ -66,6 +72,8 @@ done
 num='(0x[0-9a-fA-F]{1,8}|[0-9]{1,10})'
 [[ $mark =~ ^$num(/$num)?$ ]] || bad --media-mark "$mark" "MARK[/MASK], 32-bit" "--media-mark 0x5a100000/0xffff0000"
 [[ $mark == */* ]] || mark="$mark/0xffffffff"
+[[ $fpmark =~ ^$num(/$num)?$ ]] || bad --first-packet-mark "$fpmark" "MARK[/MASK], 32-bit" "--first-packet-mark 0x5a200000/0xffff0000"
+[[ $fpmark == */* ]] || fpmark="$fpmark/0xffffffff"
 [ "$nft" = 0 ] || { [ "$print" = 1 ] && [ "$cmd" = install ]; } || bad --nft "(alone)" "it only goes with install --print" "install --print --nft"
 
 command -v "$IPT" >/dev/null 2>&1 || fail "$IPT" "command not found"
@@ -81,6 +89,7 @@ rules_text() {
     echo "-A $CHAIN -p udp -m udp --dport $p -m comment --comment $COMMENT -j NFQUEUE --queue-num $queue$bypass"
     echo "-A $CHAIN -p udp -m udp --sport $p -m comment --comment $COMMENT -j NFQUEUE --queue-num $queue$bypass"
   done
+  echo "-A $CHAIN -p udp -m mark --mark $fpmark -m conntrack --ctstate NEW -m comment --comment $COMMENT -j NFQUEUE --queue-num $queue$bypass"
   echo "-A $CHAIN -m connmark --mark $mark -m comment --comment $COMMENT -j ACCEPT"
 }
 
@@ -95,6 +104,7 @@ nft_text() {
   echo "# or queue SIP here instead of \"sipalg rules install\" (kernels with nft_queue):"
   echo "# udp dport $set queue num $queue$bypass"
   echo "# udp sport $set queue num $queue$bypass"
+  echo "# meta mark and ${fpmark#*/} == ${fpmark%/*} ct state new queue num $queue$bypass"
 }
 
 install() {

@@ -83,6 +83,7 @@ export class Alg {
       onStart: call => { this.counters.inc('calls_started'); this.log.info({ callId: call.callId, phone: `${call.phone.ip}:${call.phone.port}`, direction: call.outgoing ? 'outbound' : 'inbound' }, 'call started') },
       onStreamDropped: (_call, s, far) => { this.forgetFlows(s, far) },
       onForkDropped: (_call, s, far) => { this.forgetFlows(s, far) },
+      onFlowsNarrowed: (_call, _s, flows) => { for (const f of flows) this.staleFlows.push({ remote: { ip: f.ip, port: f.port }, publicPort: f.publicPort }) },
       onEnd: (call, reason) => { this.counters.inc('calls_ended'); this.limiter.ended(call.phone.ip); this.log.info({ callId: call.callId, reason, seconds: Math.round((this.now() - call.createdAt) / 1000) }, 'call ended') }
     }, now)
     this.registrations = new RegistrationTable(this.maps, this.registrationPolicy, this.publicIp, {
@@ -94,7 +95,7 @@ export class Alg {
 
   private applyPolicies (cfg: Config): void {
     const t = cfg.timeouts
-    Object.assign(this.callPolicy, { ringMs: t.ring * 1000, callMs: t.call * 1000, elementMs: Math.min(t.element, t.call) * 1000, farEndOnly: cfg.firewall })
+    Object.assign(this.callPolicy, { ringMs: t.ring * 1000, callMs: t.call * 1000, elementMs: Math.min(t.element, t.call) * 1000, farEndOnly: cfg.firewall, latching: cfg.mediaLatching, latchMs: t.latch * 1000 })
     Object.assign(this.registrationPolicy, { graceMs: t.registrationGrace * 1000, inboundFromAny: cfg.inboundSipFrom === 'any' })
     this.trusted.clear()
     for (const ip of cfg.trustedInsideProxies) this.trusted.add(ip)
@@ -123,6 +124,10 @@ export class Alg {
     const srcInside = this.isInside(udp.src)
     const dstInside = this.isInside(udp.dst)
     const direction: Direction | null = srcInside === dstInside ? null : srcInside ? 'outbound' : 'inbound'
+    if (direction === 'inbound' && !this.sipPorts.has(udp.dstPort) && !this.sipPorts.has(udp.srcPort)) {
+      const v = this.firstMediaPacket(udp)
+      if (v !== null) return v
+    }
     if (direction === null || (!this.sipPorts.has(udp.srcPort) && !this.sipPorts.has(udp.dstPort))) {
       this.counters.inc('passed_transit')
       return ACCEPT
@@ -198,6 +203,34 @@ export class Alg {
     }
     this.counters.inc('rewritten')
     return { action: 'accept', payload: withPayload(pkt, udp, result.bytes, this.fixPacket) }
+  }
+
+  /**
+   * The first packet of a new flow to a phone's media port open to anyone (queued by the kernel
+   * while any_dnat holds the port: src/netfilter/table.ts). Null: not one of ours, passed as transit.
+   */
+  private firstMediaPacket (udp: UdpPacket): Verdict | null {
+    const r = this.calls.firstPacket({ ip: udp.dst, port: udp.dstPort }, { ip: udp.src, port: udp.srcPort }, udp.payload)
+    if (r.outcome === 'unknown') return null
+    const from = `${udp.src}:${udp.srcPort}`
+    switch (r.outcome) {
+      case 'admitted':
+        this.counters.inc('media_flows_seen')
+        return ACCEPT
+      case 'latched':
+        this.counters.inc('media_latched')
+        this.log.info({ callId: r.call.callId, media: r.stream.media, publicPort: r.publicPort, source: from }, 'media latched')
+        return ACCEPT
+      case 'refused':
+        this.counters.inc('media_latch_refused')
+        if (this.firstThisMinute(`latch ${udp.src}`)) {
+          this.log.warn({ code: shortCode('E315_LATCH_REFUSED'), callId: r.call.callId, publicPort: r.publicPort, source: from, bytes: udp.payload.length }, 'not the stream\'s RTP: no latch, dropped (logged once per source per minute)')
+        }
+        return DROP
+      case 'narrowed':
+        this.counters.inc('media_flows_refused')
+        return DROP
+    }
   }
 
   /** The message's call; an initial INVITE the limits admit begins one. */

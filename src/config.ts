@@ -6,6 +6,7 @@
 import { SipalgError } from './errors.js'
 import { insideMatcher, parseCidr, type Cidr } from './rewrite/cidr.js'
 import * as check from './validate.js'
+import type { LatchMode } from './media/latch.js'
 
 export interface Config {
   public: string | null
@@ -34,10 +35,11 @@ export interface Config {
   rewriteIce: boolean
   trustedInsideProxies: string[]
   inboundSipFrom: 'registrar' | 'any'
-  mediaLatching: boolean
+  /** Media from where the far end really sends it (src/media/latch.ts): off, first, signalling. */
+  mediaLatching: LatchMode
   /** Turn on net.netfilter.nf_conntrack_acct so `sipalg status` shows per-call traffic. */
   conntrackAccounting: boolean
-  timeouts: { ring: number, call: number, signalling: number, registrationGrace: number, element: number }
+  timeouts: { ring: number, call: number, signalling: number, registrationGrace: number, element: number, latch: number }
   limits: { maxCalls: number, callsPerHost: number, callsPerSecond: number, callsPerSecondPerHost: number }
   queueMaxLen: number
   queueRcvbufBytes: number
@@ -71,9 +73,9 @@ export const defaults: Config = {
   rewriteIce: false,
   trustedInsideProxies: [],
   inboundSipFrom: 'registrar',
-  mediaLatching: false,
+  mediaLatching: 'off',
   conntrackAccounting: true,
-  timeouts: { ring: 180, call: 7200, signalling: 300, registrationGrace: 60, element: 600 },
+  timeouts: { ring: 180, call: 7200, signalling: 300, registrationGrace: 60, element: 600, latch: 10 },
   limits: { maxCalls: 10000, callsPerHost: 200, callsPerSecond: 2000, callsPerSecondPerHost: 50 },
   queueMaxLen: 16384,
   queueRcvbufBytes: 32 * 1024 * 1024,
@@ -157,12 +159,10 @@ export function validate (c: Config): Config {
   c.sipPorts = asList(c.sipPorts).map(p => checked('sip_ports', p, check.port))
   checked('media_ports', c.mediaPorts, check.portRange)
   c.mediaPorts = String(c.mediaPorts).trim()
-  for (const k of ['firewall', 'failClosed', 'rewriteFromTo', 'rewriteIce', 'mediaLatching', 'conntrackAccounting'] as const) {
+  for (const k of ['firewall', 'failClosed', 'rewriteFromTo', 'rewriteIce', 'conntrackAccounting'] as const) {
     c[k] = checked(snake(k), c[k], check.boolean)
   }
-  // Latching needs the first media source from conntrack before locking the pinhole to it; until
-  // sipalg reads that, it refuses the option rather than silently opening media to anyone.
-  if (c.mediaLatching) throw bad('media_latching', 'is not supported yet (media is accepted only from the SDP address)', 'media_latching: false')
+  c.mediaLatching = checked('media_latching', c.mediaLatching, t => check.choice(t, ['off', 'first', 'signalling'] as const))
   c.malformed = checked('malformed', c.malformed, t => check.choice(t, ['pass', 'drop'] as const))
   c.inboundSipFrom = checked('inbound_sip_from', c.inboundSipFrom, t => check.choice(t, ['registrar', 'any'] as const))
   c.trustedInsideProxies = asList(c.trustedInsideProxies).map(ip => checked('trusted_inside_proxies', ip, check.ipv4))

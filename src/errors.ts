@@ -75,6 +75,8 @@ export const catalogue = {
     `HEP copies are not reaching the collector ${d.hep} (${d.why}); SIP is unaffected (counted in hep_errors); check the collector is up and reachable, or remove hep: from the config`),
   E314_STORE: entry(0, d =>
     `state store ${d.store}: ${d.what} failed (${d.why}); the other gateway's copy of the calls lags until it works (retried, nothing lost while sipalg runs): check that redis-server runs there and the sync link is up`),
+  E315_LATCH_REFUSED: entry(0, d =>
+    `a packet from ${d.source} to open media port ${d.publicPort} is not the stream's RTP; dropped, the port stays open for the real far end: check the source if it repeats (media_latching: signalling or off admits only known addresses)`),
 } as const
 
 export type ErrorCode = keyof typeof catalogue

@@ -11,10 +11,12 @@ type Live = { [K in keyof Config]?: true | { [S in keyof Config[K]]?: true } }
 export const LIVE: Live = {
   limits: { maxCalls: true, callsPerHost: true, callsPerSecond: true, callsPerSecondPerHost: true },
   // The signalling timeout is built into the signalling table at start.
-  timeouts: { ring: true, call: true, registrationGrace: true, element: true },
+  timeouts: { ring: true, call: true, registrationGrace: true, element: true, latch: true },
   rewriteFromTo: true,
   rewriteIce: true,
   firewall: true,
+  // A stream picks the mode up at its next change (a new answer, a re-INVITE, the latch window's end).
+  mediaLatching: true,
   malformed: true,
   inboundSipFrom: true,
   logLevel: true,

@@ -3,7 +3,7 @@
 // adds its own figures (uptime, latency, queue, per-flow traffic); src/cli/status.ts renders it.
 
 import type { StoreStats } from './store/store.js'
-import type { CallTable } from './dialog/calls.js'
+import type { CallTable, Stream } from './dialog/calls.js'
 import type { RegistrationTable } from './dialog/registrations.js'
 import type { MappingTable } from './media/mappings.js'
 
@@ -56,7 +56,7 @@ export type CoreStatus = Pick<StatusDoc, 'publicIp' | 'calls' | 'registrations' 
 export function coreStatus (tables: { calls: CallTable, registrations: RegistrationTable, maps: MappingTable },
   publicIp: string, counters: Record<string, number>, now: number): CoreStatus {
   const { calls, registrations, maps } = tables
-  const mappings: Record<string, number> = { src_nat: 0, any_dnat: 0, peer_dnat: 0 }
+  const mappings: Record<string, number> = { src_nat: 0, any_dnat: 0, peer_dnat: 0, latch_dnat: 0 }
   for (const e of maps.all()) mappings[e.map]++
   const seconds = (ms: number): number => Math.round(ms / 1000)
   return {
@@ -68,7 +68,7 @@ export function coreStatus (tables: { calls: CallTable, registrations: Registrat
       state: c.state,
       ageSeconds: seconds(now - c.createdAt),
       media: [...c.streams.values()].map(s => `${s.media} ${s.priv.ip}:${s.priv.rtpPort} → ${s.pub.rtpPort}` +
-        ` ⇐ ${s.allowedFarIps.length === 0 ? 'any' : s.allowedFarIps.join(',')}`),
+        ` ⇐ ${admitted(s, now)}`),
       flows: [...c.streams.values()].map(s => {
         const far = calls.farStreams(c, s.index)[0]
         return { media: s.media, publicPort: s.pub.rtpPort, far: far === undefined ? null : { ip: far.ip, port: far.rtpPort } }
@@ -84,4 +84,12 @@ export function coreStatus (tables: { calls: CallTable, registrations: Registrat
     mappings,
     counters
   }
+}
+
+/** Who a stream's RTP port admits: anyone, the far addresses, or the source it latched onto (media_latching: first). */
+function admitted (s: Stream, now: number): string {
+  const src = s.latch?.rtp.source ?? null
+  if (src !== null) return `${src.ip}:${src.port} (latched)`
+  if (s.latch !== undefined && now < s.latch.until) return `any (latching, ${Math.ceil((s.latch.until - now) / 1000)} s left)`
+  return s.allowedFarIps.length === 0 ? 'any' : s.allowedFarIps.join(',')
 }

@@ -498,7 +498,7 @@ t.test('adopt: kernel elements of a previous sipalg hold their ports', async t =
   t.same(alg.signalling.lookupPublic(5062), { ip: A, port: 5060 }, 'the signalling port is the phone\'s again')
   t.same(alg.maps.takePending(), [], 'adoption sends nothing')
   const st = alg.status()
-  t.same(st.mappings, { src_nat: 2, any_dnat: 1, peer_dnat: 0 })
+  t.same(st.mappings, { src_nat: 2, any_dnat: 1, peer_dnat: 0, latch_dnat: 0 })
 })
 
 t.test('status: calls with their media and flows, registrations, mappings, counters', async t => {
@@ -516,6 +516,36 @@ t.test('status: calls with their media and flows, registrations, mappings, count
     flows: [{ media: 'audio', publicPort: 20000, far: { ip: B, port: 6000 } }]
   }])
   t.same(st.registrations, [{ phone: `${A}:5060`, publicPort: 5060, registrar: B, aor: `sip:alice@${B}`, expiresInSeconds: 590 }])
-  t.same(st.mappings, { src_nat: 3, any_dnat: 0, peer_dnat: 3 })
+  t.same(st.mappings, { src_nat: 3, any_dnat: 0, peer_dnat: 3, latch_dnat: 0 })
   t.equal(st.counters.calls_started, 1)
+})
+
+t.test('media latching: the first packet of a new media flow gets its verdict here; garbage is dropped, RTP latches; stale flows go to the shell', async t => {
+  const C = '203.0.113.10'
+  const rtp = Buffer.alloc(172); rtp[0] = 0x80; rtp[1] = 8
+  const { alg } = makeAlg({ media_latching: 'first' })
+  send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 'l1'))
+  send(alg, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, 'l1', sdp(B, 6000)))
+  const media = (src: string, sport: number, payload: Buffer): string => alg.process(buildUdp(src, sport, A, 4000, payload)).action
+  t.equal(media('203.0.113.66', 1234, Buffer.from('probe probe probe')), 'drop', 'garbage: no flow, no latch')
+  t.equal(media(C, 27000, rtp), 'accept', 'RTP with a payload type the SDP offered: latched')
+  t.ok(alg.maps.takePending().some(o => o.op === 'add' && o.map === 'latch_dnat' && o.key.ip === C && o.key.sport === 27000 && o.key.port === 20000))
+  t.equal(media('203.0.113.66', 1235, rtp), 'drop', 'after the latch nobody else')
+  const c = alg.counters.snapshot()
+  t.equal(c.media_latched, 1)
+  t.equal(c.media_latch_refused, 1)
+  t.equal(c.media_flows_refused, 1)
+  t.match(alg.status().calls[0]?.media[0], /⇐ 203\.0\.113\.10:27000 \(latched\)/)
+  t.equal(alg.process(buildUdp(C, 27000, A, 4999, rtp)).action, 'accept', 'not a media port of a call: transit')
+  send(alg, A, 5060, B, 5060, request('BYE', 2, A, 5060, 'l1'))
+  t.same(alg.takeStaleFlows().filter(f => f.remote.ip === C), [{ remote: { ip: C, port: 27000 }, publicPort: 20000 }], 'the latched flow is cut at the end')
+})
+
+t.test('media latching off: a flow admitted before the answer is cut by the answer', async t => {
+  const { alg } = makeAlg()
+  send(alg, A, 5060, B, 5060, invite(A, 5060, 4000, 'o1'))
+  t.equal(alg.process(buildUdp('203.0.113.10', 27000, A, 4000, Buffer.alloc(20))).action, 'accept', 'open to anyone before the answer')
+  t.same(alg.takeStaleFlows(), [])
+  send(alg, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, 'o1', sdp(B, 6000)))
+  t.same(alg.takeStaleFlows(), [{ remote: { ip: '203.0.113.10', port: 27000 }, publicPort: 20000 }])
 })

@@ -81,3 +81,11 @@ t.test('--log-level is accepted by every command', async t => {
   const w = spawnSync(process.execPath, [cli, 'rewrite', '--public', '203.0.113.1', '--log-level=warn'], { input: 'not sip', encoding: 'utf8' })
   t.equal(w.status, 3, 'rewrite too (exit 3: not SIP)')
 })
+
+t.test('media_latching: off (default), first or signalling; anything else is E103 naming the choices', async t => {
+  t.equal(buildConfig([]).mediaLatching, 'off')
+  t.equal(buildConfig([{ media_latching: 'first' }]).mediaLatching, 'first')
+  t.equal(buildConfig([{ media_latching: 'signalling', timeouts: { latch: 5 } }]).timeouts.latch, 5)
+  t.equal(buildConfig([]).timeouts.latch, 10)
+  t.throws(() => buildConfig([{ media_latching: true }]), { code: 'E103_CONFIG_KEY', message: /media_latching.*must be one of off, first, signalling/ })
+})

@@ -63,6 +63,7 @@ t.test('install adds the SIPALG chain first in FORWARD; again = no change; unins
     '-A FORWARD -m comment --comment sipalg -j SIPALG',
     '-A SIPALG -p udp -m udp --dport 5060 -m comment --comment sipalg -j NFQUEUE --queue-num 0 --queue-bypass',
     '-A SIPALG -p udp -m udp --sport 5060 -m comment --comment sipalg -j NFQUEUE --queue-num 0 --queue-bypass',
+    '-A SIPALG -p udp -m mark --mark 0x5a200000/0xffff0000 -m conntrack --ctstate NEW -m comment --comment sipalg -j NFQUEUE --queue-num 0 --queue-bypass',
     '-A SIPALG -m connmark --mark 0x5a100000/0xffff0000 -m comment --comment sipalg -j ACCEPT',
   ])
   const fwd = (await inNs('iptables', '-w', '-S', 'FORWARD')).stdout.split('\n')
@@ -92,6 +93,7 @@ t.test('options: queue, several SIP ports, fail-closed, media mark; reinstall re
     '-A SIPALG -p udp -m udp --sport 5060 -m comment --comment sipalg -j NFQUEUE --queue-num 7 --queue-bypass',
     '-A SIPALG -p udp -m udp --dport 5080 -m comment --comment sipalg -j NFQUEUE --queue-num 7 --queue-bypass',
     '-A SIPALG -p udp -m udp --sport 5080 -m comment --comment sipalg -j NFQUEUE --queue-num 7 --queue-bypass',
+    '-A SIPALG -p udp -m mark --mark 0x5a200000/0xffff0000 -m conntrack --ctstate NEW -m comment --comment sipalg -j NFQUEUE --queue-num 7 --queue-bypass',
     '-A SIPALG -m connmark --mark 0x1/0xff -m comment --comment sipalg -j ACCEPT',
   ])
   r = await script('install', '--fail-closed')
@@ -100,6 +102,7 @@ t.test('options: queue, several SIP ports, fail-closed, media mark; reinstall re
   t.same(rules.filter(l => l.startsWith('-A SIPALG')), [
     '-A SIPALG -p udp -m udp --dport 5060 -m comment --comment sipalg -j NFQUEUE --queue-num 0',
     '-A SIPALG -p udp -m udp --sport 5060 -m comment --comment sipalg -j NFQUEUE --queue-num 0',
+    '-A SIPALG -p udp -m mark --mark 0x5a200000/0xffff0000 -m conntrack --ctstate NEW -m comment --comment sipalg -j NFQUEUE --queue-num 0',
     '-A SIPALG -m connmark --mark 0x5a100000/0xffff0000 -m comment --comment sipalg -j ACCEPT',
   ], 'reinstall replaced the chain content, no --queue-bypass')
   t.equal(rules.filter(l => l.startsWith('-A FORWARD')).length, 1, 'one jump')
@@ -195,6 +198,7 @@ t.test('install --print: the exact text install applies, nothing applied; --prin
   await runRules(['install', '--print', '--nft', '--fail-closed'], { uid: 1000, prefix: ['ip', 'netns', 'exec', NS], stdout: nft })
   t.match(nft.text, /^ct mark and 0xffff0000 == 0x5a100000 accept$/m)
   t.match(nft.text, /^# udp dport 5060 queue num 0$/m, 'fail-closed: no bypass')
+  t.match(nft.text, /^# meta mark and 0xffff0000 == 0x5a200000 ct state new queue num 0$/m, 'the first packets of new media flows too')
 })
 
 t.test('runRules finds the script from src/ and from dist/', async t => {
@@ -214,7 +218,7 @@ t.test('runRules installs and uninstalls in a namespace; iptables failure is E20
   const prefix = ['ip', 'netns', 'exec', NS]
   t.equal(await runRules(['install', '--sip-ports', '5060,5080'], { uid: 0, prefix, stdout: out }), 0)
   t.match(out.text, /sipalg rules installed/)
-  t.equal((await sipalgRules()).filter(l => /NFQUEUE/.test(l)).length, 4)
+  t.equal((await sipalgRules()).filter(l => /NFQUEUE/.test(l)).length, 5, 'two per SIP port, one for new media flows')
   t.equal(await runRules(['uninstall'], { uid: 0, prefix, stdout: out }), 0)
   t.equal(await save(), before)
   // A referenced chain cannot be removed: the script fails and runRules reports E205 with its reason.

@@ -51,7 +51,7 @@ const RUN_FLAGS: readonly FlagDef[] = [
   { name: 'malformed', kind: 'text', choices: ['pass', 'drop'], default: defaults.malformed, help: 'what happens to datagrams on a SIP port that are not SIP' },
   { name: 'rewrite-from-to', kind: 'boolean', default: String(defaults.rewriteFromTo), help: 'also rewrite From/To (breaks digest auth on most registrars)' },
   { name: 'rewrite-ice', kind: 'boolean', default: String(defaults.rewriteIce), help: 'also rewrite SDP carrying ICE candidates' },
-  { name: 'media-latching', kind: 'boolean', default: String(defaults.mediaLatching), help: 'not supported yet: refused' },
+  { name: 'media-latching', kind: 'text', choices: ['off', 'first', 'signalling'], default: defaults.mediaLatching, help: 'inbound media also from where the far end really sends it (README "Media latching")' },
   { name: 'conntrack-accounting', kind: 'boolean', default: String(defaults.conntrackAccounting), help: 'count each call\'s RTP packets (net.netfilter.nf_conntrack_acct)' },
   { name: 'inbound-sip-from', kind: 'text', choices: ['registrar', 'any'], default: defaults.inboundSipFrom, help: 'who may send new SIP to a registered phone' },
   { name: 'table', kind: 'table', default: defaults.table, help: 'the nftables table sipalg creates' },
@@ -87,6 +87,7 @@ const OWN_FLAGS: readonly CommandDef[] = [
       { ...sipPortsFlag, help: 'UDP ports carrying SIP (as in run --sip-ports)' },
       { name: 'fail-closed', kind: 'boolean', help: 'drop SIP while sipalg is not running (default: pass it untouched)' },
       { name: 'media-mark', kind: 'mark', default: '0x5a100000/0xffff0000', help: 'ct mark of the flows sipalg translated (accepted in FORWARD)' },
+      { name: 'first-packet-mark', kind: 'mark', default: '0x5a200000/0xffff0000', help: 'packet mark of a new media flow sipalg wants to see (queued: media latching)' },
       { name: 'print', kind: 'boolean', help: 'with install: print the exact iptables-restore text it would apply, apply nothing (no root needed)', notConfig: true },
       { name: 'nft', kind: 'boolean', help: 'with install --print: print the lines an operator\'s own nftables forward chain needs instead', notConfig: true }
     ],

@@ -50,6 +50,7 @@ export function rulesArgs (argv: string[]): string[] {
   if (typeof flags.queue === 'number') out.push('--queue', String(flags.queue))
   if (Array.isArray(flags['sip-ports'])) out.push('--sip-ports', flags['sip-ports'].join(','))
   if (typeof flags['media-mark'] === 'string') out.push('--media-mark', flags['media-mark'])
+  if (typeof flags['first-packet-mark'] === 'string') out.push('--first-packet-mark', flags['first-packet-mark'])
   if (flags['fail-closed'] === true) out.push('--fail-closed')
   if (flags.print === true || flags.nft === true) {
     if (action !== 'install' || flags.print !== true) {

@@ -17,8 +17,9 @@ import { applyOps, type KernelMaps, type MapName, type MapOp } from '../media/ma
 import { createTable, tableScript, DEFAULT_MARK } from '../netfilter/table.js'
 import { RulesetWatch } from '../netfilter/watch.js'
 import { preflight } from './preflight.js'
+import { parsePortRange } from '../validate.js'
 import { PacketQueue, fixIpv4Udp } from '../netfilter/queue.js'
-import { NftMaps, addrPortKey, decodeKey, portKey, type NftOp } from '../netfilter/nftmaps.js'
+import { NftMaps, addrPortKey, addrPortPortKey, decodeKey, portKey, type NftOp } from '../netfilter/nftmaps.js'
 import { conntrackCounters, deleteConntrack } from '../netfilter/conntrack.js'
 import type { StatusDoc } from '../status.js'
 import { LatencyHistogram } from '../histogram.js'
@@ -47,8 +48,8 @@ export function detectPublic (outsideIf: string | null): string {
   return addr.address
 }
 
-const keyOf = (map: MapName, k: { ip?: string, port: number }): Buffer =>
-  map === 'any_dnat' ? portKey(k.port) : addrPortKey(k.ip ?? '0.0.0.0', k.port)
+const keyOf = (map: MapName, k: { ip?: string, sport?: number, port: number }): Buffer =>
+  map === 'any_dnat' ? portKey(k.port) : map === 'latch_dnat' ? addrPortPortKey(k.ip ?? '0.0.0.0', k.sport ?? 0, k.port) : addrPortKey(k.ip ?? '0.0.0.0', k.port)
 const dataOf = (map: MapName, d: { ip?: string, port: number }): Buffer =>
   map === 'src_nat' ? portKey(d.port) : addrPortKey(d.ip ?? '0.0.0.0', d.port)
 
@@ -66,7 +67,7 @@ export function kernelMaps (nft: NftMaps): KernelMaps {
 
 /** The elements in sipalg's table now. */
 function kernelElements (nft: NftMaps): KernelElement[] {
-  return (['src_nat', 'any_dnat', 'peer_dnat'] as const).flatMap(map => nft.list(map).flatMap(e =>
+  return (['src_nat', 'any_dnat', 'peer_dnat', 'latch_dnat'] as const).flatMap(map => nft.list(map).flatMap(e =>
     e.data === null ? [] : [{ map, key: decodeKey(e.key), data: decodeKey(e.data), remainingMs: e.expiresMs ?? 60_000 }]))
 }
 
@@ -121,7 +122,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
     readyFile: cfg.readyFile,
     stateFile: cfg.stateFile ?? defaultStatePath(cfg.table, cfg.queue)
   }, log)
-  const tableSpec = { table: cfg.table, publicIp, outsideIf: cfg.outsideIf, mark: DEFAULT_MARK }
+  const tableSpec = { table: cfg.table, publicIp, outsideIf: cfg.outsideIf, mark: DEFAULT_MARK, mediaPorts: parsePortRange(cfg.mediaPorts) }
   createTable(tableSpec)
   if (cfg.conntrackAccounting) enableAccounting(log)
   const nft = NftMaps.open(cfg.table)

@@ -7,8 +7,9 @@
 // holds the state and the steps those handlers call.
 
 import type { Endpoint, MediaGrant, MediaMapping, MediaRequest, SdpSummary } from '../rewrite/types.js'
-import type { MappingTable } from '../media/mappings.js'
+import type { ElemData, ElemKey, MapName, MappingTable } from '../media/mappings.js'
 import type { MediaPortPool } from '../media/ports.js'
+import { admits, offer, openLatch, type LatchMode, type Source, type StreamLatch } from '../media/latch.js'
 
 export interface CallPolicy {
   /** From INVITE to a final answer. */
@@ -27,7 +28,21 @@ export interface CallPolicy {
    * inside host never does). Unset: any address but 0.0.0.0.
    */
   farAddressUsable?: (ip: string) => boolean
+  /** media_latching (src/media/latch.ts); unset = off. */
+  latching?: LatchMode
+  /** How long a stream stays open to a latch after the far end's media is known (and after the answer). */
+  latchMs?: number
 }
+
+/** One DNAT element a stream has installed (the mirror owns the data). */
+export interface DnatElement { map: MapName, key: ElemKey }
+
+/** Far sources of flows the kernel admitted to a public port while it was open to anyone. */
+export interface SeenFlow { ip: string, port: number, publicPort: number }
+
+// A flood of sources on an open port must not grow a call without bound; flows past this many are
+// left to conntrack's own timeout when the pinhole narrows.
+const SEEN_FLOWS_MAX = 32
 
 export interface Stream {
   index: number
@@ -36,6 +51,12 @@ export interface Stream {
   pub: { rtpPort: number, rtcpPort: number | null }
   /** Far-end media addresses allowed in, as last installed ([] = from anyone: far SDP not known yet). */
   allowedFarIps: string[]
+  /** The DNAT elements last installed (unset in a state file of an older sipalg: derived from allowedFarIps). */
+  dnat?: DnatElement[]
+  /** The latch (media_latching: first) since the far end's media is known; unset = none. */
+  latch?: StreamLatch
+  /** Flows the kernel admitted while a port was open to anyone: cut when the pinhole no longer allows them. */
+  seen?: SeenFlow[]
 }
 
 export type CallState = 'early' | 'confirmed' | 'ended'
@@ -63,7 +84,18 @@ export interface Call {
   phoneSdp: Set<string> | null
 }
 
-export interface FarStream { ip: string, rtpPort: number, rtcpPort: number | null }
+export interface FarStream {
+  ip: string
+  rtpPort: number
+  rtcpPort: number | null
+  /** The payload types of its m= line (what a latch accepts); unset in an older state file. */
+  payloadTypes?: number[]
+}
+
+/** What the first packet of a new flow on a phone's open media port led to (src/alg.ts queues it). */
+export type FirstPacket =
+  | { outcome: 'latched' | 'refused' | 'admitted' | 'narrowed', call: Call, stream: Stream, publicPort: number }
+  | { outcome: 'unknown' }
 
 export interface CallEvents {
   onStart?: (call: Call) => void
@@ -72,6 +104,8 @@ export interface CallEvents {
   onStreamDropped?: (call: Call, stream: Stream, far: FarStream[]) => void
   /** Forks that did not answer lost their pinholes on this stream: their flows should go too. */
   onForkDropped?: (call: Call, stream: Stream, far: FarStream[]) => void
+  /** A stream's pinhole narrowed (answer, latch, window end, re-INVITE): flows it admitted earlier and no longer allows go. */
+  onFlowsNarrowed?: (call: Call, stream: Stream, flows: SeenFlow[]) => void
 }
 
 /** The parts of a SIP message call and registration tracking read (a parsed SipMessage has them). */
@@ -110,6 +144,8 @@ export const streamKey = (ip: string, port: number): string => `${ip}:${port}`
 
 export class CallTable {
   private readonly calls = new Map<string, Call>()
+  /** Phone media endpoints (private ip:port, RTP and RTCP) → their stream, for the first packets the kernel queues. */
+  private readonly byPrivate = new Map<string, { call: Call, stream: Stream, port: 'rtp' | 'rtcp' }>()
   private changed = false
 
   constructor (
@@ -163,7 +199,7 @@ export class CallTable {
     const alive = call.streams.size > 0 &&
       [...call.streams.values()].every(s => this.maps.get('src_nat', { ip: s.priv.ip, port: s.priv.rtpPort })?.data.port === s.pub.rtpPort)
     if (!alive || this.calls.has(call.key) || this.now() >= call.deadline) return false
-    for (const s of call.streams.values()) this.ports.claim(s.pub.rtpPort)
+    for (const s of call.streams.values()) { this.ports.claim(s.pub.rtpPort); this.index(call, s) }
     this.calls.set(call.key, call)
     this.install(call)
     for (const ip of call.farSignalling) this.allowFarSignalling(call, ip)
@@ -197,6 +233,7 @@ export class CallTable {
       allowedFarIps: []
     }
     call.streams.set(streamKey(req.ip, req.rtpPort), stream)
+    this.index(call, stream)
     this.changed = true
     return { rtpPort: stream.pub.rtpPort, rtcpPort: stream.pub.rtcpPort }
   }
@@ -216,7 +253,7 @@ export class CallTable {
     if (m.farSdp === undefined || m.phoneSent) return false
     const usable = this.policy.farAddressUsable ?? (() => true)
     const far = m.farSdp.streams.map(s => (s.ip !== null && s.ip !== '0.0.0.0' && s.port > 0 && usable(s.ip)
-      ? { ip: s.ip, rtpPort: s.port, rtcpPort: s.rtcpPort }
+      ? { ip: s.ip, rtpPort: s.port, rtcpPort: s.rtcpPort, payloadTypes: s.payloadTypes }
       : null))
     if (!far.some(f => f !== null)) return false
     call.farMedia.set((m.msg.isRequest ? m.msg.fromTag : m.msg.toTag) ?? '', far)
@@ -277,6 +314,9 @@ export class CallTable {
       if (lost.length > 0) this.dropLostForks(call, lost)
       call.state = 'confirmed'
       this.changed = true
+      // Media usually starts at the answer: a latch opened by early SDP gets its full window from here.
+      const until = this.now() + (this.policy.latchMs ?? 0)
+      for (const s of call.streams.values()) if (s.latch !== undefined && s.latch.until < until) s.latch.until = until
     }
     call.deadline = this.now() + this.policy.callMs
   }
@@ -299,6 +339,8 @@ export class CallTable {
     for (const call of [...this.calls.values()]) {
       if (now >= call.deadline) {
         this.end(call, call.state === 'early' ? (call.cancelled ? 'cancel without 487' : 'no answer') : 'timeout')
+      } else if (this.latchWindowPassed(call, now)) {
+        this.install(call)
       } else if (now - call.refreshedAt >= this.policy.elementMs / 4) {
         // Kernel timeouts are renewed a few times per element lifetime, not on every tick.
         call.refreshedAt = now
@@ -320,27 +362,128 @@ export class CallTable {
   }
 
   /**
+   * The first packet of a new flow to one of the phone's media ports while it is open to anyone
+   * (the kernel queues only those: src/netfilter/table.ts). With a latch open, an RTP-shaped packet
+   * locks the port to its source and everything else is refused; without one the flow is admitted
+   * and remembered, so the narrowing that follows can cut it. A port already narrowed (the kernel
+   * has not caught up yet) admits only what its new elements allow.
+   */
+  firstPacket (to: Source, from: Source, payload: Uint8Array): FirstPacket {
+    const hit = this.byPrivate.get(streamKey(to.ip, to.port))
+    if (hit === undefined) return { outcome: 'unknown' }
+    const { call, stream: s, port } = hit
+    const publicPort = port === 'rtp' ? s.pub.rtpPort : (s.pub.rtcpPort ?? s.pub.rtpPort)
+    const base = { call, stream: s, publicPort }
+    if (s.latch !== undefined && admits(s.latch, port, this.now()).kind === 'any') {
+      const pts = this.farStreams(call, s.index).flatMap(f => f.payloadTypes ?? [])
+      const res = offer(s.latch, port, from, payload, pts.length > 0 ? pts : undefined, this.now())
+      if (res !== 'latched') return { ...base, outcome: 'refused' }
+      this.remember(s, from, publicPort)
+      this.changed = true
+      this.install(call)
+      return { ...base, outcome: 'latched' }
+    }
+    if (!this.allows(s, publicPort, from)) return { ...base, outcome: 'narrowed' }
+    this.remember(s, from, publicPort)
+    return { ...base, outcome: 'admitted' }
+  }
+
+  /**
    * (Re)installs every stream's kernel elements; refreshes timeouts of unchanged ones. What the
    * phone advertises and every new path must be in the kernel before the message is released;
    * a pinhole narrowed from "anyone" to the far end may follow the verdict (the path was open).
+   * Flows admitted earlier that the narrowed pinhole no longer allows are handed on to be cut.
    */
   private install (call: Call): void {
     const t = this.policy.elementMs
     for (const s of call.streams.values()) {
       const far = this.farAddresses(call, s.index)
-      const pairs = this.portPairs(s)
-      const wasOpenToAny = far.length === 0 ? [] : pairs.map(([pub]) => this.maps.get('any_dnat', { port: pub }) !== undefined)
-      if (far.join() !== s.allowedFarIps.join()) { this.removeDnat(call, s, far); this.changed = true }
+      this.updateLatch(call, s, far)
+      const want = this.dnatWanted(s, far)
+      const before = this.dnatInstalled(s)
+      const wasOpenToAny = new Set(before.filter(e => e.map === 'any_dnat').map(e => e.key.port))
+      const wanted = new Set(want.map(w => dnatId(w)))
+      for (const e of before) if (!wanted.has(dnatId(e))) this.maps.release(e.map, e.key, call.key)
+      if (before.map(dnatId).join() !== [...wanted].join() || far.join() !== s.allowedFarIps.join()) this.changed = true
       this.maps.set('src_nat', { ip: s.priv.ip, port: s.priv.rtpPort }, { port: s.pub.rtpPort }, t, call.key, true)
       if (s.priv.rtcpPort !== null && s.pub.rtcpPort !== null) {
         this.maps.set('src_nat', { ip: s.priv.ip, port: s.priv.rtcpPort }, { port: s.pub.rtcpPort }, t, call.key, true)
       }
-      pairs.forEach(([pub, priv], i) => {
-        if (far.length === 0 && this.policy.farEndOnly !== true) this.maps.set('any_dnat', { port: pub }, { ip: s.priv.ip, port: priv }, t, call.key, true)
-        for (const ip of far) this.maps.set('peer_dnat', { ip, port: pub }, { ip: s.priv.ip, port: priv }, t, call.key, wasOpenToAny[i] !== true)
-      })
+      // A new path must be there before the verdict, unless the port was open to anyone (the path was open).
+      for (const w of want) this.maps.set(w.map, w.key, w.data, t, call.key, w.map === 'any_dnat' || !wasOpenToAny.has(w.key.port))
+      s.dnat = want.map(w => ({ map: w.map, key: w.key }))
       s.allowedFarIps = far
+      this.cutNarrowed(call, s)
     }
+  }
+
+  /** Opens the stream's latch when its far media is first known or moved (re-INVITE); media_latching: first only. */
+  private updateLatch (call: Call, s: Stream, far: string[]): void {
+    if (this.policy.latching !== 'first' || far.length === 0) { delete s.latch; return }
+    const sdp = this.farStreams(call, s.index).map(f => `${f.ip}:${f.rtpPort}`).sort().join()
+    if (s.latch?.sdp === sdp) return
+    s.latch = openLatch(sdp, this.now() + (this.policy.latchMs ?? 0))
+    this.changed = true
+  }
+
+  /** The DNAT elements a stream needs now: per public port, anyone / a latched source / the far addresses. */
+  private dnatWanted (s: Stream, far: string[]): Array<{ map: MapName, key: ElemKey, data: ElemData }> {
+    const out: Array<{ map: MapName, key: ElemKey, data: ElemData }> = []
+    const now = this.now()
+    this.portPairs(s).forEach(([pub, priv], i) => {
+      const data = { ip: s.priv.ip, port: priv }
+      const a = s.latch === undefined ? (far.length === 0 ? { kind: 'any' as const } : { kind: 'sdp' as const }) : admits(s.latch, i === 0 ? 'rtp' : 'rtcp', now)
+      if (a.kind === 'any') {
+        if (this.policy.farEndOnly !== true || s.latch !== undefined) out.push({ map: 'any_dnat', key: { port: pub }, data })
+      } else if (a.kind === 'source') {
+        out.push({ map: 'latch_dnat', key: { ip: a.source.ip, sport: a.source.port, port: pub }, data })
+      } else {
+        // RTCP that never latched while RTP did: the RTP source's address is the far end's too.
+        const rtpSource = i === 1 && s.latch !== undefined ? s.latch.rtp.source : null
+        const ips = rtpSource === null || far.includes(rtpSource.ip) ? far : [...far, rtpSource.ip].sort()
+        for (const ip of ips) out.push({ map: 'peer_dnat', key: { ip, port: pub }, data })
+      }
+    })
+    return out
+  }
+
+  /** What the stream has in the kernel (a stream of an older state file: derived from its far addresses). */
+  private dnatInstalled (s: Stream): DnatElement[] {
+    if (s.dnat !== undefined) return s.dnat
+    return this.portPairs(s).flatMap(([pub]): DnatElement[] => s.allowedFarIps.length === 0
+      ? [{ map: 'any_dnat', key: { port: pub } }]
+      : s.allowedFarIps.map(ip => ({ map: 'peer_dnat' as const, key: { ip, port: pub } })))
+  }
+
+  /** Whether the stream's installed elements let a flow from `from` reach `publicPort`. */
+  private allows (s: Stream, publicPort: number, from: Source): boolean {
+    return this.dnatInstalled(s).some(e => e.key.port === publicPort && (e.map === 'any_dnat' ||
+      (e.map === 'peer_dnat' && e.key.ip === from.ip) ||
+      (e.map === 'latch_dnat' && e.key.ip === from.ip && e.key.sport === from.port)))
+  }
+
+  private remember (s: Stream, from: Source, publicPort: number): void {
+    const seen = s.seen ?? (s.seen = [])
+    if (seen.some(f => f.ip === from.ip && f.port === from.port && f.publicPort === publicPort)) return
+    if (seen.length >= SEEN_FLOWS_MAX) seen.shift()
+    seen.push({ ip: from.ip, port: from.port, publicPort })
+  }
+
+  /** Flows the stream admitted earlier that its elements no longer allow: handed on to be cut. */
+  private cutNarrowed (call: Call, s: Stream): void {
+    if (s.seen === undefined || s.seen.length === 0) return
+    const gone = s.seen.filter(f => !this.allows(s, f.publicPort, f))
+    if (gone.length === 0) return
+    s.seen = s.seen.filter(f => this.allows(s, f.publicPort, f))
+    this.events.onFlowsNarrowed?.(call, s, gone)
+  }
+
+  /** A latch window ended with a port still open to anyone: it narrows to the far end's SDP address now. */
+  private latchWindowPassed (call: Call, now: number): boolean {
+    for (const s of call.streams.values()) {
+      if (s.latch !== undefined && now >= s.latch.until && this.dnatInstalled(s).some(e => e.map === 'any_dnat')) return true
+    }
+    return false
   }
 
   private allowFarSignalling (call: Call, ip: string): void {
@@ -348,8 +491,12 @@ export class CallTable {
     this.maps.set('peer_dnat', { ip, port: call.phonePublicPort }, call.phone, this.policy.elementMs, call.key, !openToAny)
   }
 
+  /** The far addresses a stream admits: its SDP's; media_latching: signalling adds the call's signalling peers. */
   private farAddresses (call: Call, index: number): string[] {
-    return [...new Set(this.farStreams(call, index).map(f => f.ip))].sort()
+    const sdp = this.farStreams(call, index).map(f => f.ip)
+    if (sdp.length === 0 || this.policy.latching !== 'signalling') return [...new Set(sdp)].sort()
+    const usable = this.policy.farAddressUsable ?? (() => true)
+    return [...new Set([...sdp, ...[...call.farSignalling].filter(usable)])].sort()
   }
 
   private portPairs (s: Stream): Array<[number, number]> {
@@ -358,13 +505,17 @@ export class CallTable {
     return pairs
   }
 
-  /** Removes the stream's DNAT elements, except far-end elements for the addresses in `keep`. */
-  private removeDnat (call: Call, s: Stream, keep: string[] = []): void {
-    for (const [pub] of this.portPairs(s)) {
-      if (s.allowedFarIps.length === 0) this.maps.release('any_dnat', { port: pub }, call.key)
-      for (const ip of s.allowedFarIps) if (!keep.includes(ip)) this.maps.release('peer_dnat', { ip, port: pub }, call.key)
+  private index (call: Call, s: Stream): void {
+    this.byPrivate.set(streamKey(s.priv.ip, s.priv.rtpPort), { call, stream: s, port: 'rtp' })
+    if (s.priv.rtcpPort !== null) this.byPrivate.set(streamKey(s.priv.ip, s.priv.rtcpPort), { call, stream: s, port: 'rtcp' })
+  }
+
+  private unindex (s: Stream): void {
+    for (const port of [s.priv.rtpPort, s.priv.rtcpPort]) {
+      if (port === null) continue
+      const k = streamKey(s.priv.ip, port)
+      if (this.byPrivate.get(k)?.stream === s) this.byPrivate.delete(k)
     }
-    s.allowedFarIps = []
   }
 
   /** Media flows of forks that did not answer, unless the answering fork uses the same far endpoint. */
@@ -380,15 +531,25 @@ export class CallTable {
   }
 
   private dropStream (call: Call, s: Stream): void {
-    this.removeDnat(call, s)
-    // removeDnat only knows what was installed; a stream never installed has nothing else.
+    for (const e of this.dnatInstalled(s)) this.maps.release(e.map, e.key, call.key)
+    s.dnat = []
+    s.allowedFarIps = []
+    // A stream never installed has nothing else; one installed in firewall mode had no any_dnat.
     this.maps.release('any_dnat', { port: s.pub.rtpPort }, call.key)
     if (s.pub.rtcpPort !== null) this.maps.release('any_dnat', { port: s.pub.rtcpPort }, call.key)
     this.maps.release('src_nat', { ip: s.priv.ip, port: s.priv.rtpPort }, call.key)
     if (s.priv.rtcpPort !== null) this.maps.release('src_nat', { ip: s.priv.ip, port: s.priv.rtcpPort }, call.key)
     this.ports.release(s.pub.rtpPort)
     call.streams.delete(streamKey(s.priv.ip, s.priv.rtpPort))
+    this.unindex(s)
     this.changed = true
-    this.events.onStreamDropped?.(call, s, this.farStreams(call, s.index))
+    const far = this.farStreams(call, s.index)
+    // Flows it admitted from elsewhere (a latched source, early media from anyone) go with it.
+    const extra = (s.seen ?? []).filter(f => !far.some(x => x.ip === f.ip && (x.rtpPort === f.port || x.rtcpPort === f.port)))
+    s.seen = []
+    this.events.onStreamDropped?.(call, s, far)
+    if (extra.length > 0) this.events.onFlowsNarrowed?.(call, s, extra)
   }
 }
+
+const dnatId = (e: DnatElement): string => `${e.map}|${e.key.ip ?? ''}|${e.key.sport ?? ''}|${e.key.port}`

@@ -34,14 +34,24 @@ export function addrPortKey (ip: string, port: number): Buffer {
   return b
 }
 
+/** `ipv4_addr . inet_service . inet_service` key: 12 bytes = address, then each port padded to 4 bytes. */
+export function addrPortPortKey (ip: string, port1: number, port2: number): Buffer {
+  checkPort(port2)
+  const b = Buffer.alloc(12)
+  addrPortKey(ip, port1).copy(b, 0)
+  b.writeUInt16BE(port2, 8)
+  return b
+}
+
 /** `ipv4_addr` key/data: 4 bytes. */
 export function addrKey (ip: string): Buffer {
   return addrPortKey(ip, 0).subarray(0, 4)
 }
 
-/** Decode a 2-byte port or an 8-byte addr.port (as used by list()). */
-export function decodeKey (b: Buffer): { ip?: string, port: number } {
+/** Decode a 2-byte port, an 8-byte addr.port or a 12-byte addr.port.port (as used by list()). */
+export function decodeKey (b: Buffer): { ip?: string, sport?: number, port: number } {
   if (b.length === 2) return { port: b.readUInt16BE(0) }
+  if (b.length >= 10) return { ip: `${b[0]}.${b[1]}.${b[2]}.${b[3]}`, sport: b.readUInt16BE(4), port: b.readUInt16BE(8) }
   if (b.length >= 6) return { ip: `${b[0]}.${b[1]}.${b[2]}.${b[3]}`, port: b.readUInt16BE(4) }
   if (b.length === 4) return { ip: `${b[0]}.${b[1]}.${b[2]}.${b[3]}`, port: 0 }
   throw new TypeError(`cannot decode a ${b.length}-byte key`)

@@ -11,9 +11,17 @@ export interface TableSpec {
   outsideIf: string | null
   /** ct mark (value/mask) put on flows sipalg's maps translate; the FORWARD rules accept it. */
   mark: { value: number, mask: number }
+  /**
+   * The media port range: the first packet of a new flow to one of its ports while any_dnat opens
+   * it to anyone gets the packet mark `firstPacketMark`, and sipalg-rules.sh queues marked new flows
+   * to sipalg (media latching, and cutting flows a narrowed pinhole no longer allows: src/dialog/calls.ts).
+   */
+  mediaPorts?: { lo: number, hi: number }
 }
 
 export const DEFAULT_MARK = { value: 0x5a100000, mask: 0xffff0000 }
+/** Packet mark (meta mark, value/mask) of a new media flow sipalg wants to see; sipalg-rules.sh --first-packet-mark. */
+export const FIRST_PACKET_MARK = { value: 0x5a200000, mask: 0xffff0000 }
 
 const hex = (n: number): string => '0x' + (n >>> 0).toString(16).padStart(8, '0')
 
@@ -23,11 +31,13 @@ export function tableScript (s: TableSpec): string {
   const outIf = s.outsideIf === null ? '' : `oifname "${s.outsideIf}" `
   const keep = hex(~s.mark.mask >>> 0)
   const mark = `ct mark set ct mark and ${keep} or ${hex(s.mark.value)}`
+  const queueMark = `meta mark set meta mark and ${hex(~FIRST_PACKET_MARK.mask >>> 0)} or ${hex(FIRST_PACKET_MARK.value)}`
   return [
     `add table ${t}`,
     `add map ${t} any_dnat { type inet_service : ipv4_addr . inet_service; flags timeout; }`,
     `add map ${t} peer_dnat { type ipv4_addr . inet_service : ipv4_addr . inet_service; flags timeout; }`,
     `add map ${t} src_nat { type ipv4_addr . inet_service : inet_service; flags timeout; }`,
+    `add map ${t} latch_dnat { type ipv4_addr . inet_service . inet_service : ipv4_addr . inet_service; flags timeout; }`,
     // One step ahead of iptables' NAT chains (dstnat/srcnat): a flow's NAT binding is made by the first
     // NAT chain that acts on it, so sipalg's chosen ports must bind before the gateway's MASQUERADE does
     // (two phones on 5060 get different public ports: test/e2e/calls.ts).
@@ -40,7 +50,10 @@ export function tableScript (s: TableSpec): string {
     `flush chain ${t} post`,
     `flush chain ${t} media_mark`,
     `add rule ${t} media_mark ${outIf}ct state new meta l4proto udp ip saddr . udp sport @src_nat ${mark}`,
+    `add rule ${t} pre ${inIf}ip daddr ${s.publicIp} meta l4proto udp ip saddr . udp sport . udp dport @latch_dnat ${mark} dnat ip to ip saddr . udp sport . udp dport map @latch_dnat`,
     `add rule ${t} pre ${inIf}ip daddr ${s.publicIp} meta l4proto udp ip saddr . udp dport @peer_dnat ${mark} dnat ip to ip saddr . udp dport map @peer_dnat`,
+    // Only a flow's first packet traverses a NAT chain, so only that one is marked (and queued).
+    ...(s.mediaPorts === undefined ? [] : [`add rule ${t} pre ${inIf}ip daddr ${s.publicIp} udp dport ${s.mediaPorts.lo}-${s.mediaPorts.hi} udp dport @any_dnat ${queueMark}`]),
     `add rule ${t} pre ${inIf}ip daddr ${s.publicIp} meta l4proto udp udp dport @any_dnat ${mark} dnat ip to udp dport map @any_dnat`,
     // On a map miss the rule does not match and the gateway's own MASQUERADE does the rest.
     `add rule ${t} post ${outIf}meta l4proto udp snat ip to ${s.publicIp} : ip saddr . udp sport map @src_nat`,

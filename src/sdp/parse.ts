@@ -16,6 +16,8 @@ export interface SdpMedia {
   port: number | null
   portCount: number
   proto: string
+  /** RTP payload types of the m= format list (numbers 0..127 only). */
+  payloadTypes: number[]
   conn: SdpToken | undefined
   rtcpPort: SdpToken | undefined
   rtcpAddr: SdpToken | undefined
@@ -87,7 +89,8 @@ export function parseSdp (text: string, start: number, end: number): ParsedSdp {
         }
         case 0x6d: { // m=
           if (current !== undefined) { current.sectionEnd = pos; current.sectionEndsWithEol = true }
-          const t = tokens(text, v, lineEnd, 3)
+          // The format list after proto is bounded: a payload type is 0..127, so 128 tokens cover any real m= line.
+          const t = tokens(text, v, lineEnd, 3 + 128)
           const portField = t[1] ?? { value: '', start: lineEnd, end: lineEnd }
           const slash = portField.value.indexOf('/')
           const portToken = slash < 0 ? portField : { value: portField.value.slice(0, slash), start: portField.start, end: portField.start + slash }
@@ -99,6 +102,7 @@ export function parseSdp (text: string, start: number, end: number): ParsedSdp {
             port: parsePort(portToken.value),
             portCount: Number.isInteger(count) && count > 0 && count <= 65535 ? count : 1,
             proto: t[2]?.value ?? '',
+            payloadTypes: t.slice(3).filter(f => /^\d{1,3}$/.test(f.value) && Number(f.value) <= 127).map(f => Number(f.value)),
             conn: undefined,
             rtcpPort: undefined,
             rtcpAddr: undefined,
@@ -160,6 +164,7 @@ export function summarizeSdp (sdp: ParsedSdp): SdpSummary {
       port,
       portCount: m.portCount,
       proto: m.proto,
+      payloadTypes: m.payloadTypes,
       rtcpPort,
       rtcpIp: m.rtcpAddr?.value ?? ip,
       rtcpMux: m.rtcpMux,

@@ -8,6 +8,8 @@ export interface SdpStream {
   port: number             // 0 = declined
   portCount: number
   proto: string
+  /** RTP payload types the m= format list names (what an RTP packet of this stream may carry). */
+  payloadTypes: number[]
   rtcpPort: number | null  // from a=rtcp, else port+1, null with rtcp-mux or port 0
   rtcpIp: string | null
   rtcpMux: boolean

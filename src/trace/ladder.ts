@@ -7,7 +7,7 @@ import type { Change } from '../rewrite/types.js'
 /** A kernel map element as sipalg's mirror holds it (src/media/mappings.ts). */
 export interface TraceMapping {
   map: string
-  key: { ip?: string, port: number }
+  key: { ip?: string, sport?: number, port: number }
   data?: { ip?: string, port: number }
 }
 
@@ -87,6 +87,7 @@ export function mappingText (m: TraceMapping, publicIp = 'public'): string {
     case 'src_nat': return `src_nat   ${ep(m.key)} → ${publicIp}:${m.data?.port ?? '?'}`
     case 'any_dnat': return `any_dnat  ${publicIp}:${m.key.port} → ${ep(m.data)} (from anyone)`
     case 'peer_dnat': return `peer_dnat ${publicIp}:${m.key.port} → ${ep(m.data)} (from ${m.key.ip ?? '?'})`
+    case 'latch_dnat': return `latch_dnat ${publicIp}:${m.key.port} → ${ep(m.data)} (from ${m.key.ip ?? '?'}:${m.key.sport ?? '?'}, latched)`
     default: return `${m.map} ${ep(m.key)} → ${ep(m.data)}`
   }
 }

@@ -115,7 +115,7 @@ t.test('farStreams: every early dialog until one answers, then the answering one
   t.equal(h.calls.farStreams(call, 0).length, 2)
   t.same(h.calls.farStreams(call, 1), [], 'no such m= line')
   h.deliver({ start: '200 OK', cseq: '1 INVITE', toTag: 'y', phoneSent: false })
-  t.same(h.calls.farStreams(call, 0), [{ ip: '203.0.113.10', rtpPort: 7000, rtcpPort: 7001 }])
+  t.same(h.calls.farStreams(call, 0), [{ ip: '203.0.113.10', rtpPort: 7000, rtcpPort: 7001, payloadTypes: [0, 8] }])
 })
 
 t.test('an inbound call: the phone answers; its pinhole is limited to the caller from the start', async t => {

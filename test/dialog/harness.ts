@@ -3,7 +3,7 @@
 // then the method table. Phone 10.0.1.23:5060 behind 203.0.113.1, far end 203.0.113.9.
 import { MappingTable, type MapOp } from '../../src/media/mappings.js'
 import { MediaPortPool } from '../../src/media/ports.js'
-import { CallTable, type Call, type CallPolicy, type FarStream, type Stream } from '../../src/dialog/calls.js'
+import { CallTable, type Call, type CallPolicy, type FarStream, type SeenFlow, type Stream } from '../../src/dialog/calls.js'
 import { RegistrationTable, type Registration } from '../../src/dialog/registrations.js'
 import { isInitialInvite, track } from '../../src/dialog/methods.js'
 import { rewriteMessage } from '../../src/rewrite/rewrite.js'
@@ -59,7 +59,7 @@ ${m.extra ?? ''}${body === '' ? '' : 'Content-Type: application/sdp\n'}Content-L
 }
 
 const opText = (o: MapOp): string =>
-  `${o.op} ${o.map} ${o.key.ip === undefined ? '' : o.key.ip + '.'}${o.key.port}${o.data === undefined ? '' : ' : ' + (o.data.ip === undefined ? '' : o.data.ip + '.') + o.data.port}`
+  `${o.op} ${o.map} ${o.key.ip === undefined ? '' : o.key.ip + '.'}${o.key.sport === undefined ? '' : `${o.key.sport}.`}${o.key.port}${o.data === undefined ? '' : ' : ' + (o.data.ip === undefined ? '' : o.data.ip + '.') + o.data.port}`
 
 export class Harness {
   clock = { now: 1_000_000 }
@@ -70,6 +70,8 @@ export class Harness {
   readonly started: string[] = []
   readonly streamsDropped: Array<{ stream: Stream, far: FarStream[] }> = []
   readonly forksDropped: Array<{ stream: Stream, far: FarStream[] }> = []
+  /** Flows a narrowed pinhole no longer allows, as "ip:port>publicPort". */
+  readonly flowsCut: string[] = []
   readonly registered: Registration[] = []
   readonly unregistered: string[] = []
   readonly calls: CallTable
@@ -82,7 +84,8 @@ export class Harness {
       onStart: c => { this.started.push(c.callId) },
       onEnd: (c, reason) => { this.ended.push([c.callId, reason]) },
       onStreamDropped: (_c, stream, far) => { this.streamsDropped.push({ stream, far }) },
-      onForkDropped: (_c, stream, far) => { this.forksDropped.push({ stream, far }) }
+      onForkDropped: (_c, stream, far) => { this.forksDropped.push({ stream, far }) },
+      onFlowsNarrowed: (_c, _s, flows: SeenFlow[]) => { for (const f of flows) this.flowsCut.push(`${f.ip}:${f.port}>${f.publicPort}`) }
     }, now)
     this.registrations = new RegistrationTable(this.maps, { graceMs: reg.graceMs ?? 10_000, inboundFromAny: reg.inboundFromAny ?? false }, PUB, {
       onRegistered: r => { this.registered.push(r) },

@@ -28,7 +28,7 @@ export interface Sipalg {
   log: () => string
   status: () => Promise<StatusJson>
   /** The elements of one of sipalg's maps, as `nft` prints them ("key : data" per element). */
-  elements: (map: 'src_nat' | 'any_dnat' | 'peer_dnat') => Promise<string[]>
+  elements: (map: 'src_nat' | 'any_dnat' | 'peer_dnat' | 'latch_dnat') => Promise<string[]>
   stop: (signal?: NodeJS.Signals) => Promise<void>
 }
 

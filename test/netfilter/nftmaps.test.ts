@@ -1,5 +1,5 @@
 import t from 'tap'
-import { portKey, addrPortKey, addrKey, decodeKey } from '../../src/netfilter/nftmaps.js'
+import { portKey, addrPortKey, addrPortPortKey, addrKey, decodeKey } from '../../src/netfilter/nftmaps.js'
 import { Netns, ensureCompiled, nativeBuilt } from './fixtures/netns.js'
 
 t.test('key encoders', async t => {
@@ -8,6 +8,9 @@ t.test('key encoders', async t => {
   t.same([...addrKey('203.0.113.9')], [203, 0, 113, 9])
   t.same(decodeKey(addrPortKey('203.0.113.9', 5060)), { ip: '203.0.113.9', port: 5060 })
   t.same(decodeKey(portKey(1)), { port: 1 })
+  // latch_dnat: ipv4_addr . inet_service . inet_service, each part padded to 4 bytes.
+  t.same([...addrPortPortKey('203.0.113.10', 27000, 20000)], [203, 0, 113, 10, 0x69, 0x78, 0, 0, 0x4e, 0x20, 0, 0])
+  t.same(decodeKey(addrPortPortKey('203.0.113.10', 27000, 20000)), { ip: '203.0.113.10', sport: 27000, port: 20000 })
   t.throws(() => portKey(70000))
   t.throws(() => addrPortKey('10.0.1', 1))
 })

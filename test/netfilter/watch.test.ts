@@ -12,11 +12,13 @@ import { RulesetWatch, diagnoseTable, expectedRuleCounts, queueRulesRestore, que
 
 const script = tableScript({ table: 'sipalg', publicIp: '203.0.113.1', outsideIf: 'wan0', mark: DEFAULT_MARK })
 const rule = (chain: string, text = 'x'): NativeRule => ({ chain, raw: Buffer.from(text) })
-const ownRules = (): NativeRule[] => [rule('media_mark'), rule('pre'), rule('pre'), rule('post')]
+const ownRules = (): NativeRule[] => [rule('media_mark'), rule('pre'), rule('pre'), rule('pre'), rule('post')]
 const queueRules = (): NativeRule[] => [rule('SIPALG', 'sipalg'), rule('SIPALG', 'sipalg'), rule('SIPALG', 'sipalg'), rule('FORWARD', 'sipalg'), rule('FORWARD', 'operator')]
 
 t.test('expected rules come from the table script itself', async t => {
-  t.same(Object.fromEntries(expectedRuleCounts(script)), { media_mark: 1, pre: 2, post: 1 })
+  t.same(Object.fromEntries(expectedRuleCounts(script)), { media_mark: 1, pre: 3, post: 1 })
+  const withMedia = tableScript({ table: 'sipalg', publicIp: '203.0.113.1', outsideIf: 'wan0', mark: DEFAULT_MARK, mediaPorts: { lo: 20000, hi: 29999 } })
+  t.same(Object.fromEntries(expectedRuleCounts(withMedia)), { media_mark: 1, pre: 4, post: 1 }, 'the first-packet mark rule counts too')
 })
 
 t.test('diagnoseTable', async t => {
