@@ -95,6 +95,7 @@ export const KEY_HELP: Readonly<Record<string, string>> = {
   'timeouts.signalling': 'seconds a phone\'s public SIP port stays mapped without traffic',
   'timeouts.registration_grace': 'seconds registration mappings outlive the expiry the registrar granted',
   'timeouts.element': 'seconds a kernel map element lives between refreshes (bounds what is left if sipalg dies)',
+  'timeouts.latch': 'seconds a stream stays open to a latch after the far end\'s media is known and after the answer (media_latching: first)',
   'limits.max_calls': 'calls tracked at once; more get no media mapping (their SIP passes)',
   'limits.calls_per_host': 'calls at once from one inside phone',
   'limits.calls_per_second': 'new calls per second, all phones together',
