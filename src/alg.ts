@@ -38,6 +38,9 @@ export type Verdict =
 const ACCEPT: Verdict = { action: 'accept' }
 const DROP: Verdict = { action: 'drop' }
 
+/** Where a SIP message travels: its direction, the inside phone and the far end (as the gateway sees them), the transport. */
+export interface MessageLeg { direction: Direction, phone: Endpoint, far: Endpoint, transport: 'udp' | 'tcp' }
+
 /** A kernel element found at start (restart adoption). */
 export interface KernelElement { map: MapName, key: ElemKey, data: ElemData, remainingMs: number }
 
@@ -125,6 +128,7 @@ export class Alg {
       return ACCEPT
     }
     const phone: Endpoint = direction === 'outbound' ? { ip: udp.src, port: udp.srcPort } : { ip: udp.dst, port: udp.dstPort }
+    const far: Endpoint = direction === 'outbound' ? { ip: udp.dst, port: udp.dstPort } : { ip: udp.src, port: udp.srcPort }
     const kind = classifyDatagram(udp.payload)
     if (kind === 'keepalive') {
       this.counters.inc('keepalives')
@@ -134,24 +138,50 @@ export class Alg {
     if (kind !== 'sip') return this.notSip(udp, 'not a SIP message')
     const res = parseSip(udp.payload)
     if (!res.ok) return this.notSip(udp, res.reason)
+    const result = this.guarded({ direction, phone, far, transport: 'udp' }, res.msg)
+    if (result === null || !result.changed) return ACCEPT
+    return { action: 'accept', payload: withPayload(pkt, udp, result.bytes, this.fixPacket) }
+  }
+
+  /**
+   * One whole SIP message from a stream (a TCP splice leg, src/tcp/splice.ts): the bytes to write to
+   * the other leg. The same path as a UDP datagram; the caller framed the message by its
+   * Content-Length, so a message without one has an empty body here (RFC 3261 18.3). Bytes that do not
+   * parse as SIP are passed as they came (counted like a malformed datagram). Kernel changes it queues
+   * follow the same rule as UDP: the caller applies them (maps.mustPrecedeVerdict) before writing.
+   */
+  processMessage (bytes: Buffer, leg: MessageLeg): Buffer {
+    this.counters.inc(`${leg.transport}_messages_${leg.direction}`)
+    const res = parseSip(bytes)
+    if (!res.ok) {
+      this.counters.inc('not_sip')
+      return bytes
+    }
+    const result = this.guarded(leg, res.msg)
+    return result === null ? bytes : result.bytes
+  }
+
+  /** handleSip, but a throw never stops SIP from flowing: the message passes unmodified (null). */
+  private guarded (leg: MessageLeg, msg: SipMessage): RewriteResult | null {
     try {
-      return this.handleSip(pkt, udp, direction, phone, res.msg)
+      return this.handleSip(leg, msg)
     } catch (e) {
       // The engine promises not to throw; this is the last line that keeps SIP flowing if it does.
       this.counters.inc('internal_errors')
-      this.log.error({ code: shortCode('E307_INTERNAL'), err: e, src: `${udp.src}:${udp.srcPort}` }, 'internal error; message passed unmodified')
-      return ACCEPT
+      this.log.error({ code: shortCode('E307_INTERNAL'), err: e, src: `${leg.phone.ip}:${leg.phone.port}`, transport: leg.transport }, 'internal error; message passed unmodified')
+      return null
     }
   }
 
-  private handleSip (pkt: Buffer, udp: UdpPacket, direction: Direction, phone: Endpoint, msg: SipMessage): Verdict {
+  /** Rewrite, tracking, counters and trace of one parsed message; null when it is passed as it came. */
+  private handleSip (leg: MessageLeg, msg: SipMessage): RewriteResult | null {
+    const { direction, phone, far } = leg
     const outbound = direction === 'outbound'
     const opsBefore = this.maps.pendingCount
-    const farIp = outbound ? udp.dst : udp.src
     const publicPort = outbound ? this.signalling.allocateAndInstall(phone) : this.signalling.lookupPrivate(phone)
     if (outbound && publicPort === null) {
       this.counters.inc('refused_signalling')
-      return ACCEPT
+      return null
     }
     const phonePublicPort = publicPort ?? phone.port
     const call = this.callFor(msg, phone, phonePublicPort, outbound)
@@ -174,22 +204,18 @@ export class Alg {
     const result = rewriteMessage(msg, direction, ctx)
     // A message whose phone has no public port (inbound to a phone sipalg never mapped) belongs to no registration.
     if (call !== undefined || publicPort !== null) {
-      track(this, call, { msg, phoneSent: outbound, phone, phonePublicPort, farIp, phoneMedia: result.media, farSdp: outbound ? undefined : result.sdp })
+      track(this, call, { msg, phoneSent: outbound, phone, phonePublicPort, farIp: far.ip, phoneMedia: result.media, farSdp: outbound ? undefined : result.sdp })
     }
     this.logMessage(msg, direction, result)
     if (this.onMessage !== undefined) {
       // A trace listener never costs a call its rewrite.
-      try { this.traceMessage(opsBefore, msg, direction, phone, outbound ? `${udp.dst}:${udp.dstPort}` : `${udp.src}:${udp.srcPort}`, result) } catch { /* trace only */ }
+      try { this.traceMessage(opsBefore, msg, leg, result) } catch { /* trace only */ }
     }
     // Invalid framing (a Content-Length that is not a number, disagrees with another or exceeds the
     // body): the engine passes it untouched, and it counts as malformed like any broken input.
     if (result.leftAlone === 'malformed') this.counters.inc('malformed')
-    if (!result.changed) {
-      this.counters.inc('passed')
-      return ACCEPT
-    }
-    this.counters.inc('rewritten')
-    return { action: 'accept', payload: withPayload(pkt, udp, result.bytes, this.fixPacket) }
+    this.counters.inc(result.changed ? 'rewritten' : 'passed')
+    return result
   }
 
   /** The message's call; an initial INVITE the limits admit begins one. */
@@ -242,9 +268,11 @@ export class Alg {
   }
 
   /** One trace event: the message, what the rewriter changed, and the kernel changes it caused. */
-  private traceMessage (opsBefore: number, msg: SipMessage, direction: Direction, phone: Endpoint, far: string, r: RewriteResult): void {
+  private traceMessage (opsBefore: number, msg: SipMessage, leg: MessageLeg, r: RewriteResult): void {
     const { added, removed } = netChanges(this.maps.pendingSince(opsBefore))
-    this.onMessage?.(traceEvent(this.now(), msg, direction, `${phone.ip}:${phone.port}`, far, r, added, removed))
+    const e = traceEvent(this.now(), msg, leg.direction, `${leg.phone.ip}:${leg.phone.port}`, `${leg.far.ip}:${leg.far.port}`, r, added, removed)
+    if (leg.transport !== 'udp') e.transport = leg.transport
+    this.onMessage?.(e)
   }
 
   /** Kernel flows between far media endpoints and a stream's public ports, for the shell to delete. */
