@@ -30,6 +30,7 @@ import { coreStatus, type CoreStatus } from './status.js'
 import { applyLive, restartNeeded } from './reconfigure.js'
 import { traceEvent, type TraceEvent } from './trace/ladder.js'
 import { shortCode } from './errors.js'
+import { OncePerMinute } from './once-per-minute.js'
 
 export type Verdict =
   | { action: 'accept', payload?: Buffer }
@@ -55,7 +56,7 @@ export class Alg {
   private readonly sipPorts: Set<number>
   private readonly trusted = new Set<string>()
   private readonly limiter: RateLimiter
-  private readonly quietUntil = new Map<string, number>()
+  private readonly onceAMinute: OncePerMinute
   private readonly publicIp: string
   /** Kernel flows of ended streams (far ip:port → public port) for the shell to forget. */
   private staleFlows: Array<{ remote: Endpoint, publicPort: number }> = []
@@ -90,6 +91,7 @@ export class Alg {
       onUnregistered: (phone, registrar) => { this.log.info({ phone: `${phone.ip}:${phone.port}`, registrar }, 'unregistered') }
     }, now)
     this.limiter = new RateLimiter(cfg.limits, now)
+    this.onceAMinute = new OncePerMinute(now)
   }
 
   private applyPolicies (cfg: Config): void {
@@ -225,7 +227,7 @@ export class Alg {
     const refusal = this.limiter.admit(phone.ip, this.calls.size)
     if (refusal !== null) {
       this.counters.inc(`refused_${refusal}`)
-      if (this.firstThisMinute(`limit ${phone.ip}`)) {
+      if (this.onceAMinute.first(`limit ${phone.ip}`)) {
         this.log.warn({ code: shortCode('E311_CALL_LIMIT'), callId: msg.callId, phone: phone.ip, limit: refusal }, 'call refused by limit; message passed without media mapping (logged once per host per minute)')
       }
       return undefined
@@ -234,18 +236,9 @@ export class Alg {
     return this.calls.begin(msg.callId, phone, publicPort, outbound)
   }
 
-  /** Whether this is the first time this minute something is logged under `key` (log floods stay bounded). */
-  private firstThisMinute (key: string): boolean {
-    const now = this.now()
-    if ((this.quietUntil.get(key) ?? 0) > now) return false
-    if (this.quietUntil.size > 10_000) this.quietUntil.clear()
-    this.quietUntil.set(key, now + 60_000)
-    return true
-  }
-
   private notSip (udp: UdpPacket, why: string): Verdict {
     this.counters.inc('not_sip')
-    if (this.firstThisMinute(`not-sip ${udp.src}`)) {
+    if (this.onceAMinute.first(`not-sip ${udp.src}`)) {
       this.log.warn({ code: shortCode('E312_NOT_SIP'), src: `${udp.src}:${udp.srcPort}`, dst: `${udp.dst}:${udp.dstPort}`, bytes: udp.payload.length, why }, 'not SIP on a SIP port (logged once per source per minute)')
     }
     if (this.cfg.malformed === 'drop' || this.cfg.failClosed) {

@@ -71,6 +71,10 @@ export const catalogue = {
     `call refused by limit ${d.limit}; its message passed without a media mapping (no audio): raise the limit in sipalg.yaml if the host is legitimate`),
   E312_NOT_SIP: entry(0, d =>
     `not SIP on a SIP port (${d.why}); passed or dropped as the malformed: setting says; if a device speaks another protocol on this port, remove the port from sip_ports`),
+  E313_TCP_FRAMING: entry(0, d =>
+    `SIP/TCP connection ${d.phone} <-> ${d.far} broke SIP framing (${d.why}); both legs closed, the phone reconnects: if a device sends messages this large, raise tcp_limits (max_header_bytes, max_body_bytes)`),
+  E314_TCP_REFUSED: entry(0, d =>
+    `SIP/TCP connection from ${d.src} refused (${d.why}); if the host is legitimate, raise tcp_limits (connections, connections_per_host)`),
 } as const
 
 export type ErrorCode = keyof typeof catalogue
