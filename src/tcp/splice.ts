@@ -247,12 +247,13 @@ export class TcpSplice {
     core.counters.inc('tcp_connections')
     if (this.live.size >= limits.connections) return this.refuse(sock, 'limit_total', host, `${limits.connections} connections in total`)
     if ((this.perHost.get(host) ?? 0) >= limits.connectionsPerHost) return this.refuse(sock, 'limit_host', host, `${limits.connectionsPerHost} connections from ${host}`)
-    let upstream: Socket
+    let upstream: Socket | null
     try {
       upstream = this.open(direction, phone, far)
     } catch (e) {
       return this.refuse(sock, 'upstream', host, (e as Error).message)
     }
+    if (upstream === null) return this.refuse(sock, 'signalling', host, 'no public signalling port free')
     sock.on('error', () => { /* handled by the Connection; never an uncaught error */ })
     const conn = new Connection(this, { phone, far, transport: 'tcp', direction }, sock, upstream, this.now())
     this.live.add(conn)
@@ -260,13 +261,13 @@ export class TcpSplice {
     this.perHost.set(host, (this.perHost.get(host) ?? 0) + 1)
   }
 
-  /** The other leg, its connect under way. */
-  private open (direction: Direction | 'transit', phone: Endpoint, far: Endpoint): Socket {
+  /** The other leg, its connect under way; null when the phone has no public port to bind. */
+  private open (direction: Direction | 'transit', phone: Endpoint, far: Endpoint): Socket | null {
     const { connect, limits, core, publicIp } = this.opts
     const connectTimeoutMs = limits.connectTimeoutMs
     if (direction === 'outbound') {
       const port = core.publicPort(phone)
-      if (port === null) throw new Error('no public signalling port free')
+      if (port === null) return null
       try {
         return connect({ to: far, from: { ip: publicIp, port }, connectTimeoutMs })
       } catch {
