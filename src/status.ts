@@ -5,6 +5,7 @@
 import type { CallTable } from './dialog/calls.js'
 import type { RegistrationTable } from './dialog/registrations.js'
 import type { MappingTable } from './media/mappings.js'
+import type { ConnectionStatus } from './tcp/splice.js'
 
 /** One media stream's RTP flow through the gateway; traffic from conntrack when it counts. */
 export interface FlowStatus {
@@ -26,6 +27,8 @@ export interface StatusDoc {
   latencyUs: { packets: number, p50: number, p99: number, mean: number }
   /** Self-healing of sipalg's table and queue rules (src/netfilter/watch.ts). */
   ruleset?: RulesetStatus
+  /** Live SIP/TCP splice connections (src/tcp/splice.ts); absent with tcp: false. */
+  tcpConnections?: ConnectionStatus[]
 }
 
 /** What the ruleset watch (src/netfilter/watch.ts) reports. */

@@ -26,6 +26,7 @@ import { command, parseCommand } from './commands.js'
 import { defaultSocketPath, defaultStatePath, serveControl } from './control.js'
 import { serveMetrics } from '../metrics.js'
 import type { TraceEvent } from '../trace/ladder.js'
+import { startTcp } from '../tcp/daemon.js'
 
 export function runConfig (argv: string[]): { cfg: Config, pretty: boolean } {
   const args = parseCommand('run', argv)
@@ -114,7 +115,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
     readyFile: cfg.readyFile,
     stateFile: cfg.stateFile ?? defaultStatePath(cfg.table, cfg.queue)
   }, log)
-  const tableSpec = { table: cfg.table, publicIp, outsideIf: cfg.outsideIf, mark: DEFAULT_MARK }
+  const tableSpec = { table: cfg.table, publicIp, outsideIf: cfg.outsideIf, mark: DEFAULT_MARK, tcpMediaPorts: cfg.tcp ? cfg.mediaPorts : undefined }
   createTable(tableSpec)
   if (cfg.conntrackAccounting) enableAccounting(log)
   const nft = NftMaps.open(cfg.table)
@@ -205,13 +206,15 @@ export async function runDaemon (argv: string[]): Promise<number> {
     scheduleCleanup()
   })
 
+  // SIP over TCP: a spliced message is written once the changes it relies on are in (as a verdict).
+  const tcp = cfg.tcp ? await startTcp(cfg, alg, log, () => { commit(true); scheduleCleanup() }) : null
   const timer = setInterval(() => { alg.tick(); commit(false); scheduleCleanup(); persist() }, 1000)
   const startedAt = Date.now()
   const socketPath = cfg.controlSocket ?? defaultSocketPath(cfg.table, cfg.queue)
   // `sipalg trace` clients: the ALG emits message events only while at least one is connected.
   const tracers = new Set<(e: TraceEvent) => void>()
   const control = serveControl(socketPath, {
-    status: () => withTraffic({ ...alg.status(), uptimeSeconds: Math.round((Date.now() - startedAt) / 1000), latencyUs: latency.summary(), queue: queue.stats(), ruleset: watch.status() })
+    status: () => withTraffic({ ...alg.status(), uptimeSeconds: Math.round((Date.now() - startedAt) / 1000), latencyUs: latency.summary(), queue: queue.stats(), ruleset: watch.status(), tcpConnections: tcp?.connections() })
   }, {
     trace: client => {
       client.send({ trace: 'started', publicIp })
@@ -235,7 +238,8 @@ export async function runDaemon (argv: string[]): Promise<number> {
           registrations: st.registrations.length,
           ...Object.fromEntries(Object.entries(st.mappings).map(([k, v]) => [`mappings_${k}`, v])),
           queue_enobufs: q.enobufs,
-          queue_fail_open_bypasses_inferred: q.failOpenBypassesInferred
+          queue_fail_open_bypasses_inferred: q.failOpenBypassesInferred,
+          ...(tcp === null ? {} : { tcp_connections_open: tcp.connections().length })
         }
       },
       latency
@@ -247,6 +251,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
     const stop = (sig: string): void => {
       clearInterval(timer)
       watch.stop()
+      tcp?.stop()
       commit(false)
       persist()
       // Kernel mappings stay: calls in progress keep their audio; the rules fail open.

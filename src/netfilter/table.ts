@@ -11,6 +11,8 @@ export interface TableSpec {
   outsideIf: string | null
   /** ct mark (value/mask) put on flows sipalg's maps translate; the FORWARD rules accept it. */
   mark: { value: number, mask: number }
+  /** With SIP over TCP: the media port range ("20000-29999"), which TCP never reaches. */
+  tcpMediaPorts?: string
 }
 
 export const DEFAULT_MARK = { value: 0x5a100000, mask: 0xffff0000 }
@@ -42,10 +44,26 @@ export function tableScript (s: TableSpec): string {
     `add rule ${t} media_mark ${outIf}ct state new meta l4proto udp ip saddr . udp sport @src_nat ${mark}`,
     `add rule ${t} pre ${inIf}ip daddr ${s.publicIp} meta l4proto udp ip saddr . udp dport @peer_dnat ${mark} dnat ip to ip saddr . udp dport map @peer_dnat`,
     `add rule ${t} pre ${inIf}ip daddr ${s.publicIp} meta l4proto udp udp dport @any_dnat ${mark} dnat ip to udp dport map @any_dnat`,
+    ...tcpDnat(s, t, inIf),
     // On a map miss the rule does not match and the gateway's own MASQUERADE does the rest.
     `add rule ${t} post ${outIf}meta l4proto udp snat ip to ${s.publicIp} : ip saddr . udp sport map @src_nat`,
     ''
   ].join('\n')
+}
+
+/**
+ * SIP over TCP: a registered phone's public SIP port takes TCP connections too (never its media
+ * ports, which stay UDP-only). A connection DNATed here is then diverted to the splice
+ * (src/netfilter/tproxy.ts, after dstnat) with the phone as its destination. No ct mark: it is
+ * delivered locally, never forwarded.
+ */
+function tcpDnat (s: TableSpec, t: string, inIf: string): string[] {
+  if (s.tcpMediaPorts === undefined) return []
+  const keep = `${inIf}ip daddr ${s.publicIp} tcp dport != ${s.tcpMediaPorts}`
+  return [
+    `add rule ${t} pre ${keep} ip saddr . tcp dport @peer_dnat dnat ip to ip saddr . tcp dport map @peer_dnat`,
+    `add rule ${t} pre ${keep} tcp dport @any_dnat dnat ip to tcp dport map @any_dnat`
+  ]
 }
 
 /** Runs `nft` with args (and a script on stdin); ok is false when it could not run or exited non-zero. */
