@@ -102,10 +102,12 @@ class Connection {
     const answerer = originator === phoneSock ? farSock : phoneSock
     originator.on('data', (b: Buffer) => { this.fromOriginator(b, originator === phoneSock) })
     answerer.on('data', (b: Buffer) => { this.fromAnswerer(b, answerer === phoneSock) })
+    // The leg sipalg opened: the phone's inbound, the far end's otherwise.
+    const opened = this.leg.direction === 'inbound' ? phoneSock : farSock
     for (const [s, other] of [[phoneSock, farSock], [farSock, phoneSock]] as const) {
       // A FIN crosses as a FIN: the other direction stays open (both sockets are half-open capable).
       s.on('end', () => { if (!other.destroyed) other.end() })
-      s.on('error', (e: NodeJS.ErrnoException) => { this.abort(s === farSock && CONNECT_FAILED.has(e.code ?? '') ? 'tcp_upstream_failed' : 'tcp_reset', e) })
+      s.on('error', (e: NodeJS.ErrnoException) => { this.abort(s === opened && CONNECT_FAILED.has(e.code ?? '') ? 'tcp_upstream_failed' : 'tcp_reset', e) })
       s.on('close', () => { this.closedOne() })
     }
     phoneSock.setTimeout(limits.idleMs, () => { this.abort('tcp_idle_closed') })
@@ -255,7 +257,9 @@ export class TcpSplice {
     }
     if (upstream === null) return this.refuse(sock, 'signalling', host, 'no public signalling port free')
     sock.on('error', () => { /* handled by the Connection; never an uncaught error */ })
-    const conn = new Connection(this, { phone, far, transport: 'tcp', direction }, sock, upstream, this.now())
+    // Inbound, the accepted socket is the far end's and the upstream leg goes to the phone.
+    const [phoneSock, farSock] = direction === 'inbound' ? [upstream, sock] : [sock, upstream]
+    const conn = new Connection(this, { phone, far, transport: 'tcp', direction }, phoneSock, farSock, this.now())
     this.live.add(conn)
     this.hostOf.set(conn, host)
     this.perHost.set(host, (this.perHost.get(host) ?? 0) + 1)
