@@ -1,0 +1,130 @@
+// SIP over TCP (issue 11), FORWARD policy DROP, with a raw TCP client in phone A's namespace and a
+// raw server at B (test/e2e/fixtures/tcp-peer.mjs): an INVITE cut into three segments 150 ms apart
+// (inside the top Via host and inside the SDP c= address) and ACK + OPTIONS in one segment; an HTTP
+// POST carrying a REGISTER opens nothing; a declared Content-Length of 10 MB closes both legs and
+// sipalg keeps running.
+import t from 'tap'
+import { join } from 'node:path'
+import { Lab } from '../lab/lab.js'
+import { startSipalg, ROOT } from '../lab/sipalg.js'
+import { waitUdpListening } from '../lab/sip.js'
+import { leaked } from './flows.js'
+
+const PEER = join(ROOT, 'test', 'e2e', 'fixtures', 'tcp-peer.mjs')
+const A = '10.0.1.23'; const B = '203.0.113.9'
+const crlf = (s: string): string => s.replace(/\n/g, '\r\n')
+const b64 = (s: string): string => Buffer.from(s, 'latin1').toString('base64')
+
+function invite (port: number): string {
+  const body = crlf(`v=0
+o=alice 1 1 IN IP4 ${A}
+s=-
+c=IN IP4 ${A}
+t=0 0
+m=audio 16000 RTP/AVP 8
+a=rtpmap:8 PCMA/8000
+`)
+  return crlf(`INVITE sip:bob@${B}:5060;transport=tcp SIP/2.0
+Via: SIP/2.0/TCP ${A}:${port};branch=z9hG4bK-cut1;rport
+Max-Forwards: 70
+From: <sip:alice@${B}>;tag=a1
+To: <sip:bob@${B}>
+Call-ID: tcp-cut-${port}
+CSeq: 1 INVITE
+Contact: <sip:alice@${A}:${port};transport=tcp>
+Content-Type: application/sdp
+Content-Length: ${body.length}
+
+`) + body
+}
+
+const inDialog = (method: string, cseq: number, port: number): string => crlf(`${method} sip:bob@${B}:5060;transport=tcp SIP/2.0
+Via: SIP/2.0/TCP ${A}:${port};branch=z9hG4bK-${method}
+Max-Forwards: 70
+From: <sip:alice@${B}>;tag=a1
+To: <sip:bob@${B}>;tag=b1
+Call-ID: tcp-cut-${port}
+CSeq: ${cseq} ${method}
+Content-Length: 0
+
+`)
+
+t.test('SIP/TCP streams through the splice', async t => {
+  const lab = await Lab.up({ forwardPolicy: 'drop' })
+  t.teardown(async () => { await lab.down() })
+  const alg = await startSipalg(lab)
+  t.teardown(async () => { await alg.stop() })
+  const counters = async (): Promise<Record<string, number>> => (await alg.status()).counters
+
+  /** B listens, A sends the chunks; what B got and how A's connection ended. */
+  const exchange = async (localPort: number, gapMs: number, chunks: string[]): Promise<{ got: string, connections: number, outcome: string }> => {
+    const server = lab.spawn('b', 'node', [PEER, 'server', B, '5060', String(2000 + gapMs * chunks.length)])
+    let out = ''
+    server.stdout?.on('data', (c: Buffer) => { out += c.toString() })
+    const exited = new Promise(resolve => server.once('exit', resolve))
+    await waitUdpListening(lab, 'b', B, 5060, 'tcp')
+    const client = JSON.parse(await lab.sh('a', 'node', [PEER, 'client', B, '5060', A, String(localPort), String(gapMs), ...chunks.map(b64)])) as { outcome: string }
+    await exited
+    return { ...(JSON.parse(out) as { got: string, connections: number }), outcome: client.outcome }
+  }
+
+  await t.test('an INVITE in three segments cut inside the Via host and the c= address; ACK + OPTIONS in one', async t => {
+    const inv = invite(5062)
+    const cut1 = inv.indexOf(`${A}:5062`) + 4
+    const cut2 = inv.indexOf(`c=IN IP4 ${A}`) + 'c=IN IP4 10.0'.length
+    const r = await exchange(5062, 150, [inv.slice(0, cut1), inv.slice(cut1, cut2), inv.slice(cut2), inDialog('ACK', 1, 5062) + inDialog('OPTIONS', 2, 5062)])
+    t.equal(r.outcome, 'open', 'the phone\'s connection stayed up')
+    const msgs = r.got.split(/(?=^(?:INVITE|ACK|OPTIONS) )/m)
+    t.same(msgs.map(m => m.split(' ')[0]), ['INVITE', 'ACK', 'OPTIONS'], 'three whole messages, in order')
+    t.match(msgs[0], /^Via: SIP\/2\.0\/TCP 203\.0\.113\.1:5062;branch=z9hG4bK-cut1/m)
+    t.match(msgs[0], /^c=IN IP4 203\.0\.113\.1\r$/m)
+    t.match(msgs[0], /^Contact: <sip:alice@203\.0\.113\.1:5062;transport=tcp>/m)
+    for (const m of msgs) t.same(leaked(m), [], `no private address: ${m.split('\r\n')[0]}`)
+    const body = msgs[0].slice(msgs[0].indexOf('\r\n\r\n') + 4)
+    t.equal(Number(/^Content-Length: (\d+)/m.exec(msgs[0])?.[1]), body.length, 'Content-Length matches the rewritten body')
+    const c = await counters()
+    t.equal(c.tcp_messages_outbound, 3)
+  })
+
+  await t.test('an HTTP POST carrying a REGISTER is spliced untouched and opens nothing', async t => {
+    const reg = crlf(`REGISTER sip:${B} SIP/2.0
+Via: SIP/2.0/TCP ${A}:5064;branch=z9hG4bK-slip
+From: <sip:alice@${B}>;tag=s1
+To: <sip:alice@${B}>
+Call-ID: slip-1
+CSeq: 1 REGISTER
+Contact: <sip:alice@${A}:5064;transport=tcp>
+Expires: 3600
+Content-Length: 0
+
+`)
+    const post = crlf(`POST /sip HTTP/1.1
+Host: ${B}
+Content-Type: text/plain
+Content-Length: ${reg.length}
+
+`) + reg
+    const before = { peer: await alg.elements('peer_dnat'), any: await alg.elements('any_dnat') }
+    const r = await exchange(5064, 100, [post.slice(0, 30), post.slice(30)])
+    t.equal(r.got, post, 'byte for byte, private address and all')
+    const c = await counters()
+    t.equal(c.tcp_not_sip, 1)
+    t.equal(c.tcp_messages_outbound, 3, 'no new SIP message seen')
+    t.same(await alg.elements('peer_dnat'), before.peer, 'no new DNAT from B (the first test\'s ringing call keeps its own)')
+    t.same(await alg.elements('any_dnat'), before.any, 'no new inbound mapping')
+    t.equal((await alg.status()).registrations.length, 0)
+  })
+
+  await t.test('a declared Content-Length of 10 MB resets both legs; sipalg keeps serving', async t => {
+    const big = invite(5066).replace(/Content-Length: \d+/, 'Content-Length: 10485760')
+    const r = await exchange(5066, 100, [big, 'x'.repeat(1000)])
+    t.equal(r.outcome, 'ECONNRESET', 'the phone\'s leg is reset')
+    t.notMatch(r.got, /INVITE/, 'nothing of it reached B')
+    const c = await counters()
+    t.equal(c.tcp_framing_errors, 1)
+    t.match(alg.log(), /"code":"E313"/, 'logged with its catalogue code')
+    const again = await exchange(5068, 100, [invite(5068)])
+    t.match(again.got, /^INVITE sip:bob@203\.0\.113\.9:5060;transport=tcp SIP\/2\.0/, 'the next connection is spliced as before')
+    t.equal(alg.child.exitCode, null, 'sipalg still running')
+  })
+})
