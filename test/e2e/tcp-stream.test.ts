@@ -9,6 +9,7 @@ import { Lab } from '../lab/lab.js'
 import { startSipalg, ROOT } from '../lab/sipalg.js'
 import { waitUdpListening } from '../lab/sip.js'
 import { leaked } from './flows.js'
+import { postCarryingRegister } from '../tcp/slipstream.js'
 
 const PEER = join(ROOT, 'test', 'e2e', 'fixtures', 'tcp-peer.mjs')
 const A = '10.0.1.23'; const B = '203.0.113.9'
@@ -87,23 +88,7 @@ t.test('SIP/TCP streams through the splice', async t => {
   })
 
   await t.test('an HTTP POST carrying a REGISTER is spliced untouched and opens nothing', async t => {
-    const reg = crlf(`REGISTER sip:${B} SIP/2.0
-Via: SIP/2.0/TCP ${A}:5064;branch=z9hG4bK-slip
-From: <sip:alice@${B}>;tag=s1
-To: <sip:alice@${B}>
-Call-ID: slip-1
-CSeq: 1 REGISTER
-Contact: <sip:alice@${A}:5064;transport=tcp>
-Expires: 3600
-Content-Length: 0
-
-`)
-    const post = crlf(`POST /sip HTTP/1.1
-Host: ${B}
-Content-Type: text/plain
-Content-Length: ${reg.length}
-
-`) + reg
+    const post = postCarryingRegister(A, B, 5064)
     const before = { peer: await alg.elements('peer_dnat'), any: await alg.elements('any_dnat') }
     const r = await exchange(5064, 100, [post.slice(0, 30), post.slice(30)])
     t.equal(r.got, post, 'byte for byte, private address and all')

@@ -12,6 +12,7 @@ import { TcpSplice, type SpliceLimits } from '../../src/tcp/splice.js'
 import type { UpstreamOptions } from '../../src/netfilter/transparent.js'
 import type { MapOp } from '../../src/media/mappings.js'
 import { sdp } from '../dialog/harness.js'
+import { postCarryingRegister } from './slipstream.js'
 
 const PHONE = '127.0.0.2'; const PUB = '127.0.0.3'; const FAR = '127.0.0.1'
 const crlf = (s: string): string => s.replace(/\n/g, '\r\n')
@@ -191,23 +192,7 @@ Content-Length: 0
 })
 
 t.test('an HTTP POST carrying a REGISTER is spliced unparsed and opens nothing; with reset it is refused', async t => {
-  const post = (): string => {
-    const reg = crlf(`REGISTER sip:${FAR} SIP/2.0
-Via: SIP/2.0/TCP ${PHONE}:5060;branch=z9hG4bK-r
-From: <sip:alice@${FAR}>;tag=r
-To: <sip:alice@${FAR}>
-Call-ID: slip-1
-CSeq: 1 REGISTER
-Contact: <sip:alice@${PHONE}:5060;transport=tcp>
-Content-Length: 0
-
-`)
-    return crlf(`POST /upload HTTP/1.1
-Host: ${FAR}
-Content-Length: ${reg.length}
-
-`) + reg
-  }
+  const post = (): string => postCarryingRegister(PHONE, FAR, 5060)
   const l = await lab()
   t.teardown(l.close)
   const phone = await l.phone()
