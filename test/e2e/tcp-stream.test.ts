@@ -58,15 +58,15 @@ t.test('SIP/TCP streams through the splice', async t => {
   const counters = async (): Promise<Record<string, number>> => (await alg.status()).counters
 
   /** B listens, A sends the chunks; what B got and how A's connection ended. */
-  const exchange = async (localPort: number, gapMs: number, chunks: string[]): Promise<{ got: string, connections: number, outcome: string }> => {
-    const server = lab.spawn('b', 'node', [PEER, 'server', B, '5060', String(2000 + gapMs * chunks.length)])
+  const exchange = async (localPort: number, gapMs: number, chunks: string[], reply?: string): Promise<{ got: string, connections: number, outcome: string, back: string }> => {
+    const server = lab.spawn('b', 'node', [PEER, 'server', B, '5060', String(2000 + gapMs * chunks.length), ...(reply === undefined ? [] : [b64(reply)])])
     let out = ''
     server.stdout?.on('data', (c: Buffer) => { out += c.toString() })
     const exited = new Promise(resolve => server.once('exit', resolve))
     await waitUdpListening(lab, 'b', B, 5060, 'tcp')
-    const client = JSON.parse(await lab.sh('a', 'node', [PEER, 'client', B, '5060', A, String(localPort), String(gapMs), ...chunks.map(b64)])) as { outcome: string }
+    const client = JSON.parse(await lab.sh('a', 'node', [PEER, 'client', B, '5060', A, String(localPort), String(gapMs), ...chunks.map(b64)])) as { outcome: string, got: string }
     await exited
-    return { ...(JSON.parse(out) as { got: string, connections: number }), outcome: client.outcome }
+    return { ...(JSON.parse(out) as { got: string, connections: number }), outcome: client.outcome, back: client.got }
   }
 
   await t.test('an INVITE in three segments cut inside the Via host and the c= address; ACK + OPTIONS in one', async t => {
@@ -111,5 +111,54 @@ t.test('SIP/TCP streams through the splice', async t => {
     const again = await exchange(5068, 100, [invite(5068)])
     t.match(again.got, /^INVITE sip:bob@203\.0\.113\.9:5060;transport=tcp SIP\/2\.0/, 'the next connection is spliced as before')
     t.equal(alg.child.exitCode, null, 'sipalg still running')
+  })
+
+  await t.test('the registrar reuses the registration connection: its 200 and then an INVITE reach A rewritten', async t => {
+    const register = crlf(`REGISTER sip:${B} SIP/2.0
+Via: SIP/2.0/TCP ${A}:5070;branch=z9hG4bK-reuse
+Max-Forwards: 70
+From: <sip:alice@${B}>;tag=r1
+To: <sip:alice@${B}>
+Call-ID: reuse-1
+CSeq: 1 REGISTER
+Contact: <sip:alice@${A}:5070;transport=tcp>
+Expires: 120
+Content-Length: 0
+
+`)
+    const sdpB = crlf(`v=0
+o=bob 1 1 IN IP4 ${B}
+s=-
+c=IN IP4 ${B}
+t=0 0
+m=audio 26000 RTP/AVP 8
+`)
+    const reply = crlf(`SIP/2.0 200 OK
+Via: SIP/2.0/TCP 203.0.113.1:5070;branch=z9hG4bK-reuse;received=203.0.113.1
+From: <sip:alice@${B}>;tag=r1
+To: <sip:alice@${B}>;tag=reg
+Call-ID: reuse-1
+CSeq: 1 REGISTER
+Contact: <sip:alice@203.0.113.1:5070;transport=tcp>;expires=60
+Content-Length: 0
+
+INVITE sip:alice@203.0.113.1:5070;transport=tcp SIP/2.0
+Via: SIP/2.0/TCP ${B}:5060;branch=z9hG4bK-in1
+Max-Forwards: 70
+From: <sip:bob@${B}>;tag=b9
+To: <sip:alice@${B}>
+Call-ID: reuse-call-1
+CSeq: 1 INVITE
+Contact: <sip:bob@${B}:5060;transport=tcp>
+Content-Type: application/sdp
+Content-Length: ${sdpB.length}
+
+`) + sdpB
+    const r = await exchange(5070, 300, [register], reply)
+    t.match(r.back, /^SIP\/2\.0 200 OK\r\nVia: SIP\/2\.0\/TCP 10\.0\.1\.23:5070;/, 'the 200 names the phone\'s own Via again')
+    t.match(r.back, /^INVITE sip:alice@10\.0\.1\.23:5070;transport=tcp SIP\/2\.0\r$/m, 'the INVITE on the same connection reaches A, Request-URI restored')
+    const regs = (await alg.status()).registrations as Array<{ phone: string }>
+    t.ok(regs.some(x => x.phone === '10.0.1.23:5070'), `the registration is tracked (${JSON.stringify(regs)})`)
+    t.equal((await counters()).tcp_messages_inbound, 2, 'the 200 and the INVITE went through the ALG')
   })
 })
