@@ -265,3 +265,47 @@ t.test('an idle connection is closed', async t => {
   t.equal(err.code, 'ECONNRESET')
   t.equal(l.alg.counters.snapshot().tcp_idle_closed, 1)
 })
+
+t.test('an inbound connection: the leg to the phone is transparent from the far end, messages both ways', async t => {
+  const alg = new Alg(buildConfig([{ public: PUB, inside: [`${PHONE}/32`] }]), pino({ level: 'silent' }))
+  let atPhone = ''
+  const phoneServer = net.createServer({ allowHalfOpen: true }, s => {
+    s.on('error', () => {})
+    s.on('data', b => {
+      atPhone += b.toString('latin1')
+      if (atPhone.includes('\r\n\r\n')) s.write(crlf('SIP/2.0 200 OK\nVia: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK-o\nCall-ID: in-1\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n'))
+    })
+  })
+  phoneServer.listen(0, PHONE)
+  await once(phoneServer, 'listening')
+  const upstreams: UpstreamOptions[] = []
+  const splice = new TcpSplice({
+    core: { processMessage: (b, leg) => alg.processMessage(b, leg), publicPort: p => alg.signalling.allocateAndInstall(p), counters: alg.counters },
+    isInside: ip => ip === PHONE,
+    publicIp: PUB,
+    limits: { connections: 10, connectionsPerHost: 5, idleMs: 60_000, connectTimeoutMs: 1000, maxHeaderBytes: 16 * 1024, maxBodyBytes: 64 * 1024 },
+    nonSip: 'pass',
+    beforeWrite: () => {},
+    connect: o => { upstreams.push(o); return net.connect({ host: PHONE, port: (phoneServer.address() as net.AddressInfo).port, allowHalfOpen: true }) },
+    log: pino({ level: 'silent' })
+  })
+  // The "diverted" connection arrives at the phone's address: as after the registration's DNAT.
+  const gw = net.createServer({ allowHalfOpen: true }, s => { splice.accept(s) })
+  gw.listen(0, PHONE)
+  await once(gw, 'listening')
+  const far = net.connect({ host: PHONE, port: (gw.address() as net.AddressInfo).port, localAddress: FAR })
+  far.on('error', () => {})
+  t.teardown(() => { far.destroy(); splice.closeAll(); gw.close(); phoneServer.close() })
+  await once(far, 'connect')
+  let atFar = ''
+  far.on('data', b => { atFar += b.toString('latin1') })
+  far.write(crlf(`OPTIONS sip:alice@${PUB}:5060;transport=tcp SIP/2.0\nVia: SIP/2.0/TCP ${FAR}:5060;branch=z9hG4bK-o\nCall-ID: in-1\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n`))
+  await until('the answer at the far end', () => atFar.includes('200 OK'))
+  t.match(atPhone, /^OPTIONS sip:alice@/, 'the request reached the phone')
+  t.equal(upstreams[0].transparent, true, 'the leg to the phone is transparent')
+  t.equal(upstreams[0].from?.ip, FAR, 'from the far end\'s own address')
+  const st = splice.status()[0]
+  t.equal(st.direction, 'inbound')
+  t.equal(st.phone.split(':')[0], PHONE)
+  t.same([st.messagesIn, st.messagesOut], [1, 1])
+})
