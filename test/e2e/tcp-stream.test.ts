@@ -16,15 +16,18 @@ const A = '10.0.1.23'; const B = '203.0.113.9'
 const crlf = (s: string): string => s.replace(/\n/g, '\r\n')
 const b64 = (s: string): string => Buffer.from(s, 'latin1').toString('base64')
 
-function invite (port: number): string {
-  const body = crlf(`v=0
-o=alice 1 1 IN IP4 ${A}
+/** A one-stream G.711 SDP body. */
+const sdpOf = (user: string, ip: string, port: number): string => crlf(`v=0
+o=${user} 1 1 IN IP4 ${ip}
 s=-
-c=IN IP4 ${A}
+c=IN IP4 ${ip}
 t=0 0
-m=audio 16000 RTP/AVP 8
+m=audio ${port} RTP/AVP 8
 a=rtpmap:8 PCMA/8000
 `)
+
+function invite (port: number): string {
+  const body = sdpOf('alice', A, 16000)
   return crlf(`INVITE sip:bob@${B}:5060;transport=tcp SIP/2.0
 Via: SIP/2.0/TCP ${A}:${port};branch=z9hG4bK-cut1;rport
 Max-Forwards: 70
@@ -126,13 +129,7 @@ Expires: 120
 Content-Length: 0
 
 `)
-    const sdpB = crlf(`v=0
-o=bob 1 1 IN IP4 ${B}
-s=-
-c=IN IP4 ${B}
-t=0 0
-m=audio 26000 RTP/AVP 8
-`)
+    const sdpB = sdpOf('bob', B, 26000)
     const reply = crlf(`SIP/2.0 200 OK
 Via: SIP/2.0/TCP 203.0.113.1:5070;branch=z9hG4bK-reuse;received=203.0.113.1
 From: <sip:alice@${B}>;tag=r1
