@@ -26,7 +26,7 @@ import { command, parseCommand } from './commands.js'
 import { defaultSocketPath, defaultStatePath, serveControl } from './control.js'
 import { serveMetrics } from '../metrics.js'
 import type { TraceEvent } from '../trace/ladder.js'
-import { startTcp } from '../tcp/daemon.js'
+import { startTcp, type TcpService } from '../tcp/daemon.js'
 
 export function runConfig (argv: string[]): { cfg: Config, pretty: boolean } {
   const args = parseCommand('run', argv)
@@ -135,13 +135,15 @@ export async function runDaemon (argv: string[]): Promise<number> {
   }
   const latency = new LatencyHistogram()
 
+  // Set once SIP over TCP is up (below); a re-created table gets its divert chain back.
+  let tcp: TcpService | null = null
   const queue = PacketQueue.open({ queue: cfg.queue, maxLen: cfg.queueMaxLen, rcvbufBytes: cfg.queueRcvbufBytes, failOpen: !cfg.failClosed })
   // A firewall reload that removes sipalg's table or queue rules is undone within CHECK_MS (src/netfilter/watch.ts).
   const watch = new RulesetWatch({
     table: cfg.table,
     queue: cfg.queue,
     script: tableScript(tableSpec),
-    createTable: () => { createTable(tableSpec) },
+    createTable: () => { createTable(tableSpec); tcp?.reinstall() },
     rules: t => nft.rules(t),
     kernel,
     entries: () => alg.maps.all(),
@@ -207,7 +209,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
   })
 
   // SIP over TCP: a spliced message is written once the changes it relies on are in (as a verdict).
-  const tcp = cfg.tcp ? await startTcp(cfg, alg, log, () => { commit(true); scheduleCleanup() }) : null
+  tcp = cfg.tcp ? await startTcp(cfg, alg, log, () => { commit(true); scheduleCleanup() }) : null
   const timer = setInterval(() => { alg.tick(); commit(false); scheduleCleanup(); persist() }, 1000)
   const startedAt = Date.now()
   const socketPath = cfg.controlSocket ?? defaultSocketPath(cfg.table, cfg.queue)

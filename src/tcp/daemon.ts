@@ -13,6 +13,8 @@ import { shortCode } from '../errors.js'
 
 export interface TcpService {
   connections: () => ConnectionStatus[]
+  /** Puts the interception back (after sipalg's table was removed by someone else and re-created). */
+  reinstall: () => void
   stop: () => void
 }
 
@@ -47,6 +49,9 @@ export async function startTcp (cfg: Config, alg: Alg, log: Logger, beforeWrite:
   log.info({ ports: cfg.sipPorts, listen: cfg.tcpListenPort }, 'SIP over TCP spliced')
   return {
     connections: () => splice.status(),
+    reinstall: () => {
+      try { installInterception(spec) } catch (e) { log.warn({ code: shortCode('E305_HEAL_FAILED'), what: 'the SIP/TCP interception', err: (e as Error).message }, 'could not put back the SIP/TCP interception') }
+    },
     stop: () => {
       // Legs drop (the phones reconnect); media of live calls stays in the kernel.
       server.close()

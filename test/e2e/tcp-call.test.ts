@@ -33,6 +33,16 @@ t.test('outbound call over TCP through the splice', async t => {
   t.equal(st.counters.tcp_framing_errors, undefined)
   t.comment(`tcp call: rtp a→b ${count(r.rtp.b)} b→a ${count(r.rtp.a)}; counters ${JSON.stringify(Object.fromEntries(Object.entries(st.counters).filter(([k]) => k.startsWith('tcp'))))}`)
 
+  // A firewall reload that removes sipalg's table: the watch re-creates it, divert chain included.
+  await lab.sh('gw', 'nft', ['delete', 'table', 'ip', 'sipalg'])
+  const deadline = Date.now() + 5000
+  let healed = ''
+  while (Date.now() < deadline && !/tproxy to :50600/.test(healed)) {
+    await new Promise(resolve => setTimeout(resolve, 200))
+    healed = (await lab.exec('gw', 'nft', ['list', 'chain', 'ip', 'sipalg', 'tcp_divert'])).stdout
+  }
+  t.match(healed, /tproxy to :50600/, 'the divert chain is back after the table was deleted')
+
   await alg.stop()
   t.equal(await lab.sh('gw', 'ip', ['-4', 'rule']), before, 'the ip rule is gone again')
   t.notMatch(await lab.sh('gw', 'nft', ['list', 'table', 'ip', 'sipalg']), /tcp_divert/, 'the divert chain is gone')
