@@ -57,6 +57,7 @@ const RUN_FLAGS: readonly FlagDef[] = [
   { name: 'table', kind: 'table', default: defaults.table, help: 'the nftables table sipalg creates' },
   // SIP over TCP (src/tcp): its limits are in the file (tcp_limits:).
   { name: 'tcp', kind: 'boolean', default: String(defaults.tcp), help: 'splice SIP over TCP on the SIP ports (false: TCP passes untouched)' },
+  { name: 'tcp-listen-port', kind: 'text', default: String(defaults.tcpListenPort), help: 'local port of the transparent listener (a second sipalg on the host needs its own)' },
   { name: 'tcp-non-sip', kind: 'text', choices: ['pass', 'reset'], default: defaults.tcpNonSip, help: 'a TCP stream on a SIP port that does not start as SIP' },
   { name: 'control-socket', kind: 'path', default: '/run/sipalg/<table>-<queue>.sock', help: 'where sipalg status and trace find the daemon' },
   { name: 'state-file', kind: 'path', default: '/run/sipalg/<table>-<queue>.state.json', help: 'call state kept across a restart' },
