@@ -15,6 +15,11 @@
 #                                                       latches onto it or cuts it later; --first-packet-mark)
 #   -A SIPALG -m connmark --mark MARK/MASK -j ACCEPT   (media flows sipalg's nft table DNATs carry this
 #                                                       ct mark, so they pass a FORWARD policy DROP)
+# and its chain SIPALG_TCP, jumped to from the top of INPUT, for SIP over TCP (the splice of `sipalg run`):
+#   -A SIPALG_TCP -m mark --mark 0x5a10/0xffff -j ACCEPT   (connections its tproxy rule diverts to the
+#                                     gateway, and the replies to its transparent legs, carry this fwmark:
+#                                     they are delivered locally, so an INPUT policy DROP must let them in;
+#                                     they never cross FORWARD, and the splice's own legs leave by OUTPUT)
 # Every rule carries "-m comment --comment sipalg". --queue-bypass = fail-open: with nothing bound to the
 # queue SIP passes untouched; --fail-closed leaves it out, so SIP is dropped while sipalg is not running.
 # Installing again replaces the chain's content in one iptables-restore transaction (same options = the
@@ -29,6 +34,9 @@ set -euo pipefail
 IPT=${IPTABLES:-iptables}
 IPT_RESTORE=${IPTABLES_RESTORE:-${IPT}-restore}
 CHAIN=SIPALG
+TCP_CHAIN=SIPALG_TCP
+# The fwmark of src/netfilter/tproxy.ts (DEFAULT_TPROXY).
+TCP_MARK=0x5a10/0xffff
 COMMENT=sipalg
 
 usage() {
@@ -81,6 +89,7 @@ command -v "$IPT" >/dev/null 2>&1 || fail "$IPT" "command not found"
 chain_exists() { "$IPT" -w -t filter -n -L "$CHAIN" >/dev/null 2>&1; }
 # The jump, exactly as install writes it.
 JUMP=(-m comment --comment "$COMMENT" -j "$CHAIN")
+TCP_JUMP=(-m comment --comment "$COMMENT" -j "$TCP_CHAIN")
 
 rules_text() {
   local p bypass=" --queue-bypass"
@@ -101,6 +110,8 @@ nft_text() {
   echo "ct mark and ${mark#*/} == ${mark%/*} accept"
   echo "# sipalg: SIP out (queued by \"sipalg rules install\"); wan0 = your outside interface"
   echo "oifname \"wan0\" udp dport $set accept"
+  echo "# sipalg: SIP over TCP, in your input chain (connections its splice takes are delivered locally)"
+  echo "meta mark and ${TCP_MARK#*/} == ${TCP_MARK%/*} accept"
   echo "# or queue SIP here instead of \"sipalg rules install\" (kernels with nft_queue):"
   echo "# udp dport $set queue num $queue$bypass"
   echo "# udp sport $set queue num $queue$bypass"
@@ -116,6 +127,11 @@ install() {
   # With --noflush, declaring an existing chain flushes it: its content is replaced atomically.
   txt+=":$CHAIN - [0:0]"$'\n'
   txt+="$(rules_text)"$'\n'
+  txt+=":$TCP_CHAIN - [0:0]"$'\n'
+  txt+="-A $TCP_CHAIN -m mark --mark $TCP_MARK -m comment --comment $COMMENT -j ACCEPT"$'\n'
+  if ! "$IPT" -w -t filter -C INPUT "${TCP_JUMP[@]}" >/dev/null 2>&1; then
+    txt+="-I INPUT 1 -m comment --comment $COMMENT -j $TCP_CHAIN"$'\n'
+  fi
   if [ "$first" != "-A FORWARD -m comment --comment $COMMENT -j $CHAIN" ]; then
     if [ "$print" = 1 ] && "$IPT" -w -t filter -C FORWARD "${JUMP[@]}" >/dev/null 2>&1; then
       echo "# install first deletes the jump(s) to $CHAIN further down FORWARD: $IPT -D FORWARD ${JUMP[*]}"
@@ -137,6 +153,12 @@ install() {
 
 uninstall() {
   local n=0
+  while "$IPT" -w -t filter -C INPUT "${TCP_JUMP[@]}" >/dev/null 2>&1; do
+    "$IPT" -w -t filter -D INPUT "${TCP_JUMP[@]}" || fail "INPUT" "cannot remove the jump to $TCP_CHAIN"
+  done
+  if "$IPT" -w -t filter -n -L "$TCP_CHAIN" >/dev/null 2>&1; then
+    "$IPT" -w -t filter -F "$TCP_CHAIN" && "$IPT" -w -t filter -X "$TCP_CHAIN" || fail "chain $TCP_CHAIN" "cannot delete it"
+  fi
   while "$IPT" -w -t filter -C FORWARD "${JUMP[@]}" >/dev/null 2>&1; do
     "$IPT" -w -t filter -D FORWARD "${JUMP[@]}" || fail "FORWARD" "cannot remove the jump to $CHAIN"
     n=$((n + 1))

@@ -31,6 +31,7 @@ import { applyLive, restartNeeded } from './reconfigure.js'
 import { traceEvent, type TraceEvent } from './trace/ladder.js'
 import { shortCode } from './errors.js'
 import type { SipHop } from './hep/legs.js'
+import { OncePerMinute } from './once-per-minute.js'
 
 export type Verdict =
   | { action: 'accept', payload?: Buffer }
@@ -38,6 +39,9 @@ export type Verdict =
 
 const ACCEPT: Verdict = { action: 'accept' }
 const DROP: Verdict = { action: 'drop' }
+
+/** Where a SIP message travels: its direction, the inside phone and the far end (as the gateway sees them), the transport. */
+export interface MessageLeg { direction: Direction, phone: Endpoint, far: Endpoint, transport: 'udp' | 'tcp' }
 
 /** A kernel element found at start (restart adoption). */
 export interface KernelElement { map: MapName, key: ElemKey, data: ElemData, remainingMs: number }
@@ -53,7 +57,7 @@ export class Alg {
   private readonly sipPorts: Set<number>
   private readonly trusted = new Set<string>()
   private readonly limiter: RateLimiter
-  private readonly quietUntil = new Map<string, number>()
+  private readonly onceAMinute: OncePerMinute
   private readonly publicIp: string
   /** Kernel flows of ended streams (far ip:port → public port) for the shell to forget. */
   private staleFlows: Array<{ remote: Endpoint, publicPort: number }> = []
@@ -91,6 +95,7 @@ export class Alg {
       onUnregistered: (phone, registrar) => { this.log.info({ phone: `${phone.ip}:${phone.port}`, registrar }, 'unregistered') }
     }, now)
     this.limiter = new RateLimiter(cfg.limits, now)
+    this.onceAMinute = new OncePerMinute(now)
   }
 
   private applyPolicies (cfg: Config): void {
@@ -133,6 +138,7 @@ export class Alg {
       return ACCEPT
     }
     const phone: Endpoint = direction === 'outbound' ? { ip: udp.src, port: udp.srcPort } : { ip: udp.dst, port: udp.dstPort }
+    const far: Endpoint = direction === 'outbound' ? { ip: udp.dst, port: udp.dstPort } : { ip: udp.src, port: udp.srcPort }
     const kind = classifyDatagram(udp.payload)
     if (kind === 'keepalive') {
       this.counters.inc('keepalives')
@@ -142,24 +148,50 @@ export class Alg {
     if (kind !== 'sip') return this.notSip(udp, 'not a SIP message')
     const res = parseSip(udp.payload)
     if (!res.ok) return this.notSip(udp, res.reason)
+    const result = this.guarded({ direction, phone, far, transport: 'udp' }, res.msg)
+    if (result === null || !result.changed) return ACCEPT
+    return { action: 'accept', payload: withPayload(pkt, udp, result.bytes, this.fixPacket) }
+  }
+
+  /**
+   * One whole SIP message from a stream (a TCP splice leg, src/tcp/splice.ts): the bytes to write to
+   * the other leg. The same path as a UDP datagram; the caller framed the message by its
+   * Content-Length, so a message without one has an empty body here (RFC 3261 18.3). Bytes that do not
+   * parse as SIP are passed as they came (counted like a malformed datagram). Kernel changes it queues
+   * follow the same rule as UDP: the caller applies them (maps.mustPrecedeVerdict) before writing.
+   */
+  processMessage (bytes: Buffer, leg: MessageLeg): Buffer {
+    this.counters.inc(`${leg.transport}_messages_${leg.direction}`)
+    const res = parseSip(bytes)
+    if (!res.ok) {
+      this.counters.inc('not_sip')
+      return bytes
+    }
+    const result = this.guarded(leg, res.msg)
+    return result === null ? bytes : result.bytes
+  }
+
+  /** handleSip, but a throw never stops SIP from flowing: the message passes unmodified (null). */
+  private guarded (leg: MessageLeg, msg: SipMessage): RewriteResult | null {
     try {
-      return this.handleSip(pkt, udp, direction, phone, res.msg)
+      return this.handleSip(leg, msg)
     } catch (e) {
       // The engine promises not to throw; this is the last line that keeps SIP flowing if it does.
       this.counters.inc('internal_errors')
-      this.log.error({ code: shortCode('E307_INTERNAL'), err: e, src: `${udp.src}:${udp.srcPort}` }, 'internal error; message passed unmodified')
-      return ACCEPT
+      this.log.error({ code: shortCode('E307_INTERNAL'), err: e, src: `${leg.phone.ip}:${leg.phone.port}`, transport: leg.transport }, 'internal error; message passed unmodified')
+      return null
     }
   }
 
-  private handleSip (pkt: Buffer, udp: UdpPacket, direction: Direction, phone: Endpoint, msg: SipMessage): Verdict {
+  /** Rewrite, tracking, counters and trace of one parsed message; null when it is passed as it came. */
+  private handleSip (leg: MessageLeg, msg: SipMessage): RewriteResult | null {
+    const { direction, phone, far } = leg
     const outbound = direction === 'outbound'
     const opsBefore = this.maps.pendingCount
-    const farIp = outbound ? udp.dst : udp.src
     const publicPort = outbound ? this.signalling.allocateAndInstall(phone) : this.signalling.lookupPrivate(phone)
     if (outbound && publicPort === null) {
       this.counters.inc('refused_signalling')
-      return ACCEPT
+      return null
     }
     const phonePublicPort = publicPort ?? phone.port
     const call = this.callFor(msg, phone, phonePublicPort, outbound)
@@ -182,27 +214,22 @@ export class Alg {
     const result = rewriteMessage(msg, direction, ctx)
     // A message whose phone has no public port (inbound to a phone sipalg never mapped) belongs to no registration.
     if (call !== undefined || publicPort !== null) {
-      track(this, call, { msg, phoneSent: outbound, phone, phonePublicPort, farIp, phoneMedia: result.media, farSdp: outbound ? undefined : result.sdp })
+      track(this, call, { msg, phoneSent: outbound, phone, phonePublicPort, farIp: far.ip, phoneMedia: result.media, farSdp: outbound ? undefined : result.sdp })
     }
     this.logMessage(msg, direction, result)
     if (this.onMessage !== undefined) {
       // A trace listener never costs a call its rewrite.
-      try { this.traceMessage(opsBefore, msg, direction, phone, outbound ? `${udp.dst}:${udp.dstPort}` : `${udp.src}:${udp.srcPort}`, result) } catch { /* trace only */ }
+      try { this.traceMessage(opsBefore, msg, leg, result) } catch { /* trace only */ }
     }
     // Invalid framing (a Content-Length that is not a number, disagrees with another or exceeds the
     // body): the engine passes it untouched, and it counts as malformed like any broken input.
     if (result.leftAlone === 'malformed') this.counters.inc('malformed')
     if (this.onSip !== undefined) {
-      const far = outbound ? { ip: udp.dst, port: udp.dstPort } : { ip: udp.src, port: udp.srcPort }
       // HEP export never costs a call its rewrite.
-      try { this.onSip({ direction, callId: msg.callId, phone, public: { ip: this.publicIp, port: publicPort ?? phone.port }, far, arrived: udp.payload, left: result.changed ? result.bytes : udp.payload }) } catch { /* export only */ }
+      try { this.onSip({ direction, callId: msg.callId, phone, public: { ip: this.publicIp, port: phonePublicPort }, far, arrived: msg.raw, left: result.changed ? result.bytes : msg.raw }) } catch { /* export only */ }
     }
-    if (!result.changed) {
-      this.counters.inc('passed')
-      return ACCEPT
-    }
-    this.counters.inc('rewritten')
-    return { action: 'accept', payload: withPayload(pkt, udp, result.bytes, this.fixPacket) }
+    this.counters.inc(result.changed ? 'rewritten' : 'passed')
+    return result
   }
 
   /**
@@ -223,7 +250,7 @@ export class Alg {
         return ACCEPT
       case 'refused':
         this.counters.inc('media_latch_refused')
-        if (this.firstThisMinute(`latch ${udp.src}`)) {
+        if (this.onceAMinute.first(`latch ${udp.src}`)) {
           this.log.warn({ code: shortCode('E315_LATCH_REFUSED'), callId: r.call.callId, publicPort: r.publicPort, source: from, bytes: udp.payload.length }, 'not the stream\'s RTP: no latch, dropped (logged once per source per minute)')
         }
         return DROP
@@ -240,7 +267,7 @@ export class Alg {
     const refusal = this.limiter.admit(phone.ip, this.calls.size)
     if (refusal !== null) {
       this.counters.inc(`refused_${refusal}`)
-      if (this.firstThisMinute(`limit ${phone.ip}`)) {
+      if (this.onceAMinute.first(`limit ${phone.ip}`)) {
         this.log.warn({ code: shortCode('E311_CALL_LIMIT'), callId: msg.callId, phone: phone.ip, limit: refusal }, 'call refused by limit; message passed without media mapping (logged once per host per minute)')
       }
       return undefined
@@ -249,18 +276,9 @@ export class Alg {
     return this.calls.begin(msg.callId, phone, publicPort, outbound)
   }
 
-  /** Whether this is the first time this minute something is logged under `key` (log floods stay bounded). */
-  private firstThisMinute (key: string): boolean {
-    const now = this.now()
-    if ((this.quietUntil.get(key) ?? 0) > now) return false
-    if (this.quietUntil.size > 10_000) this.quietUntil.clear()
-    this.quietUntil.set(key, now + 60_000)
-    return true
-  }
-
   private notSip (udp: UdpPacket, why: string): Verdict {
     this.counters.inc('not_sip')
-    if (this.firstThisMinute(`not-sip ${udp.src}`)) {
+    if (this.onceAMinute.first(`not-sip ${udp.src}`)) {
       this.log.warn({ code: shortCode('E312_NOT_SIP'), src: `${udp.src}:${udp.srcPort}`, dst: `${udp.dst}:${udp.dstPort}`, bytes: udp.payload.length, why }, 'not SIP on a SIP port (logged once per source per minute)')
     }
     if (this.cfg.malformed === 'drop' || this.cfg.failClosed) {
@@ -283,9 +301,11 @@ export class Alg {
   }
 
   /** One trace event: the message, what the rewriter changed, and the kernel changes it caused. */
-  private traceMessage (opsBefore: number, msg: SipMessage, direction: Direction, phone: Endpoint, far: string, r: RewriteResult): void {
+  private traceMessage (opsBefore: number, msg: SipMessage, leg: MessageLeg, r: RewriteResult): void {
     const { added, removed } = netChanges(this.maps.pendingSince(opsBefore))
-    this.onMessage?.(traceEvent(this.now(), msg, direction, `${phone.ip}:${phone.port}`, far, r, added, removed))
+    const e = traceEvent(this.now(), msg, leg.direction, `${leg.phone.ip}:${leg.phone.port}`, `${leg.far.ip}:${leg.far.port}`, r, added, removed)
+    if (leg.transport !== 'udp') e.transport = leg.transport
+    this.onMessage?.(e)
   }
 
   /** Kernel flows between far media endpoints and a stream's public ports, for the shell to delete. */

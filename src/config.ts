@@ -49,6 +49,14 @@ export interface Config {
   hepId: number
   /** HEP auth key, when the collector wants one. */
   hepPassword: string | null
+  /** SIP over TCP through the transparent splice (src/tcp/splice.ts, docs/tcp-splice.md). */
+  tcp: boolean
+  /** A TCP stream on a SIP port that does not start as SIP: spliced unparsed, or reset. */
+  tcpNonSip: 'pass' | 'reset'
+  /** Local port of the transparent listener the tproxy rule diverts to. */
+  tcpListenPort: number
+  /** idle seconds, connect timeout ms, header/body bytes of one message */
+  tcpLimits: { connections: number, connectionsPerHost: number, idle: number, connectTimeout: number, maxHeaderBytes: number, maxBodyBytes: number }
 }
 
 export const defaults: Config = {
@@ -81,7 +89,11 @@ export const defaults: Config = {
   queueRcvbufBytes: 32 * 1024 * 1024,
   hep: null,
   hepId: 2001,
-  hepPassword: null
+  hepPassword: null,
+  tcp: true,
+  tcpNonSip: 'pass',
+  tcpListenPort: 50600,
+  tcpLimits: { connections: 20000, connectionsPerHost: 64, idle: 3600, connectTimeout: 5000, maxHeaderBytes: 16384, maxBodyBytes: 65536 }
 }
 
 /**
@@ -179,7 +191,21 @@ export function validate (c: Config): Config {
   if (c.hep !== null) c.hep = checked('hep', c.hep, check.hepUrlText)
   c.hepId = int('hep_id', c.hepId, 0, 0xffffffff, '2001')
   if (c.hepPassword !== null) c.hepPassword = String(c.hepPassword)
+  validateTcp(c)
   return c
+}
+
+function validateTcp (c: Config): void {
+  c.tcp = checked('tcp', c.tcp, check.boolean)
+  c.tcpNonSip = checked('tcp_non_sip', c.tcpNonSip, t => check.choice(t, ['pass', 'reset'] as const))
+  c.tcpListenPort = checked('tcp_listen_port', c.tcpListenPort, check.port)
+  const l = c.tcpLimits
+  l.connections = int('tcp_limits.connections', l.connections, 1, 1_000_000, '20000')
+  l.connectionsPerHost = int('tcp_limits.connections_per_host', l.connectionsPerHost, 1, 1_000_000, '64')
+  l.idle = int('tcp_limits.idle', l.idle, 1, 86400 * 7, '3600')
+  l.connectTimeout = int('tcp_limits.connect_timeout', l.connectTimeout, 100, 120_000, '5000')
+  l.maxHeaderBytes = int('tcp_limits.max_header_bytes', l.maxHeaderBytes, 1024, 1 << 20, '16384')
+  l.maxBodyBytes = int('tcp_limits.max_body_bytes', l.maxBodyBytes, 0, 1 << 24, '65536')
 }
 
 export function insideOf (c: Config): (ip: string) => boolean {

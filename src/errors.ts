@@ -77,6 +77,10 @@ export const catalogue = {
     `state store ${d.store}: ${d.what} failed (${d.why}); the other gateway's copy of the calls lags until it works (retried, nothing lost while sipalg runs): check that redis-server runs there and the sync link is up`),
   E315_LATCH_REFUSED: entry(0, d =>
     `a packet from ${d.source} to open media port ${d.publicPort} is not the stream's RTP; dropped, the port stays open for the real far end: check the source if it repeats (media_latching: signalling or off admits only known addresses)`),
+  E316_TCP_FRAMING: entry(0, d =>
+    `SIP/TCP connection ${d.phone} <-> ${d.far} broke SIP framing (${d.why}); both legs closed, the phone reconnects: if a device sends messages this large, raise tcp_limits (max_header_bytes, max_body_bytes)`),
+  E317_TCP_REFUSED: entry(0, d =>
+    `SIP/TCP connection from ${d.src} refused (${d.why}); if the host is legitimate, raise tcp_limits (connections, connections_per_host)`),
 } as const
 
 export type ErrorCode = keyof typeof catalogue

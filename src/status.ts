@@ -6,6 +6,7 @@ import type { StoreStats } from './store/store.js'
 import type { CallTable, Stream } from './dialog/calls.js'
 import type { RegistrationTable } from './dialog/registrations.js'
 import type { MappingTable } from './media/mappings.js'
+import type { ConnectionStatus } from './tcp/splice.js'
 
 /** One media stream's RTP flow through the gateway; traffic from conntrack when it counts. */
 export interface FlowStatus {
@@ -29,6 +30,8 @@ export interface StatusDoc {
   ruleset?: RulesetStatus
   /** The role in a gateway pair and the state store (src/cli/role.ts). */
   ha?: HaStatus
+  /** Live SIP/TCP splice connections (src/tcp/splice.ts); absent with tcp: false. */
+  tcpConnections?: ConnectionStatus[]
 }
 
 export interface HaStatus {

@@ -19,6 +19,7 @@ t.test('doctor', async t => {
   t.equal(good.code, 0, good.out)
   t.match(good.out, /ok\s+queue free\s+nfqueue 3 can be bound/)
   t.match(good.out, /ok\s+kernel SIP helper\s+not attached/)
+  t.match(good.out, /ok\s+kernel SIP helper on TCP\s+not attached/)
 
   // Another process holds queue 3.
   const holder = spawn('ip', ['netns', 'exec', ns, 'node', '-e',
@@ -30,6 +31,9 @@ t.test('doctor', async t => {
   t.equal(bad.code, 1)
   t.match(bad.out, /FAIL\s+queue free\s+nfqueue 3 is already bound by another process; stop it or set queue: 4/)
   t.match(bad.out, /FAIL\s+kernel SIP helper[\s\S]*fix: the kernel's SIP helper \(nf_conntrack_sip\) is attached/)
+  t.match(bad.out, /ok\s+kernel SIP helper on TCP\s+not attached/, 'attached to UDP only')
+  inNs('iptables', ['-t', 'raw', '-A', 'PREROUTING', '-p', 'tcp', '--dport', '5060', '-j', 'CT', '--helper', 'sip'])
+  t.match(inNs('node', [CLI, 'doctor', '--public', '203.0.113.1', '--queue', '4']).out, /FAIL\s+kernel SIP helper on TCP/)
 })
 
 t.test('doctor: an nftables.conf that flushes the ruleset without sipalg\'s lines is a warning (E209)', async t => {

@@ -60,11 +60,15 @@ t.test('install adds the SIPALG chain first in FORWARD; again = no change; unins
   const after1 = await save()
   t.same(await sipalgRules(), [
     ':SIPALG - [0:0]',
+    ':SIPALG_TCP - [0:0]',
+    '-A INPUT -m comment --comment sipalg -j SIPALG_TCP',
     '-A FORWARD -m comment --comment sipalg -j SIPALG',
     '-A SIPALG -p udp -m udp --dport 5060 -m comment --comment sipalg -j NFQUEUE --queue-num 0 --queue-bypass',
     '-A SIPALG -p udp -m udp --sport 5060 -m comment --comment sipalg -j NFQUEUE --queue-num 0 --queue-bypass',
     '-A SIPALG -p udp -m mark --mark 0x5a200000/0xffff0000 -m conntrack --ctstate NEW -m comment --comment sipalg -j NFQUEUE --queue-num 0 --queue-bypass',
     '-A SIPALG -m connmark --mark 0x5a100000/0xffff0000 -m comment --comment sipalg -j ACCEPT',
+    // SIP over TCP: the splice's diverted connections are delivered locally (INPUT).
+    '-A SIPALG_TCP -m mark --mark 0x5a10/0xffff -m comment --comment sipalg -j ACCEPT',
   ])
   const fwd = (await inNs('iptables', '-w', '-S', 'FORWARD')).stdout.split('\n')
   t.equal(fwd[1], '-A FORWARD -m comment --comment sipalg -j SIPALG', 'jump is the first FORWARD rule')
@@ -88,7 +92,7 @@ t.test('options: queue, several SIP ports, fail-closed, media mark; reinstall re
   const before = await save()
   let r = await script('install', '--queue', '7', '--sip-ports', '5060,5080', '--media-mark', '0x1/0xff')
   t.equal(r.code, 0, r.stderr)
-  t.same((await sipalgRules()).filter(l => l.startsWith('-A SIPALG')), [
+  t.same((await sipalgRules()).filter(l => l.startsWith('-A SIPALG ')), [
     '-A SIPALG -p udp -m udp --dport 5060 -m comment --comment sipalg -j NFQUEUE --queue-num 7 --queue-bypass',
     '-A SIPALG -p udp -m udp --sport 5060 -m comment --comment sipalg -j NFQUEUE --queue-num 7 --queue-bypass',
     '-A SIPALG -p udp -m udp --dport 5080 -m comment --comment sipalg -j NFQUEUE --queue-num 7 --queue-bypass',
@@ -99,7 +103,7 @@ t.test('options: queue, several SIP ports, fail-closed, media mark; reinstall re
   r = await script('install', '--fail-closed')
   t.equal(r.code, 0, r.stderr)
   const rules = await sipalgRules()
-  t.same(rules.filter(l => l.startsWith('-A SIPALG')), [
+  t.same(rules.filter(l => l.startsWith('-A SIPALG ')), [
     '-A SIPALG -p udp -m udp --dport 5060 -m comment --comment sipalg -j NFQUEUE --queue-num 0',
     '-A SIPALG -p udp -m udp --sport 5060 -m comment --comment sipalg -j NFQUEUE --queue-num 0',
     '-A SIPALG -p udp -m mark --mark 0x5a200000/0xffff0000 -m conntrack --ctstate NEW -m comment --comment sipalg -j NFQUEUE --queue-num 0',

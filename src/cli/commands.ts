@@ -55,6 +55,10 @@ const RUN_FLAGS: readonly FlagDef[] = [
   { name: 'conntrack-accounting', kind: 'boolean', default: String(defaults.conntrackAccounting), help: 'count each call\'s RTP packets (net.netfilter.nf_conntrack_acct)' },
   { name: 'inbound-sip-from', kind: 'text', choices: ['registrar', 'any'], default: defaults.inboundSipFrom, help: 'who may send new SIP to a registered phone' },
   { name: 'table', kind: 'table', default: defaults.table, help: 'the nftables table sipalg creates' },
+  // SIP over TCP (src/tcp): its limits are in the file (tcp_limits:).
+  { name: 'tcp', kind: 'boolean', default: String(defaults.tcp), help: 'splice SIP over TCP on the SIP ports (false: TCP passes untouched)' },
+  { name: 'tcp-listen-port', kind: 'text', default: String(defaults.tcpListenPort), help: 'local port of the transparent listener (a second sipalg on the host needs its own)' },
+  { name: 'tcp-non-sip', kind: 'text', choices: ['pass', 'reset'], default: defaults.tcpNonSip, help: 'a TCP stream on a SIP port that does not start as SIP' },
   { name: 'control-socket', kind: 'path', default: '/run/sipalg/<table>-<queue>.sock', help: 'where sipalg status and trace find the daemon' },
   { name: 'state-file', kind: 'path', default: '/run/sipalg/<table>-<queue>.state.json', help: 'call state kept across a restart' },
   { name: 'state-store', kind: 'text', help: 'redis://HOST:PORT/DB: state shared by a gateway pair (docs/ha.md); default the state file' },

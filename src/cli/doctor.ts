@@ -16,6 +16,24 @@ const nftablesConf = (): string => process.env.SIPALG_NFTABLES_CONF ?? '/etc/nft
  * it is loaded (`systemctl restart nftables`); without sipalg's ct-mark accept (README "Firewall
  * reloads") its own policy then decides over sipalg's media.
  */
+/**
+ * Whether the kernel's SIP helper is attached to UDP and to TCP, from `iptables-save -t raw` and
+ * `nft list ruleset`: iptables CT rules (-p udp|tcp ... --helper sip; no -p = both), nft
+ * `ct helper set` rules (by the protocol they match; none named = both) and `ct helper` objects
+ * (`type "sip" protocol udp|tcp`).
+ */
+export function sipHelperAttached (raw: string, rules: string): { udp: boolean, tcp: boolean } {
+  const found = { udp: false, tcp: false }
+  const mark = (line: string): void => {
+    const proto = /(?:^|\s)(?:-p|protocol|meta l4proto)\s+(udp|tcp)\b/.exec(line)?.[1] ?? (/\b(udp|tcp)\s+(?:dport|sport)\b/.exec(line)?.[1])
+    if (proto !== 'tcp') found.udp = true
+    if (proto !== 'udp') found.tcp = true
+  }
+  for (const line of raw.split('\n')) if (/--helper sip\b/.test(line)) mark(line)
+  for (const line of rules.split('\n')) if (/ct helper set\s+"?sip/.test(line) || /type "sip"/.test(line)) mark(line)
+  return found
+}
+
 export function nftablesConfCheck (text: string, path: string): Check {
   const first = text.split('\n').map(l => l.trim()).find(l => l !== '' && !l.startsWith('#')) ?? ''
   const flushes = /^flush ruleset\b/.test(first)
@@ -61,8 +79,10 @@ export async function runDoctor (argv: string[]): Promise<number> {
   if (root) {
     const raw = sh('iptables-save', ['-t', 'raw']).out
     const rules = sh('nft', ['list', 'ruleset']).out
-    const helper = /--helper sip\b/.test(raw) || /ct helper set\s+"?sip/.test(rules) || /type "sip"/.test(rules)
-    add({ name: 'kernel SIP helper', ok: !helper, detail: helper ? 'nf_conntrack_sip is attached to traffic here' : 'not attached', fix: new SipalgError('E206_KERNEL_HELPER').message })
+    const helper = sipHelperAttached(raw, rules)
+    add({ name: 'kernel SIP helper', ok: !helper.udp, detail: helper.udp ? 'nf_conntrack_sip is attached to traffic here' : 'not attached', fix: new SipalgError('E206_KERNEL_HELPER').message })
+    // Over TCP the helper would edit the phone's leg of a connection sipalg splices and rewrites.
+    add({ name: 'kernel SIP helper on TCP', ok: !helper.tcp, detail: helper.tcp ? 'nf_conntrack_sip is attached to SIP over TCP here' : 'not attached (SIP over TCP is spliced by sipalg; TLS on 5061 is end-to-end and never touched)', fix: new SipalgError('E206_KERNEL_HELPER').message })
   }
 
   const confPath = nftablesConf()

@@ -9,6 +9,9 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { SipalgError } from '../errors.js'
 import { parseCommand } from './commands.js'
+import { defaults } from '../config.js'
+import { removeInterception } from '../netfilter/tproxy.js'
+import { tproxySpec } from '../tcp/daemon.js'
 
 export const RULES_SCRIPT_NAME = join('iptables', 'sipalg-rules.sh')
 
@@ -84,5 +87,8 @@ export async function runRules (argv: string[], io: RulesIo = {}): Promise<numbe
     if (code === 64) stderr.write(err) // usage from the script: should not happen after our own checks
     throw new SipalgError('E205_IPTABLES', { what: `sipalg rules ${args[0]}`, why })
   }
+  // The SIP/TCP interception belongs to `sipalg run`, which removes it at stop; after a crash
+  // uninstall takes it away (src/tcp/daemon.ts), here in this network namespace.
+  if (args[0] === 'uninstall' && io.prefix === undefined) removeInterception(tproxySpec(defaults))
   return 0
 }

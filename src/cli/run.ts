@@ -29,6 +29,7 @@ import { defaultSocketPath, defaultStatePath, serveControl } from './control.js'
 import { serveMetrics } from '../metrics.js'
 import type { TraceEvent } from '../trace/ladder.js'
 import { startHep } from '../hep/start.js'
+import { startTcp, type TcpService } from '../tcp/daemon.js'
 
 export function runConfig (argv: string[]): { cfg: Config, pretty: boolean } {
   const args = parseCommand('run', argv)
@@ -122,7 +123,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
     readyFile: cfg.readyFile,
     stateFile: cfg.stateFile ?? defaultStatePath(cfg.table, cfg.queue)
   }, log)
-  const tableSpec = { table: cfg.table, publicIp, outsideIf: cfg.outsideIf, mark: DEFAULT_MARK, mediaPorts: parsePortRange(cfg.mediaPorts) }
+  const tableSpec = { table: cfg.table, publicIp, outsideIf: cfg.outsideIf, mark: DEFAULT_MARK, mediaPorts: parsePortRange(cfg.mediaPorts), tcp: cfg.tcp }
   createTable(tableSpec)
   if (cfg.conntrackAccounting) enableAccounting(log)
   const nft = NftMaps.open(cfg.table)
@@ -130,19 +131,21 @@ export async function runDaemon (argv: string[]): Promise<number> {
   const DEFER_MS = 10
   const newAlg = (): Alg => new Alg(cfg, log, Date.now, b => { fixIpv4Udp(b) })
   let alg = newAlg()
+  const hep = startHep(cfg, () => alg, log)
   // The state file, or the store a gateway pair shares (docs/ha.md); the role says whether this
   // node processes the queue (src/cli/role.ts).
   const store = openStore(cfg.stateStore, cfg.stateFile ?? defaultStatePath(cfg.table, cfg.queue), cfg.table, log)
   const roles = new Roles(store, kernel, {
     takeOver: stored => {
       alg = newAlg()
+      hep?.attach(alg)
       adopt(alg, nft, log)
       if (stored === null) return { calls: 0, registrations: 0 }
       const taken = alg.restore(stored.state)
       log.info({ ...taken, savedSecondsAgo: Math.round((Date.now() - stored.state.savedAt) / 1000) }, 'took over the calls and registrations of the previous sipalg')
       return taken
     },
-    standDown: () => { commit(false); alg = newAlg() },
+    standDown: () => { commit(false); alg = newAlg(); hep?.attach(alg) },
     onChange: () => { alg.counters.inc('role_changes') },
     kernelElements: () => kernelElements(nft).map(({ remainingMs, ...e }) => ({ ...e, expiresAt: Date.now() + remainingMs }))
   }, log)
@@ -156,15 +159,16 @@ export async function runDaemon (argv: string[]): Promise<number> {
     setTimeout(() => { persistScheduled = false; persist() }, DEFER_MS)
   }
   const latency = new LatencyHistogram()
-  const hep = startHep(cfg, alg, log)
 
+  // Set once SIP over TCP is up (below); a re-created table gets its divert chain back.
+  let tcp: TcpService | null = null
   const queue = PacketQueue.open({ queue: cfg.queue, maxLen: cfg.queueMaxLen, rcvbufBytes: cfg.queueRcvbufBytes, failOpen: !cfg.failClosed })
   // A firewall reload that removes sipalg's table or queue rules is undone within CHECK_MS (src/netfilter/watch.ts).
   const watch = new RulesetWatch({
     table: cfg.table,
     queue: cfg.queue,
     script: tableScript(tableSpec),
-    createTable: () => { createTable(tableSpec) },
+    createTable: () => { createTable(tableSpec); tcp?.reinstall() },
     rules: t => nft.rules(t),
     kernel,
     entries: () => alg.maps.all(),
@@ -235,13 +239,15 @@ export async function runDaemon (argv: string[]): Promise<number> {
     schedulePersist()
   })
 
+  // SIP over TCP: a spliced message is written once the changes it relies on are in (as a verdict).
+  tcp = cfg.tcp ? await startTcp(cfg, () => alg, log, () => { commit(true); scheduleCleanup() }) : null
   const timer = setInterval(() => { alg.tick(); commit(false); scheduleCleanup(); persist() }, 1000)
   const startedAt = Date.now()
   const socketPath = cfg.controlSocket ?? defaultSocketPath(cfg.table, cfg.queue)
   // `sipalg trace` clients: the ALG emits message events only while at least one is connected.
   const tracers = new Set<(e: TraceEvent) => void>()
   const control = serveControl(socketPath, {
-    status: () => withTraffic({ ...alg.status(), uptimeSeconds: Math.round((Date.now() - startedAt) / 1000), latencyUs: latency.summary(), queue: queue.stats(), ruleset: watch.status(), ha: roles.status() })
+    status: () => withTraffic({ ...alg.status(), uptimeSeconds: Math.round((Date.now() - startedAt) / 1000), latencyUs: latency.summary(), queue: queue.stats(), ruleset: watch.status(), ha: roles.status(), tcpConnections: tcp?.connections() })
   }, {
     trace: client => {
       client.send({ trace: 'started', publicIp })
@@ -265,7 +271,8 @@ export async function runDaemon (argv: string[]): Promise<number> {
           registrations: st.registrations.length,
           ...Object.fromEntries(Object.entries(st.mappings).map(([k, v]) => [`mappings_${k}`, v])),
           queue_enobufs: q.enobufs,
-          queue_fail_open_bypasses_inferred: q.failOpenBypassesInferred
+          queue_fail_open_bypasses_inferred: q.failOpenBypassesInferred,
+          ...(tcp === null ? {} : { tcp_connections_open: tcp.connections().length })
         }
       },
       latency
@@ -277,6 +284,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
     const stop = (sig: string): void => {
       clearInterval(timer)
       watch.stop()
+      tcp?.stop()
       commit(false)
       persist()
       // Kernel mappings stay: calls in progress keep their audio; the rules fail open.
@@ -284,7 +292,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
       nft.close()
       control.close()
       metrics?.close()
-      hep?.close()
+      hep?.sender.close()
       rmSync(socketPath, { force: true })
       if (cfg.readyFile !== null) rmSync(cfg.readyFile, { force: true })
       log.info({ signal: sig, counters: alg.counters.snapshot(), queue: queue.stats(), latencyUs: latency.summary() }, 'sipalg stopped; kernel mappings left to expire')

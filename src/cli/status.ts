@@ -23,6 +23,11 @@ export function renderStatus (s: StatusDoc): string {
   out += `\nRegistrations (${s.registrations.length})\n`
   out += table(['PHONE', 'PUBLIC PORT', 'REGISTRAR', 'AOR', 'EXPIRES IN'],
     s.registrations.map(r => [r.phone, String(r.publicPort), r.registrar, r.aor, `${r.expiresInSeconds}s`]))
+  if (s.tcpConnections !== undefined) {
+    out += `\nSIP/TCP connections (${s.tcpConnections.length})\n`
+    out += table(['PHONE', 'FAR END', 'DIR', 'AGE', 'MESSAGES OUT/IN'],
+      s.tcpConnections.map(c => [c.phone, c.far, c.direction, `${c.ageSeconds}s`, c.notSip ? 'not SIP (spliced unparsed)' : `${c.messagesOut}/${c.messagesIn}`]))
+  }
   out += `\nKernel mappings\n${table(['MAP', 'ELEMENTS'], Object.entries(s.mappings).map(([k, v]) => [k, String(v)]))}`
   out += `\nCounters\n${table(['NAME', 'VALUE'], Object.entries(s.counters).map(([k, v]) => [k, String(v)]))}`
   if (s.ruleset !== undefined) {

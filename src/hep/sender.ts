@@ -21,7 +21,7 @@ export interface HepSenderOptions {
   url: string
   captureId: number
   authKey: string | null
-  counters: Counters
+  counters: Pick<Counters, 'inc'>
   /** Told once per minute at most while messages cannot be sent. */
   warn?: (why: string) => void
   /** Microseconds since the epoch (tests fix it). */

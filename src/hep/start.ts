@@ -8,16 +8,18 @@ import type { Config } from '../config.js'
 import { HepSender } from './sender.js'
 import { shortCode } from '../errors.js'
 
-export function startHep (cfg: Config, alg: Alg, log: Logger): HepSender | null {
+/** `algOf`: the daemon's current Alg; `attach` wires a new one (a gateway pair's role change replaces it). */
+export function startHep (cfg: Config, algOf: () => Alg, log: Logger): { sender: HepSender, attach: (alg: Alg) => void } | null {
   if (cfg.hep === null) return null
   const sender = new HepSender({
     url: cfg.hep,
     captureId: cfg.hepId,
     authKey: cfg.hepPassword,
-    counters: alg.counters,
+    counters: { inc: (name: string, by?: number) => { algOf().counters.inc(name, by) } },
     warn: why => { log.warn({ code: shortCode('E313_HEP_UNREACHABLE'), hep: cfg.hep, why }, 'HEP copies are not reaching the collector (SIP is unaffected; counted in hep_errors; logged once a minute)') }
   })
-  alg.onSip = hop => { sender.send(hop) }
+  const attach = (alg: Alg): void => { alg.onSip = hop => { sender.send(hop) } }
+  attach(algOf())
   log.info({ hep: cfg.hep, hepId: cfg.hepId }, 'copying SIP to the HEP collector')
-  return sender
+  return { sender, attach }
 }

@@ -17,6 +17,8 @@ export interface TableSpec {
    * to sipalg (media latching, and cutting flows a narrowed pinhole no longer allows: src/dialog/calls.ts).
    */
   mediaPorts?: { lo: number, hi: number }
+  /** SIP over TCP: a registered phone's public SIP port DNATs TCP too (never in the media range). */
+  tcp?: boolean
 }
 
 export const DEFAULT_MARK = { value: 0x5a100000, mask: 0xffff0000 }
@@ -55,10 +57,26 @@ export function tableScript (s: TableSpec): string {
     // Only a flow's first packet traverses a NAT chain, so only that one is marked (and queued).
     ...(s.mediaPorts === undefined ? [] : [`add rule ${t} pre ${inIf}ip daddr ${s.publicIp} udp dport ${s.mediaPorts.lo}-${s.mediaPorts.hi} udp dport @any_dnat ${queueMark}`]),
     `add rule ${t} pre ${inIf}ip daddr ${s.publicIp} meta l4proto udp udp dport @any_dnat ${mark} dnat ip to udp dport map @any_dnat`,
+    ...tcpDnat(s, t, inIf),
     // On a map miss the rule does not match and the gateway's own MASQUERADE does the rest.
     `add rule ${t} post ${outIf}meta l4proto udp snat ip to ${s.publicIp} : ip saddr . udp sport map @src_nat`,
     ''
   ].join('\n')
+}
+
+/**
+ * SIP over TCP: a registered phone's public SIP port takes TCP connections too (never its media
+ * ports, which stay UDP-only). A connection DNATed here is then diverted to the splice
+ * (src/netfilter/tproxy.ts, after dstnat) with the phone as its destination. No ct mark: it is
+ * delivered locally, never forwarded.
+ */
+function tcpDnat (s: TableSpec, t: string, inIf: string): string[] {
+  if (s.tcp !== true || s.mediaPorts === undefined) return []
+  const keep = `${inIf}ip daddr ${s.publicIp} tcp dport != ${s.mediaPorts.lo}-${s.mediaPorts.hi}`
+  return [
+    `add rule ${t} pre ${keep} ip saddr . tcp dport @peer_dnat dnat ip to ip saddr . tcp dport map @peer_dnat`,
+    `add rule ${t} pre ${keep} tcp dport @any_dnat dnat ip to tcp dport map @any_dnat`
+  ]
 }
 
 /** Runs `nft` with args (and a script on stdin); ok is false when it could not run or exited non-zero. */

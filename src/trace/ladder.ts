@@ -32,6 +32,8 @@ export interface TraceEvent {
   /** Mappings this message made sipalg install / remove. */
   added: TraceMapping[]
   removed: TraceMapping[]
+  /** Set for a message that crossed a SIP/TCP splice (src/tcp/splice.ts); absent = UDP. */
+  transport?: 'tcp'
 }
 
 /** The fields of a SIP message a trace event carries (live from the daemon, or from a capture). */
@@ -71,11 +73,12 @@ export interface LadderOptions {
   lane?: number
 }
 
-/** INVITE · 180 Ringing (INVITE) · 200 OK (BYE). */
+/** INVITE · 180 Ringing (INVITE) · 200 OK (BYE); a SIP/TCP message ends in " /TCP". */
 export function messageLabel (e: TraceEvent): string {
-  if (e.method !== undefined) return e.method
+  const tcp = e.transport === 'tcp' ? ' /TCP' : ''
+  if (e.method !== undefined) return e.method + tcp
   const status = `${e.status ?? '?'}${e.reason === undefined || e.reason === '' ? '' : ` ${e.reason}`}`
-  return e.cseqMethod === undefined ? status : `${status} (${e.cseqMethod})`
+  return (e.cseqMethod === undefined ? status : `${status} (${e.cseqMethod})`) + tcp
 }
 
 const ep = (x: { ip?: string, port: number } | undefined, dflt = ''): string =>

@@ -31,6 +31,8 @@ export interface Peer {
   durationMs?: number
   /** Client started this long after the servers are up (ms). */
   delayMs?: number
+  /** SIP over TCP (sipp -t t1: one connection); default UDP. */
+  transport?: 'tcp'
 }
 
 export interface Packet { t: number, src: string, dst: string, dport: number }
@@ -127,6 +129,7 @@ export async function runFlow (lab: Lab, peers: Peer[], opts: { timeoutMs?: numb
         '-trace_msg', '-message_file', join(dir, `${name}.msg`), '-trace_err', '-error_file', join(dir, `${name}.err`)]
       for (const [k, v] of Object.entries(p.keys ?? {})) args.push('-key', k, v)
       if (p.durationMs !== undefined) args.push('-d', String(p.durationMs))
+      if (p.transport === 'tcp') args.push('-t', 't1')
       return sippResult(lab.spawn(p.role, 'sipp', args, { cwd: dir }), limitMs + 5000, lab)
     }
     const runs: Array<Promise<{ code: number | null, log: string }>> = []
@@ -134,7 +137,7 @@ export async function runFlow (lab: Lab, peers: Peer[], opts: { timeoutMs?: numb
       const p = peers[i]
       if (p.remote !== undefined) continue
       runs[i] = start(p, names[i])
-      await waitUdpListening(lab, p.role, p.ip ?? addrOf(p.role), p.port ?? 5060)
+      await waitUdpListening(lab, p.role, p.ip ?? addrOf(p.role), p.port ?? 5060, p.transport ?? 'udp')
     }
     for (let i = 0; i < peers.length; i++) {
       const p = peers[i]

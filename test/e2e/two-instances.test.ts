@@ -18,7 +18,7 @@ t.test('two instances on queues 0 and 1', async t => {
     await lab.sh('gw', 'iptables', ['-w', '-I', 'FORWARD', '1', '-p', 'udp', dir, '5080', '-j', 'NFQUEUE', '--queue-num', '1', '--queue-bypass'])
   }
   const one = ['--queue', '0', '--table', 'sipalg', '--sip-ports', '5060', '--media-ports', '20000-24999', '--metrics-port', '9501']
-  const two = ['--queue', '1', '--table', 'sipalg2', '--sip-ports', '5080', '--media-ports', '25000-29999', '--metrics-port', '9502']
+  const two = ['--queue', '1', '--table', 'sipalg2', '--sip-ports', '5080', '--media-ports', '25000-29999', '--metrics-port', '9502', '--tcp-listen-port', '50601']
   const start = async (args: string[], statePath?: string): Promise<Sipalg> =>
     await startSipalg(lab, { args: statePath === undefined ? args : [...args, '--state-file', statePath], ruleArgs: ['--queue', '0', '--sip-ports', '5060'] })
   let a = await start(one)

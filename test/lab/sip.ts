@@ -271,13 +271,13 @@ export async function runCall (lab: Lab, opts: CallOptions = {}): Promise<CallRe
   }
 }
 
-/** Waits (≤ 5 s) until something listens on udp ip:port in the role's namespace. */
-export async function waitUdpListening (lab: Lab, role: Role, ip: string, port: number): Promise<void> {
+/** Waits (≤ 5 s) until something listens on udp (or tcp) ip:port in the role's namespace. */
+export async function waitUdpListening (lab: Lab, role: Role, ip: string, port: number, proto: 'udp' | 'tcp' = 'udp'): Promise<void> {
   const deadline = Date.now() + 5000
   while (Date.now() < deadline) {
-    const r = await lab.exec(role, 'ss', ['-Hlnu', 'src', `${ip}:${port}`], { timeoutMs: 3000 })
+    const r = await lab.exec(role, 'ss', [proto === 'udp' ? '-Hlnu' : '-Hlnt', 'src', `${ip}:${port}`], { timeoutMs: 3000 })
     if (r.code === 0 && r.stdout.trim() !== '') return
     await new Promise(resolve => setTimeout(resolve, 50))
   }
-  throw new Error(`nothing listening on udp ${ip}:${port} in ${lab.ns(role)}`)
+  throw new Error(`nothing listening on ${proto} ${ip}:${port} in ${lab.ns(role)}`)
 }
