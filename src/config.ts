@@ -113,7 +113,13 @@ export const KEY_HELP: Readonly<Record<string, string>> = {
   'limits.calls_per_second': 'new calls per second, all phones together',
   'limits.calls_per_second_per_host': 'new calls per second from one inside phone',
   queue_max_len: 'packets the kernel holds for the NFQUEUE before it fails open (or drops, with fail_closed)',
-  queue_rcvbuf_bytes: 'receive buffer of the NFQUEUE socket, in bytes'
+  queue_rcvbuf_bytes: 'receive buffer of the NFQUEUE socket, in bytes',
+  'tcp_limits.connections': 'SIP/TCP connections through the splice at once, in total; more are reset',
+  'tcp_limits.connections_per_host': 'SIP/TCP connections at once from one inside host; more are reset',
+  'tcp_limits.idle': 'seconds a SIP/TCP connection may go without a byte either way before it is closed',
+  'tcp_limits.connect_timeout': 'milliseconds the far leg of a SIP/TCP connection has to come up before the phone\'s leg is reset',
+  'tcp_limits.max_header_bytes': 'header bytes of one SIP/TCP message without an end of headers before both legs are closed',
+  'tcp_limits.max_body_bytes': 'largest declared Content-Length of one SIP/TCP message; more closes both legs'
 }
 
 // snake_case keys in YAML (and --kebab-case flags) map onto the camelCase fields above.

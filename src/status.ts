@@ -6,7 +6,6 @@ import type { StoreStats } from './store/store.js'
 import type { CallTable, Stream } from './dialog/calls.js'
 import type { RegistrationTable } from './dialog/registrations.js'
 import type { MappingTable } from './media/mappings.js'
-import type { ConnectionStatus } from './tcp/splice.js'
 
 /** One media stream's RTP flow through the gateway; traffic from conntrack when it counts. */
 export interface FlowStatus {
@@ -41,6 +40,19 @@ export interface HaStatus {
   lastChange: { at: string, to: HaStatus['role'], takeoverMs: number } | null
   /** Standby: what it holds for a takeover. */
   mirrored: { calls: number, registrations: number, elements: number } | null
+}
+
+/** One SIP/TCP splice connection (src/tcp/splice.ts). */
+export interface ConnectionStatus {
+  direction: 'outbound' | 'inbound' | 'transit'
+  phone: string
+  far: string
+  ageSeconds: number
+  /** messages phone → far end and far end → phone */
+  messagesOut: number
+  messagesIn: number
+  /** the stream did not start as SIP: spliced without parsing */
+  notSip: boolean
 }
 
 /** What the ruleset watch (src/netfilter/watch.ts) reports. */

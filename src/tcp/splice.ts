@@ -23,6 +23,8 @@ import { FramingError, SipStreamFramer, type FramerLimits, type FrameUnit } from
 import { OncePerMinute } from '../once-per-minute.js'
 import { shortCode } from '../errors.js'
 import type { UpstreamOptions } from '../netfilter/transparent.js'
+import type { ConnectionStatus } from '../status.js'
+export type { ConnectionStatus }
 
 /** What the splice needs of the ALG core. */
 export interface SpliceCore {
@@ -57,17 +59,6 @@ export interface SpliceOptions {
 }
 
 /** One line of `sipalg status`. */
-export interface ConnectionStatus {
-  direction: Direction | 'transit'
-  phone: string
-  far: string
-  ageSeconds: number
-  /** messages phone → far end and far end → phone */
-  messagesOut: number
-  messagesIn: number
-  /** the stream did not start as SIP: spliced without parsing */
-  notSip: boolean
-}
 
 /** Errors of a connect that never came up (the far end's leg). */
 const CONNECT_FAILED = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH'])
