@@ -310,8 +310,10 @@ t.test(`soak: ${CALLS} calls at ${RATE} calls/s, seed 0x${SEED.toString(16)}`, a
     t.same(m.peer_dnat, [], 'peer_dnat empty')
     const notSignalling = m.src_nat.filter(e => !/^10\.0\.1\.(23|24) \. 5060 : \d+$/.test(e))
     t.same(notSignalling, [], `src_nat holds only the phones' signalling entries (${m.src_nat.join(', ')})`)
-    t.same({ src_nat: m.src_nat.length, any_dnat: m.any_dnat.length, peer_dnat: m.peer_dnat.length }, st.mappings,
+    // src_nat is left out: a phone's signalling entry may expire in the mirror a moment before the kernel drops it.
+    t.same({ any_dnat: m.any_dnat.length, peer_dnat: m.peer_dnat.length }, { any_dnat: st.mappings.any_dnat, peer_dnat: st.mappings.peer_dnat },
       'sipalg\'s mappings (status) are what the kernel holds')
+    t.equal(st.mappings.latch_dnat ?? 0, 0, 'no latch left')
   })
 
   await t.test(`signalling entries expire after ${TIMEOUTS.signalling} s idle: no element left`, async t => {
