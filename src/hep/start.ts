@@ -18,7 +18,12 @@ export function startHep (cfg: Config, algOf: () => Alg, log: Logger): { sender:
     counters: { inc: (name: string, by?: number) => { algOf().counters.inc(name, by) } },
     warn: why => { log.warn({ code: shortCode('E313_HEP_UNREACHABLE'), hep: cfg.hep, why }, 'HEP copies are not reaching the collector (SIP is unaffected; counted in hep_errors; logged once a minute)') }
   })
-  const attach = (alg: Alg): void => { alg.onSip = hop => { sender.send(hop) } }
+  const attach = (alg: Alg): void => {
+    alg.onSip = hop => { sender.send(hop) }
+    // A new Alg (role change) starts its counters afresh: an idle exporter still shows as 0.
+    alg.counters.inc('hep_sent', 0)
+    alg.counters.inc('hep_errors', 0)
+  }
   attach(algOf())
   log.info({ hep: cfg.hep, hepId: cfg.hepId }, 'copying SIP to the HEP collector')
   return { sender, attach }
