@@ -55,7 +55,7 @@ rm -rf "$LIB/node_modules/node-addon-api" "$LIB/node_modules/.package-lock.json"
 # What the dependencies publish for their own development (tests, docs sites, git and CI files) is
 # not part of the program.
 find "$LIB/node_modules" -depth \( -type d \( -name test -o -name tests -o -name fixture -o -name fixtures -o -name docs -o -name benchmarks -o -name .github -o -name .husky \) \
-  -o -type f \( -name '*.md' -o -name '*.html' -o -name '*.sh' -o -name '.git*' -o -name '.*rc' -o -name '.*rc.*' -o -name '*.map' -o -name '*.ts' -o -name '*.png' \) \) \
+  -o -type f \( -name '*.md' -o -name '*.html' -o -name '*.sh' -o -name '.git*' -o -name '.*rc' -o -name '.*rc.*' -o -name '*.map' -o -name '*.ts' -o -name '*.png' -o -name .npmignore \) \) \
   -exec rm -rf {} +
 find "$LIB/node_modules" -depth -type d -empty -delete
 find "$LIB" -type d -exec chmod 0755 {} + && find "$LIB" -type f -exec chmod 0644 {} +
