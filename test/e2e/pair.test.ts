@@ -2,14 +2,14 @@
 // Redis store with its kernel maps in step. A call with RTP both ways; mid-call g1 fails hard
 // (links down, keepalived, conntrackd and sipalg killed). The audio gap on each phone, measured from
 // captures, stays under a second; the BYE after the failover is rewritten by g2 and tears the call
-// down there; nothing is left on g2. Phone A registered through g1 before the failover: after it,
+// down there (a `sipalg trace` attached to g2 while standby shows it); nothing is left on g2. Phone A registered through g1 before the failover: after it,
 // the registrar calls A's public contact and reaches A through g2. Then failback: g1 comes back,
 // follows the store (its stale elements go), takes the VIPs back by its priority, and a new call
 // works through it, mirrored on g2, whose counters went on across its two role changes.
 import t, { type Test } from 'tap'
 import type { Lab } from '../lab/lab.js'
 import { PairLab, STORE_URL } from '../lab/pair.js'
-import { startSipalg, type Sipalg } from '../lab/sipalg.js'
+import { CLI, startSipalg, type Sipalg } from '../lab/sipalg.js'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -67,6 +67,11 @@ t.test('hard failover mid-call, BYE on the new active node, failback', async t =
   t.ok(reg.ok, reg.describe())
   await until('g2 mirrors the registration', async () => (await ha(s2)).mirrored?.registrations === 1, 3000)
 
+  // A `sipalg trace` on g2, attached while it is standby: it shows what g2 handles once active.
+  const trace = g2.spawn('gw', 'node', [CLI, 'trace', '--json', '--socket', s2.socket])
+  let traced = ''
+  trace.stdout?.on('data', (c: Buffer) => { traced += c.toString() })
+  await until('the trace on g2 is attached', async () => traced.includes('"trace":"started"'), 5000)
   const rtpAtA = tcpdump(g1, 'a', 'udp and dst host 10.0.1.23 and dst portrange 16000-16999', { extraArgs: ['-tt'] })
   const rtpAtB = tcpdump(g1, 'b', 'udp and dst host 203.0.113.9 and dst portrange 26000-26999', { extraArgs: ['-tt'] })
   await Promise.all([rtpAtA.ready, rtpAtB.ready])
@@ -98,6 +103,9 @@ t.test('hard failover mid-call, BYE on the new active node, failback', async t =
   t.ok(gapA.gapMs < 1000 && gapA.packets > 100, 'B → A audio went on across the failover')
   t.ok(gapB.gapMs < 1000 && gapB.packets > 100, 'A → B audio went on across the failover')
   await until('g2 ended the call', async () => (await s2.status()).calls.length === 0, 3000)
+  const byeCallId = /^Call-ID: *(\S+)/m.exec(r.byeSeenByB)?.[1]
+  const events = traced.split('\n').flatMap(l => { try { return [JSON.parse(l) as { method?: string, callId?: string }] } catch { return [] } })
+  t.ok(events.some(e => e.method === 'BYE' && e.callId === byeCallId), 'the trace attached to g2 before its role change shows the BYE it handled')
   t.same(await s2.elements('peer_dnat'), [REGISTRATION_DNAT], 'no media pinhole left on g2 (the registration\'s DNAT stays)')
   t.same(await s2.elements('any_dnat'), [], 'no open media port left on g2')
 
