@@ -2,10 +2,11 @@
 // Redis store with its kernel maps in step. A call with RTP both ways; mid-call g1 fails hard
 // (links down, keepalived, conntrackd and sipalg killed). The audio gap on each phone, measured from
 // captures, stays under a second; the BYE after the failover is rewritten by g2 and tears the call
-// down there (a `sipalg trace` attached to g2 while standby shows it); nothing is left on g2. Phone A registered through g1 before the failover: after it,
-// the registrar calls A's public contact and reaches A through g2. Then failback: g1 comes back,
-// follows the store (its stale elements go), takes the VIPs back by its priority, and a new call
-// works through it, mirrored on g2, whose counters went on across its two role changes.
+// down there (a `sipalg trace` attached to g2 while standby shows it); nothing is left on g2.
+// Phone A registered through g1 before the failover: after it, the registrar calls A's public
+// contact and reaches A through g2. Then failback: g1 comes back, follows the store (its stale
+// elements go), takes the VIPs back by its priority, and a new call works through it, mirrored on
+// g2, whose counters went on across its two role changes.
 import t, { type Test } from 'tap'
 import type { Lab } from '../lab/lab.js'
 import { PairLab, STORE_URL } from '../lab/pair.js'
