@@ -8,7 +8,7 @@ APT_PACKAGES := iptables nftables conntrack iproute2 libnetfilter-queue-dev libn
 NATIVE := native/build/Release/sipalg_native.node
 SIPALG := node dist/src/cli/main.js
 
-.PHONY: deps sysdeps build native ts man deb test demo bench soak install install-rules uninstall-rules clean
+.PHONY: deps sysdeps build native ts man deb test demo demo-ha bench soak install install-rules uninstall-rules clean
 
 # System packages: installed only when one is missing (needs root and Debian's apt).
 sysdeps:
@@ -48,6 +48,10 @@ test: build
 
 demo: build
 	@bash test/lab/demo.sh
+
+# Two gateways (docs/ha.md): a call with RTP, the active one killed mid-call, the gap each phone heard.
+demo-ha: build
+	@bash test/lab/demo-ha.sh
 
 bench: build
 	@bash bench/run.sh

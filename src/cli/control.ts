@@ -9,6 +9,7 @@ import { dirname } from 'node:path'
 import { SipalgError } from '../errors.js'
 import { flagOr, type ParsedArgs } from './args.js'
 import { command } from './commands.js'
+import type { TraceEvent } from '../trace/ladder.js'
 
 export const defaultSocketPath = (table: string, queue: number): string => `/run/sipalg/${table}-${queue}.sock`
 export const defaultStatePath = (table: string, queue: number): string => `/run/sipalg/${table}-${queue}.state.json`
@@ -29,6 +30,26 @@ export interface StreamClient {
 }
 
 export type StreamHandler = (client: StreamClient) => void
+
+/**
+ * The daemon's `trace` stream: each client gets {trace: 'started'}, then every message event while
+ * it stays connected. `listen` installs the fan-out on the daemon's Alg (undefined once the last
+ * client has gone: the ALG emits no events then); a role change carries it to the next Alg
+ * (succeed in src/cli/role.ts), so the clients are the stream's, not the Alg's.
+ */
+export function traceStream (publicIp: string, listen: (listener: ((e: TraceEvent) => void) | undefined) => void): StreamHandler {
+  const clients = new Set<(e: TraceEvent) => void>()
+  const fanOut = (e: TraceEvent): void => { for (const send of clients) send(e) }
+  return client => {
+    client.send({ trace: 'started', publicIp })
+    clients.add(client.send)
+    listen(fanOut)
+    client.onClose(() => {
+      clients.delete(client.send)
+      if (clients.size === 0) listen(undefined)
+    })
+  }
+}
 
 export interface ControlServer {
   server: Server

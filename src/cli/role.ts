@@ -6,6 +6,7 @@
 // that becoming active only revives the calls it already holds.
 
 import type { Logger } from 'pino'
+import type { Alg } from '../alg.js'
 import type { SavedState } from '../dialog/state.js'
 import type { KernelMaps, MapOp } from '../media/mappings.js'
 import { shortCode } from '../errors.js'
@@ -16,6 +17,17 @@ import type { StateStore, StoredElement, StoredState } from '../store/store.js'
 
 export type Role = HaStatus['role']
 
+/**
+ * A role change starts the daemon over with a new Alg (empty tables: src/cli/run.ts). What belongs
+ * to the daemon rather than to its tables goes on from the old one: the counters (`sipalg status`
+ * and the metrics only ever count up; a counter back at 0 reads as a restart to a scraper's rate())
+ * and the `sipalg trace` listener, so a trace attached before the change sees the messages after it.
+ */
+export function succeed (prev: Alg, next: Alg): Alg {
+  for (const [name, n] of Object.entries(prev.counters.snapshot())) next.counters.inc(name, n)
+  next.onMessage = prev.onMessage
+  return next
+}
 
 export interface RoleShell {
   /** Start over with empty tables, then take over `taken` (adopting the kernel's elements first). */

@@ -8,7 +8,7 @@ import { networkInterfaces } from 'node:os'
 import type { Logger } from 'pino'
 import { Alg, type KernelElement } from '../alg.js'
 import { openStore } from '../store/open.js'
-import { Roles } from './role.js'
+import { Roles, succeed } from './role.js'
 import { buildConfig, type Config } from '../config.js'
 import { loadConfigFile } from './config-file.js'
 import { SipalgError, shortCode } from '../errors.js'
@@ -25,9 +25,8 @@ import type { StatusDoc } from '../status.js'
 import { LatencyHistogram } from '../histogram.js'
 import { flagsToConfig } from './args.js'
 import { command, parseCommand } from './commands.js'
-import { defaultSocketPath, defaultStatePath, serveControl } from './control.js'
+import { defaultSocketPath, defaultStatePath, serveControl, traceStream } from './control.js'
 import { serveMetrics } from '../metrics.js'
-import type { TraceEvent } from '../trace/ladder.js'
 import { startHep } from '../hep/start.js'
 import { startTcp, type TcpService } from '../tcp/daemon.js'
 
@@ -137,7 +136,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
   const store = openStore(cfg.stateStore, cfg.stateFile ?? defaultStatePath(cfg.table, cfg.queue), cfg.table, log)
   const roles = new Roles(store, kernel, {
     takeOver: stored => {
-      alg = newAlg()
+      alg = succeed(alg, newAlg())
       hep?.attach(alg)
       adopt(alg, nft, log)
       if (stored === null) return { calls: 0, registrations: 0 }
@@ -145,7 +144,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
       log.info({ ...taken, savedSecondsAgo: Math.round((Date.now() - stored.state.savedAt) / 1000) }, 'took over the calls and registrations of the previous sipalg')
       return taken
     },
-    standDown: () => { commit(false); alg = newAlg(); hep?.attach(alg) },
+    standDown: () => { commit(false); alg = succeed(alg, newAlg()); hep?.attach(alg) },
     onChange: () => { alg.counters.inc('role_changes') },
     kernelElements: () => kernelElements(nft).map(({ remainingMs, ...e }) => ({ ...e, expiresAt: Date.now() + remainingMs }))
   }, log)
@@ -244,20 +243,10 @@ export async function runDaemon (argv: string[]): Promise<number> {
   const timer = setInterval(() => { alg.tick(); commit(false); scheduleCleanup(); persist() }, 1000)
   const startedAt = Date.now()
   const socketPath = cfg.controlSocket ?? defaultSocketPath(cfg.table, cfg.queue)
-  // `sipalg trace` clients: the ALG emits message events only while at least one is connected.
-  const tracers = new Set<(e: TraceEvent) => void>()
   const control = serveControl(socketPath, {
     status: () => withTraffic({ ...alg.status(), uptimeSeconds: Math.round((Date.now() - startedAt) / 1000), latencyUs: latency.summary(), queue: queue.stats(), ruleset: watch.status(), ha: roles.status(), tcpConnections: tcp?.connections() })
   }, {
-    trace: client => {
-      client.send({ trace: 'started', publicIp })
-      tracers.add(client.send)
-      alg.onMessage = e => { for (const f of tracers) f(e) }
-      client.onClose(() => {
-        tracers.delete(client.send)
-        if (tracers.size === 0) alg.onMessage = undefined
-      })
-    }
+    trace: traceStream(publicIp, listener => { alg.onMessage = listener })
   })
   const metrics = cfg.metricsPort === 0
     ? null

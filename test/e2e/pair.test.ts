@@ -2,22 +2,24 @@
 // Redis store with its kernel maps in step. A call with RTP both ways; mid-call g1 fails hard
 // (links down, keepalived, conntrackd and sipalg killed). The audio gap on each phone, measured from
 // captures, stays under a second; the BYE after the failover is rewritten by g2 and tears the call
-// down there; nothing is left on g2. Then failback: g1 comes back, follows the store (its stale
-// elements go), takes the VIPs back by its priority, and a new call works through it, mirrored
-// on g2.
+// down there (a `sipalg trace` attached to g2 while standby shows it); nothing is left on g2.
+// Phone A registered through g1 before the failover: after it, the registrar calls A's public
+// contact and reaches A through g2. Then failback: g1 comes back, follows the store (its stale
+// elements go), takes the VIPs back by its priority, and a new call works through it, mirrored on
+// g2, whose counters went on across its two role changes.
 import t, { type Test } from 'tap'
 import type { Lab } from '../lab/lab.js'
 import { PairLab, STORE_URL } from '../lab/pair.js'
-import { startSipalg, type Sipalg } from '../lab/sipalg.js'
+import { CLI, startSipalg, type Sipalg } from '../lab/sipalg.js'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { addressesIn, runCall, SIPP_DIR, tcpdump } from '../lab/sip.js'
-import { find, leaked, mPorts, runFlow } from './flows.js'
+import { count, find, leaked, mPorts, runFlow } from './flows.js'
 
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
-interface HaDoc { role: string, mirrored: { calls: number, elements: number } | null, store: { lagMs: number | null, writes: number }, lastChange: { takeoverMs: number } | null }
+interface HaDoc { role: string, mirrored: { calls: number, registrations: number, elements: number } | null, store: { lagMs: number | null, writes: number }, lastChange: { takeoverMs: number } | null }
 const ha = async (s: Sipalg): Promise<HaDoc> => ((await s.status()) as unknown as { ha: HaDoc }).ha
 
 async function until (what: string, ok: () => Promise<boolean>, ms = 10_000): Promise<void> {
@@ -35,6 +37,9 @@ function largestGap (lines: string[]): { gapMs: number, packets: number } {
   for (let i = 1; i < times.length; i++) gap = Math.max(gap, times[i] - times[i - 1])
   return { gapMs: Math.round(gap), packets: times.length }
 }
+
+/** The registration's signalling DNAT (the registrar's messages to A's public contact): it outlives the calls. */
+const REGISTRATION_DNAT = '203.0.113.9 . 5060 : 10.0.1.23 . 5060'
 
 const runArgs = ['--state-store', STORE_URL, '--media-ports', '20000-20999', '--log-level', 'info']
 
@@ -55,7 +60,19 @@ t.test('hard failover mid-call, BYE on the new active node, failback', async t =
   t.teardown(async () => { await s2.stop() })
   t.equal((await ha(s1)).role, 'active', 'g1 is active')
   t.equal((await ha(s2)).role, 'standby', 'g2 is standby')
+  // A registers with the registrar (B) through g1; g2 mirrors the registration.
+  const reg = await runFlow(g1, [
+    { role: 'b', scenario: 'registrar.xml', keys: { granted: '300' } },
+    { role: 'a', scenario: 'reg-uac.xml', remote: '203.0.113.9:5060', keys: { expires: '300', regseq: '1' } }
+  ], { flushConntrack: false })
+  t.ok(reg.ok, reg.describe())
+  await until('g2 mirrors the registration', async () => (await ha(s2)).mirrored?.registrations === 1, 3000)
 
+  // A `sipalg trace` on g2, attached while it is standby: it shows what g2 handles once active.
+  const trace = g2.spawn('gw', 'node', [CLI, 'trace', '--json', '--socket', s2.socket])
+  let traced = ''
+  trace.stdout?.on('data', (c: Buffer) => { traced += c.toString() })
+  await until('the trace on g2 is attached', async () => traced.includes('"trace":"started"'), 5000)
   const rtpAtA = tcpdump(g1, 'a', 'udp and dst host 10.0.1.23 and dst portrange 16000-16999', { extraArgs: ['-tt'] })
   const rtpAtB = tcpdump(g1, 'b', 'udp and dst host 203.0.113.9 and dst portrange 26000-26999', { extraArgs: ['-tt'] })
   await Promise.all([rtpAtA.ready, rtpAtB.ready])
@@ -87,25 +104,47 @@ t.test('hard failover mid-call, BYE on the new active node, failback', async t =
   t.ok(gapA.gapMs < 1000 && gapA.packets > 100, 'B → A audio went on across the failover')
   t.ok(gapB.gapMs < 1000 && gapB.packets > 100, 'A → B audio went on across the failover')
   await until('g2 ended the call', async () => (await s2.status()).calls.length === 0, 3000)
-  t.same(await s2.elements('peer_dnat'), [], 'no media pinhole left on g2')
+  const byeCallId = /^Call-ID: *(\S+)/m.exec(r.byeSeenByB)?.[1]
+  const events = traced.split('\n').flatMap(l => { try { return [JSON.parse(l) as { method?: string, callId?: string }] } catch { return [] } })
+  t.ok(events.some(e => e.method === 'BYE' && e.callId === byeCallId), 'the trace attached to g2 before its role change shows the BYE it handled')
+  t.same(await s2.elements('peer_dnat'), [REGISTRATION_DNAT], 'no media pinhole left on g2 (the registration\'s DNAT stays)')
   t.same(await s2.elements('any_dnat'), [], 'no open media port left on g2')
 
-  // Failback: g1 back, sipalg first (standby: its leftover elements go), then keepalived.
-  await pair.sh('g1', 'ip', ['link', 'set', 'sync0', 'up'])
+  // The registrar calls A's public contact after the failover (conntrack flushed: only the
+  // registration g2 mirrored can bring the INVITE in); A answers, audio both ways at the phones.
+  const inbound = await runFlow(g2, [
+    { role: 'a', scenario: 'uas-wait-bye.xml' },
+    { role: 'b', scenario: 'uac-bye.xml', remote: '203.0.113.1:5060', durationMs: 1500 }
+  ])
+  t.ok(inbound.ok, inbound.describe())
+  t.match(find(inbound.peers.a?.received, /^INVITE /)[0] ?? '', /^INVITE sip:service@10\.0\.1\.23:5060 /, 'the INVITE to the registered contact reached A through g2')
+  const answer = find(inbound.peers.b?.received, /^SIP\/2\.0 200 /)[0] ?? ''
+  t.same(leaked(answer), [], 'A\'s answer names no private address')
+  const answerPort = mPorts(answer)[0] ?? 0
+  t.ok(count(inbound.rtp.a) > 20 && count(inbound.rtp.b, { src: `203.0.113.1.${answerPort}` }) > 20,
+    `audio both ways (at A ${count(inbound.rtp.a)}, at B ${count(inbound.rtp.b)} from the answer's port ${answerPort})`)
+  await until('g2 ended the inbound call', async () => (await s2.status()).calls.length === 0, 3000)
+  const countedOnG2 = (await s2.status()).counters
+
+  // Failback: g1 boots again, sipalg first (standby: its leftover elements go), then keepalived.
+  await pair.reboot('g1')
   const s1b = await startSipalg(g1, { args: runArgs, rules: false })
   t.teardown(async () => { await s1b.stop() })
   t.equal((await ha(s1b)).role, 'standby', 'g1 comes back as standby')
-  await until('g1 dropped its stale elements', async () => (await s1b.elements('peer_dnat')).length === 0, 3000)
+  await until('g1 dropped its stale elements', async () => (await s1b.elements('peer_dnat')).join() === REGISTRATION_DNAT, 3000)
   await pair.recover('g1')
   await until('g1 is active again', async () => (await ha(s1b)).role === 'active', 10_000)
   await until('g2 is standby again', async () => (await ha(s2)).role === 'standby', 3000)
+  const counted = (await s2.status()).counters
+  t.equal(counted.role_changes, 2, 'g2 counted both role changes')
+  t.same(Object.entries(countedOnG2).filter(([k, n]) => (counted[k] ?? 0) < n), [], `g2's counters went on across the change (calls_ended ${counted.calls_ended})`)
   const again = runCall(g1, { durationMs: 1500, flushConntrack: false })
   await until('g2 mirrors the new call', async () => ((await ha(s2)).mirrored?.calls ?? 0) === 1)
   const r2 = await again
   t.ok(r2.ok && r2.rtpAtA > 20 && r2.rtpAtB > 20, `a call after failback works (RTP ${r2.rtpAtA}/${r2.rtpAtB})`)
   await until('the call is gone on both', async () => (await s1b.status()).calls.length === 0 && ((await ha(s2)).mirrored?.calls ?? 1) === 0, 3000)
-  t.same(await s1b.elements('peer_dnat'), [], 'nothing left on g1')
-  t.same(await s2.elements('peer_dnat'), [], 'nothing left on g2')
+  t.same(await s1b.elements('peer_dnat'), [REGISTRATION_DNAT], 'nothing left on g1 but the registration')
+  t.same(await s2.elements('peer_dnat'), [REGISTRATION_DNAT], 'nothing left on g2 but the registration')
 })
 
 t.test('the store unreachable for 10 s on the active node; a standby that starts after the call did', async t => {

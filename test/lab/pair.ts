@@ -49,14 +49,31 @@ export class PairLab {
   /**
    * A gateway's hard failure: keepalived and conntrackd killed, then its links down (sipalg is the
    * test's). In that order: keepalived seeing a link go down first would announce priority 0 on
-   * the other links and hand over at once, faster than a real failure.
+   * the other links and hand over at once, faster than a real failure. keepalived's parent is
+   * frozen before its VRRP child is killed: it would otherwise start a new child if it got to the
+   * child's exit before its own SIGKILL, and that child drops the VIPs like a clean stop and lives
+   * on in the namespace: whether the VIPs stayed on the dead node's interfaces depended on that race.
    */
   async fail (g: Gateway): Promise<void> {
+    const main = await this.daemonPid(`${g}-keepalived-main.pid`)
+    if (main > 0) { try { process.kill(main, 'SIGSTOP') } catch { /* gone */ } }
     for (const f of [`${g}-vrrp.pid`, `${g}-keepalived-main.pid`, `${g}-conntrackd.pid`]) {
       const pid = await this.daemonPid(f)
       if (pid > 0) { try { process.kill(pid, 'SIGKILL') } catch { /* gone */ } }
     }
     for (const dev of ['wan0', 'lan0', 'sync0']) await this.sh(g, 'ip', ['link', 'set', dev, 'down'])
+  }
+
+  /**
+   * The failed gateway boots again, its links still down but the sync link: like any machine that
+   * comes back it holds none of the VIPs (the killed keepalived left them on its interfaces, where
+   * a restarted sipalg would see the public address and start active next to the real active node).
+   */
+  async reboot (g: Gateway): Promise<void> {
+    for (const [vip, dev] of [['203.0.113.1/24', 'wan0'], ['10.0.1.1/24', 'lan0']]) {
+      await run('ip', ['netns', 'exec', this.nsOf(g), 'ip', 'addr', 'del', vip, 'dev', dev])
+    }
+    await this.sh(g, 'ip', ['link', 'set', 'sync0', 'up'])
   }
 
   /** Links up again and keepalived started again (it takes the VIPs back by its priority). */
