@@ -8,7 +8,7 @@ import t from 'tap'
 import { existsSync, readFileSync } from 'node:fs'
 import { Lab, ADDR, type Role } from '../lab/lab.js'
 import { runCall } from '../lab/sip.js'
-import { startSipalg } from '../lab/sipalg.js'
+import { CLI, startSipalg } from '../lab/sipalg.js'
 import { ownerOfIp } from '../../src/workers/shard.js'
 import type { WorkerStatus } from '../../src/status.js'
 import { count, find, leaked, mPorts, runFlow } from './flows.js'
@@ -35,6 +35,8 @@ t.test('two workers: cross-shard calls and registrations, a worker killed mid-ca
   }
   const ownerA = ownerOfIp(ADDR.a, 2)
   const workers = async (): Promise<WorkerStatus[]> => ((await alg.status()) as unknown as { workers: WorkerStatus[] }).workers
+  // Media mappings only: with inbound_sip_from: any, A's registration keeps its public SIP port in any_dnat.
+  const media = async (): Promise<string[]> => (await alg.elements('any_dnat')).filter(e => /^2\d{4} :/.test(e))
   const handoffs = async (): Promise<{ sent: number, failed: number }> => (await workers()).reduce((s, w) =>
     ({ sent: s.sent + (w.handoff?.sent ?? 0), failed: s.failed + (w.handoff?.failed ?? 0) }), { sent: 0, failed: 0 })
 
@@ -71,23 +73,31 @@ t.test('two workers: cross-shard calls and registrations, a worker killed mid-ca
     t.ok(count(call.rtp.a) > 10, `RTP C→A arrived at A (${count(call.rtp.a)})`)
     t.ok(count(call.rtp.c, { src: `203.0.113.1.${pub}` }) > 10, `RTP A→C from the public port in the answer (${count(call.rtp.c)})`)
     t.ok(find(call.peers.a?.received, /^BYE /).length > 0, 'C\'s BYE reached A')
-    const after = await until(3000, async () => await alg.elements('any_dnat'), e => e.length === 0)
+    const after = await until(3000, media, e => e.length === 0)
     t.same(after, [], 'no media mapping after C\'s BYE')
     const h = await handoffs()
     t.ok(h.sent > before.sent, `packets were handed between the workers (${h.sent - before.sent})`)
     t.equal(h.failed, 0, 'every handoff answered')
+    for (const w of await workers()) t.comment(`worker ${w.index}: handoff ${JSON.stringify(w.handoff)}`)
   })
 
-  await t.test('A calls B, then C (one of them on the other worker\'s queue); B hangs up', async t => {
+  await t.test('A calls B, then C (one of them on the other worker\'s queue); B hangs up; sipalg trace sees both', async t => {
+    const trace = lab.spawn('gw', 'node', [CLI, 'trace', '--json', '--socket', alg.socket])
+    let traced = ''
+    trace.stdout?.on('data', (c: Buffer) => { traced += c.toString() })
+    await until(5000, async () => traced, s => s.includes('"trace":"started"'))
     for (const [to, byeFrom] of [['b', 'b'], ['c', 'a']] as Array<[Exclude<Role, 'gw'>, 'a' | 'b']>) {
       const r = await runCall(lab, { from: 'a', to, byeFrom, durationMs: 1500 })
       t.ok(r.ok, `call A→${to} (exit A=${String(r.exitA)} ${to}=${String(r.exitB)})`)
       t.same(leaked(r.inviteSeenByB), [], `the INVITE ${to} sees names no private address`)
       t.ok(r.rtpAtA > 20 && r.rtpAtB > 20, `RTP both ways at the phones (at A ${r.rtpAtA}, at ${to} ${r.rtpAtB})`)
-      const left = await until(3000, async () => await alg.elements('any_dnat'), e => e.length === 0)
+      const left = await until(3000, media, e => e.length === 0)
       t.same(left, [], `the BYE from ${byeFrom === 'a' ? 'A' : to} removed the media mappings`)
     }
     t.equal((await alg.status()).calls.length, 0)
+    await lab.stop(trace)
+    const invites = traced.split('\n').filter(l => l.includes('"method":"INVITE"'))
+    t.ok(invites.some(l => l.includes(`"far":"${ADDR.b}:`)) && invites.some(l => l.includes(`"far":"${ADDR.c}:`)), `trace shows the INVITEs to B and to C (${invites.length} INVITE events)`)
   })
 
   await t.test('A\'s worker killed (SIGKILL) mid-call: restarted, takes the call over, its BYE still rewritten', async t => {
@@ -108,7 +118,7 @@ t.test('two workers: cross-shard calls and registrations, a worker killed mid-ca
     const r = await call
     t.ok(r.ok, `the call ends normally (exit A=${String(r.exitA)} C=${String(r.exitB)})`)
     t.ok(r.rtpAtA > 120 && r.rtpAtB > 120, `audio kept flowing both ways through the kill (at A ${r.rtpAtA}, at C ${r.rtpAtB})`)
-    const left = await until(3000, async () => await alg.elements('any_dnat'), e => e.length === 0)
+    const left = await until(3000, media, e => e.length === 0)
     t.same(left, [], 'the BYE removed the media mappings')
     t.same((await alg.elements('peer_dnat')).filter(e => / : 10\.0\.1\.23 \. 1\d{4}$/.test(e)), [], 'no media pinhole toward A left')
     const doc = await alg.status()
