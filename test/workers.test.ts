@@ -106,6 +106,7 @@ t.test('workers config: auto or 1-64, flags and rules; a worker\'s own queue, sl
   const w1 = workerConfig(gw, 1, 2)
   t.same([w1.queue, w1.mediaPorts, w1.controlSocket, w1.stateFile, w1.readyFile, w1.metricsPort], [5, '25000-29999', '/run/x/gw.sock.w1', '/run/x/gw.json.w1', null, 0])
   t.equal(workerPaths(gw, 0).handoff, '/run/x/gw.sock.h0')
+  t.same([w1.limits.maxCalls, w1.limits.callsPerSecond, w1.limits.callsPerHost], [5000, 1000, 200], 'gateway-wide limits shared out, per-host ones kept')
 })
 
 t.test('the supervisor backs off a worker that keeps dying', async t => {

@@ -45,7 +45,9 @@ export function workerConfig (cfg: Config, i: number, n: number): Config {
   checkWorkersFit(n, range, cfg.queue)
   const slice = mediaSlice(range, i, n) as PortRange
   const paths = workerPaths(cfg, i)
-  return { ...cfg, queue: cfg.queue + i, mediaPorts: `${slice.lo}-${slice.hi}`, stateFile: paths.state, controlSocket: paths.control, readyFile: null, metricsPort: 0 }
+  // The gateway-wide limits are shared out; the per-host ones hold as they are (a host has one owner).
+  const limits = { ...cfg.limits, maxCalls: Math.ceil(cfg.limits.maxCalls / n), callsPerSecond: Math.ceil(cfg.limits.callsPerSecond / n) }
+  return { ...cfg, queue: cfg.queue + i, mediaPorts: `${slice.lo}-${slice.hi}`, stateFile: paths.state, controlSocket: paths.control, readyFile: null, metricsPort: 0, limits }
 }
 
 /** What `sipalg run` does differently as worker `index` of `count`. */
