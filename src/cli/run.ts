@@ -301,7 +301,10 @@ export async function runDaemon (argv: string[]): Promise<number> {
   shard?.ready()
 
   return await new Promise<number>(resolve => {
+    let stopping = false
     const stop = (sig: string): void => {
+      if (stopping) return // a worker hears both its supervisor's SIGTERM and the disconnect
+      stopping = true
       clearInterval(timer)
       watch.stop()
       tcp?.stop()

@@ -99,9 +99,11 @@ export class HandoffClient {
   served = 0
   private readonly rtt = new LatencyHistogram()
   private readonly sweep: NodeJS.Timeout
+  private readonly corked = new Set<Socket>()
+  private closed = false
 
   constructor (private readonly paths: readonly string[], private readonly sink: VerdictSink,
-    private readonly timeoutMs = 250, private readonly now: () => number = Date.now) {
+    private readonly timeoutMs = 1000, private readonly now: () => number = Date.now) {
     this.conns = paths.map(() => null)
     this.downUntil = paths.map(() => 0)
     this.sweep = setInterval(() => { this.expire() }, Math.max(10, Math.floor(timeoutMs / 5)))
@@ -116,16 +118,31 @@ export class HandoffClient {
     const tag = this.nextTag
     this.nextTag = this.nextTag >= 0xffffffff ? 1 : this.nextTag + 1
     this.pending.set(tag, { id, owner, sentAt: process.hrtime.bigint() })
+    // The packets of one queue batch for one owner leave in one send (uncorked after this tick).
+    if (!this.corked.has(conn)) {
+      conn.cork()
+      if (this.corked.size === 0) process.nextTick(() => { this.uncork() })
+      this.corked.add(conn)
+    }
     conn.write(encodeRequest(tag, pkt))
+  }
+
+  private uncork (): void {
+    for (const c of this.corked) c.uncork()
+    this.corked.clear()
   }
 
   stats (): HandoffStatus {
     return { sent: this.sent, failed: this.failed, served: this.served, rttUs: this.rtt.summary() }
   }
 
+  /** Passes whatever is still waiting for an owner as it came; call it before the queue closes. */
   close (): void {
+    if (this.closed) return
+    this.closed = true
     clearInterval(this.sweep)
     for (const c of this.conns) c?.destroy()
+    if (this.pending.size === 0) return
     for (const [tag, p] of this.pending) { this.pending.delete(tag); this.passAsIs(p.id) }
     this.sink.flush()
   }
@@ -143,6 +160,7 @@ export class HandoffClient {
     })
     conn.on('error', () => conn.destroy())
     conn.on('close', () => {
+      if (this.closed) return
       if (this.conns[owner] === conn) this.conns[owner] = null
       this.downUntil[owner] = this.now() + 100
       let any = false
