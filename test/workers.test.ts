@@ -2,7 +2,7 @@
 // status, the config key — and the handoff channel over a real unix socket.
 
 import t from 'tap'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildConfig, defaults } from '../src/config.js'
@@ -13,7 +13,9 @@ import { elementOwner, mediaSlice, ownerOfIp, ownsSignallingPort, packetOwner } 
 import { mergeStatus, type Seat, type WorkerDoc } from '../src/workers/merge.js'
 import { HandoffClient, decodeVerdict, encodeVerdict, serveHandoff } from '../src/workers/handoff.js'
 import { resolveWorkers, workerConfig, workerFromEnv, workerPaths, WorkerShard } from '../src/workers/worker.js'
-import { restartDelayMs } from '../src/workers/supervisor.js'
+import { restartDelayMs, runSupervisor, supervise } from '../src/workers/supervisor.js'
+import { askControl, streamControl } from '../src/cli/control.js'
+import { createLogger } from '../src/log.js'
 import { sumMetrics, renderMetrics, type MetricsSnapshot } from '../src/metrics.js'
 import type { QueuedPacket } from '../src/netfilter/queue.js'
 
@@ -218,4 +220,58 @@ t.test('keepOwn: a batch is split into own packets and handed-off ones', async t
   while (handed.length === 0 && Date.now() < end) await new Promise(resolve => setTimeout(resolve, 10))
   t.same(handed, [2], 'the other phone\'s packet went to its owner (down here: passed as it came)')
   t.same(w.stats().handoff?.sent, 1)
+})
+
+const FAKE = join(import.meta.dirname, 'fixtures', 'workers', 'fake-worker.mjs')
+const quiet = createLogger('silent', false)
+const waitFor = async (what: string, ok: () => boolean | Promise<boolean>): Promise<void> => {
+  const end = Date.now() + 10_000
+  while (!(await ok())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+}
+
+t.test('the supervisor: starts the workers, restarts one that dies, answers for all, stops them', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'sipalg-supervise-test-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const base = join(dir, 'gw.sock')
+  const ready = join(dir, 'ready')
+  const cfg = buildConfig([{ workers: 2, control_socket: base, ready_file: ready, public: '203.0.113.1' }])
+  const s = supervise({ cfg, n: 2, log: quiet, module: FAKE, args: [base, 'crash-once', join(dir, 'crashed')], execArgv: [] })
+  await waitFor('the ready file', () => existsSync(ready))
+  type Doc = { calls: unknown[], counters: Record<string, number>, workers: Array<{ index: number, up: boolean, restarts: number, pid: number | null, lastExit: { code: number | null } | null }> }
+  const status = async (): Promise<Doc> => await askControl(base, 'status') as Doc
+  await waitFor('worker 1 restarted', async () => { const w = (await status()).workers[1]; return w.restarts === 1 && w.up })
+  const doc = await status()
+  t.equal(doc.calls.length, 2, 'both workers\' calls')
+  t.equal(doc.counters.queued, 21, 'counters summed')
+  t.equal(doc.counters.worker_restarts, 1, 'the restart counted')
+  t.same(doc.workers.map(w => [w.index, w.up, w.restarts]), [[0, true, 0], [1, true, 1]])
+  t.equal(doc.workers[1].lastExit?.code, 3, 'why it went')
+
+  const events: unknown[] = []
+  const trace = streamControl(base, 'trace', d => { events.push(d) })
+  await waitFor('trace events from both workers', () => events.length >= 3)
+  t.same(events.slice(1).map(e => (e as { far: string }).far).sort(), ['w0', 'w1'], 'one started line, then every worker\'s events')
+  trace.stop()
+
+  s.stop('test')
+  t.equal(await s.done, 0)
+  t.notOk(existsSync(ready), 'the ready file is removed')
+  t.notOk(existsSync(base), 'the control socket is removed')
+})
+
+t.test('the supervisor: a worker that cannot start stops the gateway with its exit code', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'sipalg-supervise-fail-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const base = join(dir, 'gw.sock')
+  const cfg = buildConfig([{ workers: 2, control_socket: base, ready_file: join(dir, 'ready'), public: '203.0.113.1' }])
+  const s = supervise({ cfg, n: 2, log: quiet, module: FAKE, args: [base, 'fail-start'], execArgv: [] })
+  t.equal(await s.done, 75, 'worker 1\'s exit code (E202, a busy queue, in real life)')
+  t.notOk(existsSync(join(dir, 'ready')), 'never ready')
+})
+
+t.test('the supervisor refuses a state store with workers (E319)', async t => {
+  await t.rejects(runSupervisor([], buildConfig([{ workers: 2, state_store: 'redis://127.0.0.1:6379/0', public: '203.0.113.1' }]), false), { code: 'E319_WORKERS_WITH_STATE_STORE' })
 })

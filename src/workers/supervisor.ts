@@ -35,13 +35,43 @@ export async function runSupervisor (argv: string[], cfg: Config, pretty: boolea
   // A gateway pair replicates one process's state (docs/ha.md); its store has no notion of shards.
   if (cfg.stateStore !== null) throw new SipalgError('E319_WORKERS_WITH_STATE_STORE', { workers: n })
   checkWorkersFit(n, parsePortRange(cfg.mediaPorts), cfg.queue)
+  await preflight({ queue: cfg.queue, metricsPort: cfg.metricsPort, controlSocket: baseSocketPath(cfg), readyFile: cfg.readyFile, stateFile: workerPaths(cfg, 0).state }, log)
+  const s = supervise({ cfg, n, log, module: process.argv[1], args: ['run', ...argv] })
+  process.on('SIGHUP', s.reload)
+  process.once('SIGTERM', () => { s.stop('SIGTERM') })
+  process.once('SIGINT', () => { s.stop('SIGINT') })
+  return await s.done
+}
+
+export interface SuperviseOptions {
+  cfg: Config
+  n: number
+  log: Logger
+  /** What each worker runs: `node <module> <args>` with SIPALG_WORKER=i/n. */
+  module: string
+  args: string[]
+  /** Node flags of the workers (default: this process's, e.g. --cpu-prof). */
+  execArgv?: string[]
+}
+
+export interface Supervisor {
+  /** Resolves to the exit code once every worker has gone. */
+  done: Promise<number>
+  stop: (why: string, code?: number) => void
+  /** SIGHUP to every worker: each re-reads the config. */
+  reload: () => void
+}
+
+/** Starts the workers and the gateway's control socket and metrics; the checks are the caller's. */
+export function supervise (o: SuperviseOptions): Supervisor {
+  const { cfg, n, log } = o
   const socketPath = baseSocketPath(cfg)
-  await preflight({ queue: cfg.queue, metricsPort: cfg.metricsPort, controlSocket: socketPath, readyFile: cfg.readyFile, stateFile: workerPaths(cfg, 0).state }, log)
   const startedAt = Date.now()
   const counters = { worker_restarts: 0 }
   let stopping = false
-  let finish: (code: number) => void = () => {}
-  const done = new Promise<number>(resolve => { finish = resolve })
+  let exitCode = 0
+  let finish: () => void = () => {}
+  const gone = new Promise<void>(resolve => { finish = resolve })
   const workers: Worker[] = Array.from({ length: n }, (_, index) => ({
     index, queue: cfg.queue + index, pid: null, up: false, restarts: 0, lastExit: null, child: null, startedAt: 0, consecutive: 0, everReady: false, timer: null
   }))
@@ -49,10 +79,10 @@ export async function runSupervisor (argv: string[], cfg: Config, pretty: boolea
 
   const start = (w: Worker): void => {
     w.timer = null
-    const child = fork(process.argv[1], ['run', ...argv], {
+    const child = fork(o.module, o.args, {
       env: { ...process.env, [WORKER_ENV]: `${w.index}/${n}` },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      execArgv: process.execArgv
+      execArgv: o.execArgv ?? process.execArgv
     })
     w.child = child
     w.pid = child.pid ?? null
@@ -70,7 +100,7 @@ export async function runSupervisor (argv: string[], cfg: Config, pretty: boolea
       w.child = null
       w.pid = null
       w.lastExit = { at: new Date().toISOString(), code, signal }
-      if (stopping) { if (workers.every(x => x.child === null)) finish(0); return }
+      if (stopping) { if (workers.every(x => x.child === null)) finish(); return }
       if (!w.everReady) {
         // It never came up (a busy queue, a bad path: it logged why): the gateway cannot run.
         log.info({ worker: w.index, exitCode: code, signal }, 'a worker failed to start (its error is logged above); stopping the others')
@@ -88,9 +118,8 @@ export async function runSupervisor (argv: string[], cfg: Config, pretty: boolea
   }
 
   // Worker 0 first: it creates the table; the others find it there.
-  let exitCode = 0
   const onFirstReady = (w: Worker): void => {
-    if (w.index === 0) for (const o of workers.slice(1)) start(o)
+    if (w.index === 0) for (const other of workers.slice(1)) start(other)
     if (!workers.every(x => x.everReady)) return
     if (cfg.readyFile !== null) writeFileSync(cfg.readyFile, `${process.pid}\n`)
     log.info({ workers: n, queues: `${cfg.queue}-${cfg.queue + n - 1}`, pids: workers.map(x => x.pid) }, 'sipalg running with workers')
@@ -126,21 +155,20 @@ export async function runSupervisor (argv: string[], cfg: Config, pretty: boolea
     }
     // A worker that does not stop in time is killed: the supervisor never hangs on one.
     setTimeout(() => { for (const w of workers) w.child?.kill('SIGKILL') }, 10_000).unref()
-    if (workers.every(w => w.child === null)) finish(0)
+    if (workers.every(w => w.child === null)) finish()
   }
-  process.on('SIGHUP', () => { for (const w of workers) w.child?.kill('SIGHUP') })
-  process.once('SIGTERM', () => { stop('SIGTERM') })
-  process.once('SIGINT', () => { stop('SIGINT') })
   start(workers[0])
 
-  await done
-  for (const t of tracers) t.stop()
-  control.close()
-  metrics?.close()
-  rmSync(socketPath, { force: true })
-  if (cfg.readyFile !== null) rmSync(cfg.readyFile, { force: true })
-  log.info({ restarts: counters.worker_restarts }, 'sipalg stopped; kernel mappings left to expire')
-  return exitCode
+  const done = gone.then(() => {
+    for (const t of tracers) t.stop()
+    control.close()
+    metrics?.close()
+    rmSync(socketPath, { force: true })
+    if (cfg.readyFile !== null) rmSync(cfg.readyFile, { force: true })
+    log.info({ restarts: counters.worker_restarts }, 'sipalg stopped; kernel mappings left to expire')
+    return exitCode
+  })
+  return { done, stop, reload: () => { for (const w of workers) w.child?.kill('SIGHUP') } }
 }
 
 /** One `sipalg trace` client of the supervisor: every worker's events, a restarted worker's too. */
