@@ -11,7 +11,8 @@ import { runConfig } from '../src/cli/run.js'
 import { rulesArgs } from '../src/cli/rules.js'
 import { elementOwner, mediaSlice, ownerOfIp, ownsSignallingPort, packetOwner } from '../src/workers/shard.js'
 import { mergeStatus, type Seat, type WorkerDoc } from '../src/workers/merge.js'
-import { HandoffClient, decodeVerdict, encodeVerdict, serveHandoff } from '../src/workers/handoff.js'
+import { HandoffClient, MAX_IN_FLIGHT, decodeVerdict, encodeVerdict, serveHandoff } from '../src/workers/handoff.js'
+import { createServer } from 'node:net'
 import { resolveWorkers, workerConfig, workerFromEnv, workerPaths, WorkerShard } from '../src/workers/worker.js'
 import { restartDelayMs, runSupervisor, supervise } from '../src/workers/supervisor.js'
 import { askControl, streamControl } from '../src/cli/control.js'
@@ -274,4 +275,19 @@ t.test('the supervisor: a worker that cannot start stops the gateway with its ex
 
 t.test('the supervisor refuses a state store with workers (E319)', async t => {
   await t.rejects(runSupervisor([], buildConfig([{ workers: 2, state_store: 'redis://127.0.0.1:6379/0', public: '203.0.113.1' }]), false), { code: 'E319_WORKERS_WITH_STATE_STORE' })
+})
+
+t.test('handoff: an owner that falls behind holds at most MAX_IN_FLIGHT packets; the rest pass at once', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'sipalg-handoff-slow-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const path = join(dir, 'h0')
+  const silent = createServer(conn => { conn.on('data', () => {}) }) // reads, never answers
+  await new Promise<void>(resolve => silent.listen(path, resolve))
+  t.teardown(() => { silent.close() })
+  const passed: number[] = []
+  const client = new HandoffClient([path], { verdict: id => { passed.push(id) }, flush: () => 0 }, 60_000)
+  t.teardown(() => { client.close() })
+  for (let i = 0; i < MAX_IN_FLIGHT + 5; i++) client.send(0, i, Buffer.from('OPTIONS'))
+  t.same(passed, [MAX_IN_FLIGHT, MAX_IN_FLIGHT + 1, MAX_IN_FLIGHT + 2, MAX_IN_FLIGHT + 3, MAX_IN_FLIGHT + 4], 'only the ones past the limit, at once')
+  t.equal(client.stats().failed, 5)
 })

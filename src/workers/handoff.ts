@@ -88,10 +88,18 @@ export function serveHandoff (path: string, decide: (packets: Buffer[]) => Verdi
 
 interface Pending { id: number, owner: number, sentAt: bigint }
 
+/**
+ * Packets one reader may have waiting on one owner. An owner that falls behind (more SIP than one
+ * core can rewrite) would otherwise hold every packet past the timeout; past this many, new ones
+ * pass as they came at once, as the kernel does when a queue is full.
+ */
+export const MAX_IN_FLIGHT = 1024
+
 /** The reader's side: hands packets to their owners and gives the kernel the answers. */
 export class HandoffClient {
   private readonly conns: Array<Socket | null>
   private readonly downUntil: number[]
+  private readonly inFlight: number[]
   private readonly pending = new Map<number, Pending>()
   private nextTag = 1
   private sent = 0
@@ -106,6 +114,7 @@ export class HandoffClient {
     private readonly timeoutMs = 1000, private readonly now: () => number = Date.now) {
     this.conns = paths.map(() => null)
     this.downUntil = paths.map(() => 0)
+    this.inFlight = paths.map(() => 0)
     this.sweep = setInterval(() => { this.expire() }, Math.max(10, Math.floor(timeoutMs / 5)))
     this.sweep.unref()
   }
@@ -113,8 +122,9 @@ export class HandoffClient {
   /** Sends one queued packet (copied: the queue's buffer is reused) to the worker that owns it. */
   send (owner: number, id: number, pkt: Uint8Array): void {
     this.sent++
-    const conn = this.connection(owner)
+    const conn = this.inFlight[owner] >= MAX_IN_FLIGHT ? null : this.connection(owner)
     if (conn === null) { this.passAsIs(id); return }
+    this.inFlight[owner]++
     const tag = this.nextTag
     this.nextTag = this.nextTag >= 0xffffffff ? 1 : this.nextTag + 1
     this.pending.set(tag, { id, owner, sentAt: process.hrtime.bigint() })
@@ -143,8 +153,13 @@ export class HandoffClient {
     clearInterval(this.sweep)
     for (const c of this.conns) c?.destroy()
     if (this.pending.size === 0) return
-    for (const [tag, p] of this.pending) { this.pending.delete(tag); this.passAsIs(p.id) }
+    for (const [tag, p] of this.pending) { this.settle(tag, p); this.passAsIs(p.id) }
     this.sink.flush()
+  }
+
+  private settle (tag: number, p: Pending): void {
+    this.pending.delete(tag)
+    this.inFlight[p.owner]--
   }
 
   /** An owner that went away (restarting) is not dialled again for a moment: its packets pass as they came. */
@@ -164,7 +179,7 @@ export class HandoffClient {
       if (this.conns[owner] === conn) this.conns[owner] = null
       this.downUntil[owner] = this.now() + 100
       let any = false
-      for (const [tag, p] of this.pending) if (p.owner === owner) { this.pending.delete(tag); this.passAsIs(p.id); any = true }
+      for (const [tag, p] of this.pending) if (p.owner === owner) { this.settle(tag, p); this.passAsIs(p.id); any = true }
       if (any) this.sink.flush()
     })
     this.conns[owner] = conn
@@ -174,7 +189,7 @@ export class HandoffClient {
   private answered (tag: number, body: Buffer): void {
     const p = this.pending.get(tag)
     if (p === undefined) return // timed out already: it passed as it came
-    this.pending.delete(tag)
+    this.settle(tag, p)
     const v = decodeVerdict(body)
     if (v.action === 'drop') this.sink.verdict(p.id, 'drop')
     else this.sink.verdict(p.id, 'accept', v.payload)
@@ -192,7 +207,7 @@ export class HandoffClient {
     let any = false
     for (const [tag, p] of this.pending) {
       if (p.sentAt > limit) break // insertion order = send order
-      this.pending.delete(tag)
+      this.settle(tag, p)
       this.passAsIs(p.id)
       any = true
     }
