@@ -116,8 +116,9 @@ gw_mode() { # plain | helper | sipalg [extra run flags]
     sipalg)
       in_gw iptables -w -N SIPALG
       in_gw iptables -w -I FORWARD -j SIPALG
-      in_gw iptables -w -A SIPALG -p udp --dport 5060 -j NFQUEUE --queue-num 0 --queue-bypass
-      in_gw iptables -w -A SIPALG -p udp --sport 5060 -j NFQUEUE --queue-num 0 --queue-bypass
+      # SIPALG_QUEUE_TARGET / SIPALG_RUN_FLAGS: bench/workers.sh runs the same steps with N workers.
+      in_gw iptables -w -A SIPALG -p udp --dport 5060 -j NFQUEUE ${SIPALG_QUEUE_TARGET:---queue-num 0} --queue-bypass
+      in_gw iptables -w -A SIPALG -p udp --sport 5060 -j NFQUEUE ${SIPALG_QUEUE_TARGET:---queue-num 0} --queue-bypass
       # The bench is a PBX trunk: the per-host abuse limits (default 200 calls, 50 new/s per host) are raised.
       cat > "$WORK/sipalg.yaml" <<'YEOF'
 limits:
@@ -129,7 +130,7 @@ YEOF
       rm -f "$READY"
       ip netns exec "$GW" node ${SIPALG_NODE_FLAGS:-} dist/src/cli/main.js run --config "$WORK/sipalg.yaml" \
         --public 203.0.113.1 --inside 10.0.1.0/24 --outside-if wan0 --inside-if lan0 --ready-file "$READY" \
-        --control-socket "$SOCK" --state-file "$WORK/state.json" --log-level warn "$@" >>"$WORK/sipalg.log" 2>&1 &
+        --control-socket "$SOCK" --state-file "$WORK/state.json" --log-level warn ${SIPALG_RUN_FLAGS:-} "$@" >>"$WORK/sipalg.log" 2>&1 &
       SIPALG_PID=$!
       local i; for i in $(seq 100); do [ -f "$READY" ] && break; kill -0 "$SIPALG_PID" 2>/dev/null || break; sleep 0.1; done
       if [ ! -f "$READY" ]; then log "sipalg did not start:"; tail -5 "$WORK/sipalg.log" >&2; return 1; fi ;;

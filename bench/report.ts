@@ -92,6 +92,25 @@ for (const size of [...new Set(of('nftmaps').map(r => r.elements))]) {
   out.push(`| 5 | mapping install / remove (2 elements per batch, kernel-acked), p50 / p99, ${n(size)} elements per map | ${fmt(s)} (NftMaps.apply, netlink) | fresh \`nft -f\` process: ${fmt(f)}; persistent \`nft -i\`: ${fmt(i)} | add p50 ${faster(f?.addP50, s.addP50)} faster than nft -f, ${faster(i?.addP50, s.addP50)} than nft -i | p50 < 50 µs, p99 < 0.5 ms${ok(good)} |`)
 }
 
+// 6. 1 worker vs N workers (bench/workers.sh), the kernel helper of parts 2b/2 as the baseline
+{
+  const helperSip = of('sipthru_best').find(r => r.mode === 'helper')?.best
+  const helperCalls = best('percall', 'helper')
+  const sip = (w: number): number | undefined => of('workers_sipthru_best').find(r => r.workers === w)?.best
+  const calls = (w: number): number | undefined => of('workers_callrate_best').find(r => r.workers === w)?.best
+  const counts = [...new Set([...of('workers_sipthru_best'), ...of('workers_callrate_best')].map(r => r.workers as number))].sort((a, b) => a - b)
+  for (const w of counts) {
+    const scale = w === 1 ? '' : `; ${ratio(sip(w), sip(1))} of 1 worker`
+    const hops = (of('workers_sipthru_best').find(r => r.workers === w)?.handoff ?? []) as Array<{ sent: number, failed: number } | null>
+    const handed = hops.reduce((a, h) => a + (h?.sent ?? 0), 0)
+    out.push(`| 6 | SIP datagrams/s with 0 loss, one phone, sipalg with ${w} worker(s) | ${n(sip(w))}/s${w === 1 ? '' : ` (${n(handed)} packets handed between workers)`} | kernel SIP helper ${n(helperSip)}/s | ${ratio(sip(w), helperSip)} of helper${scale} | ≥ 1× helper${ok(sip(w) !== undefined && helperSip !== undefined ? (sip(w) as number) >= helperSip : null)} |`)
+    out.push(`| 6 | max calls/s with 0 failures, one SIP 5-tuple, sipalg with ${w} worker(s) | ${n(calls(w))} | kernel SIP helper ${n(helperCalls)} | ${ratio(calls(w), helperCalls)} of helper${w === 1 ? '' : `; ${ratio(calls(w), calls(1))} of 1 worker`} | ≥ 1× helper${ok(calls(w) !== undefined && helperCalls !== undefined ? (calls(w) as number) >= helperCalls : null)} |`)
+  }
+  for (const h of of('handoff')) {
+    out.push(`| 6 | the hop between two workers alone (${h.bytes}-byte packet to another process over a unix socket and back, no ALG) | p50 ≤ ${n(h.p50)} µs, p99 ≤ ${n(h.p99)} µs (mean ${n(h.mean)} µs) one at a time; ${n(h.batchedPerSec)} packets/s with 64 in flight | – | – | (the price of a packet read by a worker that does not own its phone) |`)
+  }
+}
+
 const notes = of('note')
 if (notes.length > 0) { out.push('', '**Notes**', ''); for (const x of notes) out.push(`- ${x.text}`) }
 out.push('', 'Raw step records: bench/results/latest.jsonl.')

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # sipalg's iptables rules (spec §2).
 #
-#   sipalg-rules.sh install   [--queue N] [--sip-ports 5060,5080] [--fail-closed] [--media-mark MARK/MASK]
+#   sipalg-rules.sh install   [--queue N] [--workers W] [--sip-ports 5060,5080] [--fail-closed] [--media-mark MARK/MASK]
 #                             [--first-packet-mark MARK/MASK] [--print]
 #   sipalg-rules.sh uninstall
 #   sipalg-rules.sh status    (prints sipalg's rules; exit 0 when installed, 1 when not)
@@ -20,6 +20,8 @@
 #                                     gateway, and the replies to its transparent legs, carry this fwmark:
 #                                     they are delivered locally, so an INPUT policy DROP must let them in;
 #                                     they never cross FORWARD, and the splice's own legs leave by OUTPUT)
+# --workers W (W > 1, `sipalg run --workers W`): every --queue-num N above is --queue-balance N:N+W-1, one
+# queue per worker; the kernel picks the queue by a hash of the addresses (docs/workers.md).
 # Every rule carries "-m comment --comment sipalg". --queue-bypass = fail-open: with nothing bound to the
 # queue SIP passes untouched; --fail-closed leaves it out, so SIP is dropped while sipalg is not running.
 # Installing again replaces the chain's content in one iptables-restore transaction (same options = the
@@ -50,14 +52,15 @@ fail() { echo "sipalg-rules.sh: iptables failed on $1: $2" >&2; exit 69; }
 [ $# -ge 1 ] || usage
 cmd=$1; shift
 
-queue=0 ports=5060 fail_closed=0 mark=0x5a100000/0xffff0000 fpmark=0x5a200000/0xffff0000 print=0 nft=0
+queue=0 workers=1 ports=5060 fail_closed=0 mark=0x5a100000/0xffff0000 fpmark=0x5a200000/0xffff0000 print=0 nft=0
 while [ $# -gt 0 ]; do
   case $1 in
-    --queue|--sip-ports|--media-mark|--first-packet-mark)
+    --queue|--workers|--sip-ports|--media-mark|--first-packet-mark)
       [ $# -ge 2 ] || bad "$1" "(missing)" "a value is required" "$1 VALUE"
-      case $1 in --queue) queue=$2 ;; --sip-ports) ports=$2 ;; --media-mark) mark=$2 ;; --first-packet-mark) fpmark=$2 ;; esac
+      case $1 in --queue) queue=$2 ;; --workers) workers=$2 ;; --sip-ports) ports=$2 ;; --media-mark) mark=$2 ;; --first-packet-mark) fpmark=$2 ;; esac
       shift 2 ;;
     --queue=*) queue=${1#*=}; shift ;;
+    --workers=*) workers=${1#*=}; shift ;;
     --sip-ports=*) ports=${1#*=}; shift ;;
     --media-mark=*) mark=${1#*=}; shift ;;
     --first-packet-mark=*) fpmark=${1#*=}; shift ;;
@@ -71,6 +74,14 @@ done
 
 # ---- validation
 [[ $queue =~ ^[0-9]{1,5}$ ]] && [ "$queue" -le 65535 ] || bad --queue "$queue" "a queue number 0-65535" "--queue 0"
+[[ $workers =~ ^[0-9]{1,2}$ ]] && [ "$workers" -ge 1 ] && [ "$workers" -le 64 ] && [ $((queue + workers - 1)) -le 65535 ] ||
+  bad --workers "$workers" "a number of workers 1-64 (queues from --queue on, up to 65535)" "--workers 2"
+# One queue, or one per worker: the iptables target's options and the nft statement's queue number(s).
+if [ "$workers" -gt 1 ]; then
+  ipt_queue="--queue-balance $queue:$((queue + workers - 1))" nft_queue="$queue-$((queue + workers - 1))"
+else
+  ipt_queue="--queue-num $queue" nft_queue=$queue
+fi
 IFS=, read -r -a port_list <<<"$ports"
 [ ${#port_list[@]} -gt 0 ] || bad --sip-ports "$ports" "a comma-separated list of UDP ports" "--sip-ports 5060,5080"
 for p in "${port_list[@]}"; do
@@ -95,10 +106,10 @@ rules_text() {
   local p bypass=" --queue-bypass"
   [ "$fail_closed" = 1 ] && bypass=""
   for p in "${port_list[@]}"; do
-    echo "-A $CHAIN -p udp -m udp --dport $p -m comment --comment $COMMENT -j NFQUEUE --queue-num $queue$bypass"
-    echo "-A $CHAIN -p udp -m udp --sport $p -m comment --comment $COMMENT -j NFQUEUE --queue-num $queue$bypass"
+    echo "-A $CHAIN -p udp -m udp --dport $p -m comment --comment $COMMENT -j NFQUEUE $ipt_queue$bypass"
+    echo "-A $CHAIN -p udp -m udp --sport $p -m comment --comment $COMMENT -j NFQUEUE $ipt_queue$bypass"
   done
-  echo "-A $CHAIN -p udp -m mark --mark $fpmark -m conntrack --ctstate NEW -m comment --comment $COMMENT -j NFQUEUE --queue-num $queue$bypass"
+  echo "-A $CHAIN -p udp -m mark --mark $fpmark -m conntrack --ctstate NEW -m comment --comment $COMMENT -j NFQUEUE $ipt_queue$bypass"
   echo "-A $CHAIN -m connmark --mark $mark -m comment --comment $COMMENT -j ACCEPT"
 }
 
@@ -113,9 +124,9 @@ nft_text() {
   echo "# sipalg: SIP over TCP, in your input chain (connections its splice takes are delivered locally)"
   echo "meta mark and ${TCP_MARK#*/} == ${TCP_MARK%/*} accept"
   echo "# or queue SIP here instead of \"sipalg rules install\" (kernels with nft_queue):"
-  echo "# udp dport $set queue num $queue$bypass"
-  echo "# udp sport $set queue num $queue$bypass"
-  echo "# meta mark and ${fpmark#*/} == ${fpmark%/*} ct state new queue num $queue$bypass"
+  echo "# udp dport $set queue num $nft_queue$bypass"
+  echo "# udp sport $set queue num $nft_queue$bypass"
+  echo "# meta mark and ${fpmark#*/} == ${fpmark%/*} ct state new queue num $nft_queue$bypass"
 }
 
 install() {
@@ -147,7 +158,7 @@ install() {
   if ! err=$("$IPT_RESTORE" -w --noflush <<<"$txt" 2>&1); then
     fail "install of chain $CHAIN" "$err"
   fi
-  echo "sipalg rules installed: chain $CHAIN (filter, first in FORWARD), queue $queue, SIP ports ${ports}," \
+  echo "sipalg rules installed: chain $CHAIN (filter, first in FORWARD), queue $nft_queue, SIP ports ${ports}," \
        "$([ "$fail_closed" = 1 ] && echo "fail-closed" || echo "fail-open (--queue-bypass)"), media ct mark $mark"
 }
 

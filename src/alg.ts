@@ -71,7 +71,9 @@ export class Alg {
   private readonly registrationPolicy: RegistrationPolicy = { graceMs: 0, inboundFromAny: false }
 
   constructor (private readonly cfg: Config, private readonly log: Logger, private readonly now: () => number = Date.now,
-    private readonly fixPacket?: (pkt: Buffer) => void) {
+    private readonly fixPacket?: (pkt: Buffer) => void,
+    /** Another worker's public signalling ports are never handed out here (src/workers/shard.ts). */
+    signallingPortUsable: (port: number) => boolean = () => true) {
     if (cfg.public === null) throw new Error('Alg needs a public address')
     this.publicIp = cfg.public
     this.isInside = insideOf(cfg)
@@ -82,7 +84,7 @@ export class Alg {
     // A far SDP address that is not a public IPv4 address (garbage, or an inside host) never becomes a pinhole source.
     this.callPolicy.farAddressUsable = ip => ipv4ToNumber(ip) !== null && !this.isInside(ip)
     this.applyPolicies(cfg)
-    this.signalling = new SignallingTable(this.maps, cfg.timeouts.signalling * 1000, p => this.ports.contains(p))
+    this.signalling = new SignallingTable(this.maps, cfg.timeouts.signalling * 1000, p => this.ports.contains(p) || !signallingPortUsable(p))
     this.calls = new CallTable(this.maps, this.ports, this.callPolicy, {
       onStart: call => { this.counters.inc('calls_started'); this.log.info({ callId: call.callId, phone: `${call.phone.ip}:${call.phone.port}`, direction: call.outgoing ? 'outbound' : 'inbound' }, 'call started') },
       onStreamDropped: (_call, s, far) => { this.forgetFlows(s, far) },

@@ -14,6 +14,8 @@ export interface Config {
   outsideIf: string | null
   insideIf: string | null
   queue: number
+  /** sipalg processes, one queue each from `queue` on (docs/workers.md): auto = one per core. */
+  workers: 'auto' | number
   sipPorts: number[]
   mediaPorts: string
   firewall: boolean
@@ -65,6 +67,7 @@ export const defaults: Config = {
   outsideIf: null,
   insideIf: null,
   queue: 0,
+  workers: 1,
   sipPorts: [5060],
   mediaPorts: '20000-29999',
   firewall: false,
@@ -174,10 +177,12 @@ export function validate (c: Config): Config {
   if (c.public !== null) c.public = checked('public', c.public, check.ipv4)
   c.inside = asList(c.inside).map(n => checked('inside', n, check.cidr))
   c.queue = checked('queue', c.queue, check.queue)
+  c.workers = checked('workers', c.workers, check.workers)
   c.metricsPort = int('metrics_port', c.metricsPort, 0, 65535, '9260')
   c.sipPorts = asList(c.sipPorts).map(p => checked('sip_ports', p, check.port))
-  checked('media_ports', c.mediaPorts, check.portRange)
+  const media = checked('media_ports', c.mediaPorts, check.portRange)
   c.mediaPorts = String(c.mediaPorts).trim()
+  if (typeof c.workers === 'number') checkWorkersFit(c.workers, media, c.queue)
   for (const k of ['firewall', 'failClosed', 'rewriteFromTo', 'rewriteIce', 'conntrackAccounting'] as const) {
     c[k] = checked(snake(k), c[k], check.boolean)
   }
@@ -199,6 +204,14 @@ export function validate (c: Config): Config {
   if (c.hepPassword !== null) c.hepPassword = String(c.hepPassword)
   validateTcp(c)
   return c
+}
+
+/** Each worker reads its own queue and hands out its own slice of the media range (src/workers/shard.ts). */
+export function checkWorkersFit (n: number, media: check.PortRange, queue: number): void {
+  if (n <= 1) return
+  if (queue + n - 1 > 65535) throw bad('workers', `needs queues ${queue}-${queue + n - 1}, past 65535`, 'queue: 0')
+  const pairs = Math.floor((media.hi - (media.lo + (media.lo % 2)) + 1) / 2)
+  if (pairs < 2 * n) throw bad('media_ports', `holds ${pairs} RTP/RTCP pairs, fewer than two for each of ${n} workers`, 'media_ports: 20000-29999')
 }
 
 function validateTcp (c: Config): void {

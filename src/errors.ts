@@ -81,6 +81,10 @@ export const catalogue = {
     `SIP/TCP connection ${d.phone} <-> ${d.far} broke SIP framing (${d.why}); both legs closed, the phone reconnects: if a device sends messages this large, raise tcp_limits (max_header_bytes, max_body_bytes)`),
   E317_TCP_REFUSED: entry(0, d =>
     `SIP/TCP connection from ${d.src} refused (${d.why}); if the host is legitimate, raise tcp_limits (connections, connections_per_host)`),
+  E318_WORKER_DIED_RESTARTING: entry(0, d =>
+    `worker ${d.worker} (queue ${d.queue}) exited (code ${d.exitCode}, signal ${d.signal}); restarting it in ${d.delayMs} ms, it takes over its calls from the kernel and its state file; if it keeps dying, check the log lines before this one and report the crash`),
+  E319_WORKERS_WITH_STATE_STORE: entry(78, d =>
+    `workers: ${d.workers} cannot share a state_store (a gateway pair replicates one process's state); set workers: 1 with state_store, or remove state_store`),
 } as const
 
 export type ErrorCode = keyof typeof catalogue

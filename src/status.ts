@@ -31,6 +31,40 @@ export interface StatusDoc {
   ha?: HaStatus
   /** Live SIP/TCP splice connections (src/tcp/splice.ts); absent with tcp: false. */
   tcpConnections?: ConnectionStatus[]
+  /** A worker's own document (workers: N > 1): which seat it is and its handoffs. */
+  worker?: WorkerSelfStatus
+  /** The supervisor's merged document: one entry per worker (docs/workers.md). */
+  workers?: WorkerStatus[]
+}
+
+/** Packets handed between workers (src/workers/handoff.ts). */
+export interface HandoffStatus {
+  /** read here, decided by their owner */
+  sent: number
+  /** of those, passed as they came (the owner did not answer in time, or was restarting) */
+  failed: number
+  /** read by another worker, decided here */
+  served: number
+  /** the round trip of one handed-off packet, seen by the reader (µs) */
+  rttUs: { packets: number, p50: number, p99: number, p999: number, max: number, mean: number }
+}
+
+export interface WorkerSelfStatus { index: number, count: number, pid: number, handoff: HandoffStatus | null }
+
+/** One worker as the supervisor reports it. */
+export interface WorkerStatus {
+  index: number
+  queue: number
+  /** null while it is being restarted */
+  pid: number | null
+  up: boolean
+  restarts: number
+  calls: number
+  registrations: number
+  /** packets it read from its queue */
+  packets: number
+  handoff: HandoffStatus | null
+  lastExit: { at: string, code: number | null, signal: string | null } | null
 }
 
 export interface HaStatus {

@@ -42,6 +42,12 @@ export function portList (text: string): Checked<number[]> {
 
 export const queue = (text: string): Checked<number> => integer(text, 0, 65535, '0', 'not an NFQUEUE number 0-65535')
 
+/** `workers`: auto (one per core) or how many sipalg processes share the gateway (docs/workers.md). */
+export function workers (text: string): Checked<'auto' | number> {
+  const t = text.trim()
+  return t === 'auto' ? good('auto') : integer(t, 1, 64, 'auto', 'not auto or a number of workers from 1 to 64')
+}
+
 export interface PortRange { lo: number, hi: number }
 
 /**

@@ -38,6 +38,7 @@ export const KINDS = {
   ports: { placeholder: 'PORT[,PORT]', parse: check.portList },
   range: { placeholder: 'LO-HI', parse: (t: string) => { const r = check.portRange(t); return r.ok ? { ok: true, value: t.trim() } : r } },
   queue: { placeholder: 'N', parse: check.queue },
+  workers: { placeholder: 'auto|N', parse: check.workers },
   portOrOff: { placeholder: 'PORT', parse: (t: string) => check.integer(t, 0, 65535, '9260') },
   table: { placeholder: 'NAME', parse: check.identifier },
   mark: { placeholder: 'MARK[/MASK]', parse: check.markMask },

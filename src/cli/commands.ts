@@ -35,6 +35,7 @@ const socketFlags: readonly FlagDef[] = [
 const publicFlag = (help: string): FlagDef => ({ name: 'public', kind: 'ipv4', help })
 const insideFlag: FlagDef = { name: 'inside', kind: 'cidr', repeatable: true, default: PRIVATE_NETWORKS.join(','), help: 'the networks behind the NAT (repeat it, or separate with commas)' }
 const mediaPortsFlag: FlagDef = { name: 'media-ports', kind: 'range', default: defaults.mediaPorts, help: 'public RTP/RTCP ports, within 1024-65535, at least two pairs' }
+const workersFlag: FlagDef = { name: 'workers', kind: 'workers', default: String(defaults.workers), help: '' }
 const sipPortsFlag: FlagDef = { name: 'sip-ports', kind: 'ports', default: defaults.sipPorts.join(','), help: 'UDP ports carrying SIP' }
 
 /** `run` and `doctor` (which checks what `run` would do with the same flags). */
@@ -44,6 +45,7 @@ const RUN_FLAGS: readonly FlagDef[] = [
   { name: 'outside-if', kind: 'iface', help: 'outside interface: scopes the NAT chains, gives the public address' },
   { name: 'inside-if', kind: 'iface', help: 'inside interface' },
   { name: 'queue', kind: 'queue', default: String(defaults.queue), help: 'NFQUEUE number (as in rules install --queue)' },
+  { ...workersFlag, help: 'sipalg processes, one NFQUEUE each from --queue on: auto = one per core (as in rules install --workers; docs/workers.md)' },
   { ...sipPortsFlag, help: 'UDP ports carrying SIP (as in rules install --sip-ports)' },
   mediaPortsFlag,
   { name: 'firewall', kind: 'boolean', default: String(defaults.firewall), help: 'inbound media only from the far end\'s SDP address' },
@@ -88,6 +90,7 @@ const OWN_FLAGS: readonly CommandDef[] = [
     positionals: [1, 1],
     flags: [
       { name: 'queue', kind: 'queue', default: String(defaults.queue), help: 'NFQUEUE number (as in run --queue)' },
+      { ...workersFlag, help: 'spread SIP over this many queues from --queue on (--queue-balance), auto = one per core (as in run --workers)' },
       { ...sipPortsFlag, help: 'UDP ports carrying SIP (as in run --sip-ports)' },
       { name: 'fail-closed', kind: 'boolean', help: 'drop SIP while sipalg is not running (default: pass it untouched)' },
       { name: 'media-mark', kind: 'mark', default: '0x5a100000/0xffff0000', help: 'ct mark of the flows sipalg translated (accepted in FORWARD)' },

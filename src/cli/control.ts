@@ -74,7 +74,7 @@ function streamClient (conn: Socket, maxBuffered: number): StreamClient {
   }
 }
 
-export function serveControl (path: string, handlers: Record<string, () => unknown>,
+export function serveControl (path: string, handlers: Record<string, () => unknown | Promise<unknown>>,
   streams: Record<string, StreamHandler> = {}, maxBuffered = MAX_BUFFERED): ControlServer {
   mkdirSync(dirname(path), { recursive: true })
   rmSync(path, { force: true })
@@ -99,7 +99,10 @@ export function serveControl (path: string, handlers: Record<string, () => unkno
         return
       }
       const handler = handlers[name]
-      conn.end(JSON.stringify(handler === undefined ? { error: 'unknown command' } : handler()) + '\n')
+      // A handler may answer later (the supervisor asks its workers first, src/workers/supervisor.ts).
+      void Promise.resolve(handler === undefined ? { error: 'unknown command' } : handler())
+        .then(doc => doc, (e: unknown) => ({ error: String(e) }))
+        .then(doc => { if (!conn.destroyed) conn.end(JSON.stringify(doc) + '\n') })
     })
     conn.on('error', () => conn.destroy())
   })

@@ -4,6 +4,7 @@
 // package root, which does the work (and is usable on its own, e.g. from a systemd unit).
 
 import { spawn } from 'node:child_process'
+import { resolveWorkers } from '../workers/worker.js'
 import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -51,6 +52,7 @@ export function rulesArgs (argv: string[]): string[] {
   }
   const out: string[] = [action]
   if (typeof flags.queue === 'number') out.push('--queue', String(flags.queue))
+  if (flags.workers !== undefined) out.push('--workers', String(resolveWorkers(flags.workers as 'auto' | number)))
   if (Array.isArray(flags['sip-ports'])) out.push('--sip-ports', flags['sip-ports'].join(','))
   if (typeof flags['media-mark'] === 'string') out.push('--media-mark', flags['media-mark'])
   if (typeof flags['first-packet-mark'] === 'string') out.push('--first-packet-mark', flags['first-packet-mark'])

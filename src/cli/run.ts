@@ -26,9 +26,11 @@ import { LatencyHistogram } from '../histogram.js'
 import { flagsToConfig } from './args.js'
 import { command, parseCommand } from './commands.js'
 import { defaultSocketPath, defaultStatePath, serveControl, traceStream } from './control.js'
-import { serveMetrics } from '../metrics.js'
+import { metricsSnapshot, serveMetrics, type MetricsSource } from '../metrics.js'
 import { startHep } from '../hep/start.js'
 import { startTcp, type TcpService } from '../tcp/daemon.js'
+import { resolveWorkers, workerConfig, workerFromEnv, WorkerShard } from '../workers/worker.js'
+import { runSupervisor } from '../workers/supervisor.js'
 
 export function runConfig (argv: string[]): { cfg: Config, pretty: boolean } {
   const args = parseCommand('run', argv)
@@ -71,9 +73,9 @@ function kernelElements (nft: NftMaps): KernelElement[] {
     e.data === null ? [] : [{ map, key: decodeKey(e.key), data: decodeKey(e.data), remainingMs: e.expiresMs ?? 60_000 }]))
 }
 
-/** Takes over the elements a previous sipalg left in the table (they keep calls alive). */
-function adopt (alg: Alg, nft: NftMaps, log: Logger): void {
-  const n = alg.adopt(kernelElements(nft))
+/** Takes over the elements a previous sipalg left in the table (they keep calls alive); a worker only its own phones'. */
+function adopt (alg: Alg, nft: NftMaps, log: Logger, owns: (e: KernelElement) => boolean = () => true): void {
+  const n = alg.adopt(kernelElements(nft).filter(owns))
   if (n > 0) log.info({ elements: n }, 'adopted kernel mappings left by a previous sipalg; they expire unless a call refreshes them')
 }
 
@@ -110,8 +112,14 @@ function enableAccounting (log: Logger): void {
 }
 
 export async function runDaemon (argv: string[]): Promise<number> {
-  const { cfg, pretty } = runConfig(argv)
+  const { cfg: gateway, pretty } = runConfig(argv)
   if (process.getuid?.() !== 0) throw new SipalgError('E200_NOT_ROOT', { what: 'sipalg run' })
+  // workers: N > 1 — this process supervises N workers, each this same command as one seat (docs/workers.md).
+  const seat = workerFromEnv()
+  if (seat === null && resolveWorkers(gateway.workers) > 1) return await runSupervisor(argv, gateway, pretty)
+  const seatConfig = (c: Config): Config => seat === null ? c : workerConfig(c, seat.index, seat.count)
+  const cfg = seatConfig(gateway)
+  const shard = seat === null ? null : new WorkerShard(seat.index, seat.count, gateway)
   const log = createLogger(cfg.logLevel, pretty)
   const publicIp = cfg.public as string
   // Every port and path is checked before the table exists and the queue is bound (src/cli/preflight.ts).
@@ -122,13 +130,13 @@ export async function runDaemon (argv: string[]): Promise<number> {
     readyFile: cfg.readyFile,
     stateFile: cfg.stateFile ?? defaultStatePath(cfg.table, cfg.queue)
   }, log)
-  const tableSpec = { table: cfg.table, publicIp, outsideIf: cfg.outsideIf, mark: DEFAULT_MARK, mediaPorts: parsePortRange(cfg.mediaPorts), tcp: cfg.tcp }
+  const tableSpec = { table: cfg.table, publicIp, outsideIf: cfg.outsideIf, mark: DEFAULT_MARK, mediaPorts: parsePortRange(gateway.mediaPorts), tcp: cfg.tcp }
   createTable(tableSpec)
   if (cfg.conntrackAccounting) enableAccounting(log)
   const nft = NftMaps.open(cfg.table)
   const kernel = kernelMaps(nft)
   const DEFER_MS = 10
-  const newAlg = (): Alg => new Alg(cfg, log, Date.now, b => { fixIpv4Udp(b) })
+  const newAlg = (): Alg => new Alg(cfg, log, Date.now, b => { fixIpv4Udp(b) }, shard?.signallingPort)
   let alg = newAlg()
   const hep = startHep(cfg, () => alg, log)
   // The state file, or the store a gateway pair shares (docs/ha.md); the role says whether this
@@ -138,7 +146,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
     takeOver: stored => {
       alg = succeed(alg, newAlg())
       hep?.attach(alg)
-      adopt(alg, nft, log)
+      adopt(alg, nft, log, shard?.ownsElement)
       if (stored === null) return { calls: 0, registrations: 0 }
       const taken = alg.restore(stored.state)
       log.info({ ...taken, savedSecondsAgo: Math.round((Date.now() - stored.state.savedAt) / 1000) }, 'took over the calls and registrations of the previous sipalg')
@@ -218,7 +226,17 @@ export async function runDaemon (argv: string[]): Promise<number> {
     cleanupScheduled = true
     setTimeout(afterVerdicts, DEFER_MS)
   }
-  queue.onPackets(batch => {
+  // A worker answers other workers' handoffs like a batch of its own (one commit before the answers).
+  shard?.start(queue, packets => {
+    const verdicts = packets.map(p => alg.process(p))
+    commit(true)
+    scheduleCleanup()
+    schedulePersist()
+    return verdicts
+  })
+  queue.onPackets(read => {
+    // Packets of phones another worker owns are handed to it; their verdicts follow its answers.
+    const batch = shard === null ? read : shard.keepOwn(read)
     if (!roles.processes) {
       for (const p of batch) queue.verdict(p.id, 'accept')
       queue.flush()
@@ -239,41 +257,47 @@ export async function runDaemon (argv: string[]): Promise<number> {
   })
 
   // SIP over TCP: a spliced message is written once the changes it relies on are in (as a verdict).
-  tcp = cfg.tcp ? await startTcp(cfg, () => alg, log, () => { commit(true); scheduleCleanup() }) : null
+  tcp = cfg.tcp && (shard?.runsTcp ?? true) ? await startTcp(cfg, () => alg, log, () => { commit(true); scheduleCleanup() }) : null
   const timer = setInterval(() => { alg.tick(); commit(false); scheduleCleanup(); persist() }, 1000)
   const startedAt = Date.now()
   const socketPath = cfg.controlSocket ?? defaultSocketPath(cfg.table, cfg.queue)
+  const metricsSource: MetricsSource = {
+    counters: () => alg.counters.snapshot(),
+    gauges: () => {
+      const st = alg.status()
+      const q = queue.stats()
+      return {
+        active_calls: st.calls.length,
+        registrations: st.registrations.length,
+        ...Object.fromEntries(Object.entries(st.mappings).map(([k, v]) => [`mappings_${k}`, v])),
+        queue_enobufs: q.enobufs,
+        queue_fail_open_bypasses_inferred: q.failOpenBypassesInferred,
+        ...(tcp === null ? {} : { tcp_connections_open: tcp.connections().length })
+      }
+    },
+    latency
+  }
   const control = serveControl(socketPath, {
-    status: () => withTraffic({ ...alg.status(), uptimeSeconds: Math.round((Date.now() - startedAt) / 1000), latencyUs: latency.summary(), queue: queue.stats(), ruleset: watch.status(), ha: roles.status(), tcpConnections: tcp?.connections() })
+    status: () => withTraffic({ ...alg.status(), uptimeSeconds: Math.round((Date.now() - startedAt) / 1000), latencyUs: latency.summary(), queue: queue.stats(), ruleset: watch.status(), ha: roles.status(), tcpConnections: tcp?.connections(), worker: shard?.stats() }),
+    // A worker's metrics, summed by the supervisor (src/workers/supervisor.ts).
+    metrics: () => metricsSnapshot(metricsSource)
   }, {
     trace: traceStream(publicIp, listener => { alg.onMessage = listener })
   })
-  const metrics = cfg.metricsPort === 0
-    ? null
-    : serveMetrics(cfg.metricsPort, {
-      counters: () => alg.counters.snapshot(),
-      gauges: () => {
-        const st = alg.status()
-        const q = queue.stats()
-        return {
-          active_calls: st.calls.length,
-          registrations: st.registrations.length,
-          ...Object.fromEntries(Object.entries(st.mappings).map(([k, v]) => [`mappings_${k}`, v])),
-          queue_enobufs: q.enobufs,
-          queue_fail_open_bypasses_inferred: q.failOpenBypassesInferred,
-          ...(tcp === null ? {} : { tcp_connections_open: tcp.connections().length })
-        }
-      },
-      latency
-    })
-  log.info({ queue: cfg.queue, public: publicIp, inside: cfg.inside, table: cfg.table, mediaPorts: cfg.mediaPorts }, 'sipalg running')
+  const metrics = cfg.metricsPort === 0 ? null : serveMetrics(cfg.metricsPort, metricsSource)
+  log.info({ queue: cfg.queue, ...(shard === null ? {} : { worker: `${shard.index}/${shard.count}` }), public: publicIp, inside: cfg.inside, table: cfg.table, mediaPorts: cfg.mediaPorts }, 'sipalg running')
   if (cfg.readyFile !== null) writeFileSync(cfg.readyFile, `${process.pid}\n`)
+  shard?.ready()
 
   return await new Promise<number>(resolve => {
+    let stopping = false
     const stop = (sig: string): void => {
+      if (stopping) return // a worker hears both its supervisor's SIGTERM and the disconnect
+      stopping = true
       clearInterval(timer)
       watch.stop()
       tcp?.stop()
+      shard?.close()
       commit(false)
       persist()
       // Kernel mappings stay: calls in progress keep their audio; the rules fail open.
@@ -290,7 +314,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
     // SIGHUP: re-read the config; what can change live does, for calls in progress too.
     process.on('SIGHUP', () => {
       try {
-        const next = runConfig(argv).cfg
+        const next = seatConfig(runConfig(argv).cfg)
         const needRestart = alg.reconfigure(next)
         log.info({ needRestart }, needRestart.length === 0 ? 'config reloaded' : 'config reloaded; some changes need a restart')
       } catch (e) {
@@ -298,6 +322,8 @@ export async function runDaemon (argv: string[]): Promise<number> {
         else logCoded(log, 'error', 'E306_RELOAD_FAILED', { why: String(e) })
       }
     })
+    // A worker whose supervisor is gone (killed) stops too: nobody would restart or report it.
+    if (shard !== null) process.once('disconnect', () => stop('supervisor gone'))
     process.once('SIGTERM', () => stop('SIGTERM'))
     process.once('SIGINT', () => stop('SIGINT'))
   })
