@@ -81,6 +81,8 @@ export const catalogue = {
     `SIP/TCP connection ${d.phone} <-> ${d.far} broke SIP framing (${d.why}); both legs closed, the phone reconnects: if a device sends messages this large, raise tcp_limits (max_header_bytes, max_body_bytes)`),
   E317_TCP_REFUSED: entry(0, d =>
     `SIP/TCP connection from ${d.src} refused (${d.why}); if the host is legitimate, raise tcp_limits (connections, connections_per_host)`),
+  E318_TCP_LISTEN_PORT_IN_USE: entry(78, d =>
+    `tcp_listen_port ${d.port} cannot be bound (${d.why}); SIP over TCP is diverted to that port: stop what listens there (ss -ltnp 'sport = :${d.port}'), set tcp_listen_port: to a free port, or tcp: false to leave SIP over TCP unspliced`),
 } as const
 
 export type ErrorCode = keyof typeof catalogue

@@ -119,6 +119,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
   await preflight({
     queue: cfg.queue,
     metricsPort: cfg.metricsPort,
+    tcpListenPort: cfg.tcp ? cfg.tcpListenPort : null,
     controlSocket: cfg.controlSocket ?? defaultSocketPath(cfg.table, cfg.queue),
     readyFile: cfg.readyFile,
     stateFile: cfg.stateFile ?? defaultStatePath(cfg.table, cfg.queue)
