@@ -95,18 +95,17 @@ Contact: <sip:alice@${PUB}:5060;transport=tcp>;expires=600
 Content-Length: 0
 
 `)
-  const registrar = lab.spawn('b', 'node', [PEER, 'server', B, '5060', '1500', b64(granted)])
-  const registrarDone = new Promise(resolve => registrar.once('exit', resolve))
+  const registrar = lab.spawn('b', 'node', [PEER, 'server', B, '5060', '20000', b64(granted)])
   await waitUdpListening(lab, 'b', B, 5060, 'tcp')
   await lab.sh('a', 'node', [PEER, 'client', B, '5060', A, '5071', '100', b64(register)])
-  await registrarDone
   await until('the registration', async () => ((await alg.status()).registrations as Array<{ phone: string }>).some(r => r.phone === `${A}:5060`))
+  await lab.stop(registrar)
 
   await t.test('the malformed corpus, one connection per item, both ways', async t => {
-    const outItems = [...corpus(0xc3, 250), ...tortures()]
-    const inItems = [...corpus(0xe5, 250), ...tortures()]
-    const atB = await server('b', B, file('b-replies.json', corpus(0xd4, 250)))
-    const atA = await server('a', A, file('a-replies.json', corpus(0xf6, 250)))
+    const outItems = [...corpus(0xc3, 160), ...tortures()]
+    const inItems = [...corpus(0xe5, 160), ...tortures()]
+    const atB = await server('b', B, file('b-replies.json', corpus(0xd4, 160)))
+    const atA = await server('a', A, file('a-replies.json', corpus(0xf6, 160)))
     const [o, i] = await Promise.all([
       peer('a', ['send', B, '5060', A, file('out.json', outItems), '16']),
       peer('b', ['send', PUB, '5060', B, file('in.json', inItems), '16'])
@@ -157,7 +156,7 @@ Content-Length: 0
     a2.child.stdin?.end()
     await until('the clients closed their connections', () => a.out().length > 1 && a2.out().length > 1)
     await until('every spliced connection gone', async () => (await live()) === 0)
-    t.equal(Number((await atB.stop()).connections), LIMITS.connections, 'B saw only the spliced ones')
+    t.equal(Number((await atB.stop()).connections), 0, 'connections that never said anything opened nothing at B')
   })
 
   await t.test('a declared Content-Length of 10 MB and endless headers, both ways', async t => {
@@ -176,14 +175,12 @@ Content-Length: 0
     const c = await counters()
     t.equal((c.tcp_framing_errors ?? 0) - (before.tcp_framing_errors ?? 0), 4, 'four framing errors')
     rss.big = rssKb(pid)
-    t.equal((await atB.stop()).bytes, 0, 'nothing of it reached B')
+    t.same(await atB.stop(), { connections: 0, bytes: 0, head: '' }, 'nothing of it reached B, not even a connection')
     t.equal((await atA.stop()).bytes, 0, 'nothing of it reached A')
   })
 
   await t.test('sipalg still serves a normal message', async t => {
-    const atB = lab.spawn('b', 'node', [PEER, 'server', B, '5060', '1500'])
-    const got = lines(atB)
-    await waitUdpListening(lab, 'b', B, 5060, 'tcp')
+    const atB = await server('b', B)
     const options = crlf(`OPTIONS sip:bob@${B} SIP/2.0
 Via: SIP/2.0/TCP ${A}:5072;branch=z9hG4bK-after
 Max-Forwards: 70
@@ -195,9 +192,9 @@ Contact: <sip:alice@${A}:5072;transport=tcp>
 Content-Length: 0
 
 `)
-    await lab.sh('a', 'node', [PEER, 'client', B, '5060', A, '5072', '100', b64(options)])
-    await until('B reports', () => got().length > 0)
-    t.match(String(got()[0].got), /^Via: SIP\/2\.0\/TCP 203\.0\.113\.1:\d+;branch=z9hG4bK-after/m, 'rewritten as ever')
+    const sent = await peer('a', ['send', B, '5060', A, file('after.json', [Buffer.from(options, 'latin1')]), '1'])
+    t.equal(sent.closed, 1, 'closed normally')
+    t.match(String((await atB.stop()).head), /^Via: SIP\/2\.0\/TCP 203\.0\.113\.1:\d+;branch=z9hG4bK-after/m, 'rewritten as ever')
     t.equal(alg.child.exitCode, null, 'sipalg still running')
   })
 
