@@ -159,7 +159,8 @@ class Connection {
     if (fromPhone && this.farSock === null && !this.dial(chunks)) return
     const to = fromPhone ? this.farSock : this.phoneSock
     if (to === null || to.destroyed || !to.writable) return
-    for (const c of chunks) to.write(c)
+    // One write per read, not per message: a socket write is a syscall (pipelined messages come many to a read).
+    to.write(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks))
   }
 
   /**
