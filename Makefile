@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 APT_PACKAGES := iptables nftables conntrack iproute2 libnetfilter-queue-dev libnftnl-dev libmnl-dev \
                 sip-tester tcpdump sipvicious curl sngrep dpkg-dev lintian mandoc groff-base man-db \
-                redis-server keepalived conntrackd
+                redis-server keepalived conntrackd kamailio baresip-core
 NATIVE := native/build/Release/sipalg_native.node
 SIPALG := node dist/src/cli/main.js
 

@@ -111,6 +111,29 @@ for (const size of [...new Set(of('nftmaps').map(r => r.elements))]) {
   }
 }
 
+// 7. SIP over TCP: the splice next to plain NAT forwarding of the same connection's traffic
+{
+  const tcp = of('tcp').filter(r => typeof r.result?.answered === 'number' && r.result.answered === r.result.requests)
+  const median = (xs: number[]): number | undefined => xs.length === 0 ? undefined : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+  const med = (path: string, kind: string, key: string): number | undefined => median(tcp.filter(r => r.path === path && r.kind === kind).map(r => r.result[key] as number))
+  const all = (path: string, kind: string, key: string): string => tcp.filter(r => r.path === path && r.kind === kind).map(r => n(r.result[key])).join(', ')
+  const sp = med('splice', 'pipeline', 'rate'); const pp = med('plain', 'pipeline', 'rate'); const bp = med('beside', 'pipeline', 'rate')
+  if (sp !== undefined || pp !== undefined) {
+    const runs = tcp.filter(r => r.path === 'splice' && r.kind === 'pipeline')
+    const cpuUs = median(runs.map(r => r.daemonCpuMs * 1000 / r.result.answered))
+    const first = tcp.find(r => r.kind === 'pipeline')
+    const atB = of('tcp_server').find(r => r.port === 5060)
+    const spliced = tcp.filter(r => r.path === 'splice').reduce((sum, r) => sum + (r.result.answered as number), 0)
+    out.push(`| 7 | SIP/TCP request + response pairs/s on one connection, pipelined (≤ ${first?.window ?? '?'} unanswered ${first?.result.bytes ?? '?'}-byte MESSAGEs, each answered by a 200 OK), median of rounds | ${n(sp)}/s through the splice (rounds: ${all('splice', 'pipeline', 'rate')}; daemon CPU ${n(cpuUs, 1)} µs per pair${atB === undefined ? '' : `; Via named the public address in ${n(atB.rewritten)} of the ${n(spliced)} requests sent through the splice`}) | plain NAT ${n(pp)}/s (${all('plain', 'pipeline', 'rate')}); port 5070 beside the running splice ${n(bp)}/s (${all('beside', 'pipeline', 'rate')}) | ${ratio(sp, pp)} of plain | – |`)
+  }
+  const s50 = med('splice', 'rtt', 'p50'); const p50 = med('plain', 'rtt', 'p50'); const s99 = med('splice', 'rtt', 'p99'); const p99 = med('plain', 'rtt', 'p99')
+  if (s50 !== undefined || p50 !== undefined) {
+    const added = s50 !== undefined && p50 !== undefined ? s50 - p50 : undefined
+    const added99 = s99 !== undefined && p99 !== undefined ? s99 - p99 : undefined
+    out.push(`| 7 | SIP/TCP round trip on an open connection (one MESSAGE → 200 OK at a time), p50 / p99, median of rounds | ${n(s50)} / ${n(s99)} µs through the splice: added p50 +${n(added)} µs, p99 +${n(added99)} µs | plain NAT ${n(p50)} / ${n(p99)} µs; port 5070 beside the splice ${n(med('beside', 'rtt', 'p50'))} / ${n(med('beside', 'rtt', 'p99'))} µs | p50 ${ratio(s50, p50)}, p99 ${ratio(s99, p99)} of plain | – |`)
+  }
+}
+
 const notes = of('note')
 if (notes.length > 0) { out.push('', '**Notes**', ''); for (const x of notes) out.push(`- ${x.text}`) }
 out.push('', 'Raw step records: bench/results/latest.jsonl.')

@@ -2,14 +2,14 @@
 # sipalg benchmarks (issue 6, spec §7): every figure next to baselines measured in the same invocation.
 # Prints one table and writes it to bench/results/latest.md. Needs root (network namespaces), sipp, nft,
 # iptables, conntrack, tcpdump, cc. All netfilter changes happen in namespaces sipalg-<runid>-*, removed
-# on exit. Parts: PARTS="rewrite sipthru callrate latency media nftmaps workers" (default all).
+# on exit. Parts: PARTS="rewrite sipthru callrate latency media nftmaps workers tcp" (default all).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export RUNID=${RUNID:-bench$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 export WORK; WORK=$(mktemp -d /tmp/sipalg-bench.XXXXXX)
 RES=$WORK/results.jsonl; : >"$RES"
-PARTS=${PARTS:-"rewrite sipthru callrate latency media nftmaps workers"}
+PARTS=${PARTS:-"rewrite sipthru callrate latency media nftmaps workers tcp"}
 START=$(date +%s)
 . bench/lib.sh
 . bench/callrate.sh
@@ -17,6 +17,7 @@ START=$(date +%s)
 . bench/latency.sh
 . bench/media.sh
 . bench/workers.sh
+. bench/tcp.sh
 
 cleanup() {
   trap - EXIT INT TERM
@@ -53,7 +54,7 @@ if has rewrite; then
   timeout 60 node dist/bench/alg.js --json >>"$RES" || log "alg bench failed"
 fi
 
-if has sipthru || has callrate || has latency || has media || has workers; then
+if has sipthru || has callrate || has latency || has media || has workers || has tcp; then
   bash test/lab/lab.sh up "$RUNID" >/dev/null || { echo "lab up failed" >&2; exit 1; }
 fi
 if has sipthru; then
@@ -78,6 +79,7 @@ if has latency; then
 fi
 if has media; then media_run; fi
 if has workers; then workers_run; fi
+if has tcp; then tcp_run; fi
 gw_reset 2>/dev/null || true
 if has nftmaps; then
   log "part 5: mapping install/remove latency"

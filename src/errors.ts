@@ -85,6 +85,8 @@ export const catalogue = {
     `worker ${d.worker} (queue ${d.queue}) exited (code ${d.exitCode}, signal ${d.signal}); restarting it in ${d.delayMs} ms, it takes over its calls from the kernel and its state file; if it keeps dying, check the log lines before this one and report the crash`),
   E319_WORKERS_WITH_STATE_STORE: entry(78, d =>
     `workers: ${d.workers} cannot share a state_store (a gateway pair replicates one process's state); set workers: 1 with state_store, or remove state_store`),
+  E320_TCP_LISTEN_PORT_IN_USE: entry(78, d =>
+    `tcp_listen_port ${d.port} cannot be bound (${d.why}); SIP over TCP is diverted to that port: stop what listens there (ss -ltnp 'sport = :${d.port}'), set tcp_listen_port: to a free port, or tcp: false to leave SIP over TCP unspliced`),
 } as const
 
 export type ErrorCode = keyof typeof catalogue

@@ -15,6 +15,8 @@ export interface PreflightPaths {
   /** The nfqueue: bound for a moment (as `sipalg doctor` does) so a busy one fails before the table exists. */
   queue: number
   metricsPort: number
+  /** The transparent listener's port (src/tcp/daemon.ts); null with tcp: false. */
+  tcpListenPort: number | null
   controlSocket: string
   readyFile: string | null
   stateFile: string
@@ -22,12 +24,12 @@ export interface PreflightPaths {
 
 const why = (e: unknown): string => (e as NodeJS.ErrnoException).code ?? (e as Error).message
 
-/** Binds the metrics port for a moment on the address serveMetrics (src/metrics.ts) uses. */
-async function checkPort (key: string, port: number): Promise<void> {
+/** Binds a port for a moment on the address its listener uses; `taken` is the error when that fails. */
+async function checkPort (port: number, host: string, taken: (why: string) => SipalgError): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const s = createServer()
-    s.once('error', e => { reject(new SipalgError('E107_PORT_IN_USE', { key, port, why: why(e) })) })
-    s.listen(port, '127.0.0.1', () => { s.close(() => { resolve() }) })
+    s.once('error', e => { reject(taken(why(e))) })
+    s.listen(port, host, () => { s.close(() => { resolve() }) })
   })
 }
 
@@ -88,7 +90,10 @@ function checkStateFile (path: string, log: Logger): void {
 /** Throws the first failure as a SipalgError; logs (E302) and recovers from a corrupt state file. */
 export async function preflight (p: PreflightPaths, log: Logger): Promise<void> {
   PacketQueue.open({ queue: p.queue, maxLen: 64 }).close()
-  if (p.metricsPort !== 0) await checkPort('metrics_port', p.metricsPort)
+  if (p.metricsPort !== 0) await checkPort(p.metricsPort, '127.0.0.1', w => new SipalgError('E107_PORT_IN_USE', { key: 'metrics_port', port: p.metricsPort, why: w }))
+  // The transparent listener binds the wildcard address (src/netfilter/transparent.ts): so does the check.
+  const tcpPort = p.tcpListenPort
+  if (tcpPort !== null) await checkPort(tcpPort, '0.0.0.0', w => new SipalgError('E320_TCP_LISTEN_PORT_IN_USE', { port: tcpPort, why: w }))
   await checkSocketFree(p.controlSocket)
   checkWritable('control_socket', p.controlSocket)
   if (p.readyFile !== null) checkWritable('ready_file', p.readyFile)

@@ -126,6 +126,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
   await preflight({
     queue: cfg.queue,
     metricsPort: cfg.metricsPort,
+    tcpListenPort: cfg.tcp && (shard?.runsTcp ?? true) ? cfg.tcpListenPort : null,
     controlSocket: cfg.controlSocket ?? defaultSocketPath(cfg.table, cfg.queue),
     readyFile: cfg.readyFile,
     stateFile: cfg.stateFile ?? defaultStatePath(cfg.table, cfg.queue)
@@ -258,6 +259,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
 
   // SIP over TCP: a spliced message is written once the changes it relies on are in (as a verdict).
   tcp = cfg.tcp && (shard?.runsTcp ?? true) ? await startTcp(cfg, () => alg, log, () => { commit(true); scheduleCleanup() }) : null
+  if (tcp !== null) watch.expectAlso(tcp.divertScript)
   const timer = setInterval(() => { alg.tick(); commit(false); scheduleCleanup(); persist() }, 1000)
   const startedAt = Date.now()
   const socketPath = cfg.controlSocket ?? defaultSocketPath(cfg.table, cfg.queue)

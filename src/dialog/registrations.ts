@@ -43,6 +43,22 @@ export function grantedExpiry (msg: SipFacts, publicIp: string, publicPort: numb
   return null
 }
 
+/**
+ * A phone registering over TCP sends from an ephemeral port but names its listening port in the
+ * Contact (`;transport=tcp`): that is where a registrar opening a new connection must reach it, so
+ * the registration (and its DNAT) is for the Contact, whose public port the rewrite has just mapped.
+ * Null when the Contact is the sending port itself, or not the phone's.
+ */
+function tcpListeningContact (m: Tracked): Endpoint | null {
+  for (const c of m.msg.contacts ?? []) {
+    if (!/;transport=tcp\b/i.test(c.uri)) continue
+    const hp = locateUriHost(c.uri, 0, c.uri.length)
+    const port = hp?.port ?? 5060
+    if (hp?.host === m.phone.ip && port !== m.phone.port) return { ip: hp.host, port }
+  }
+  return null
+}
+
 const transaction = (msg: SipFacts): string | undefined =>
   msg.callId === undefined || msg.cseq === undefined ? undefined : `${msg.callId}|${msg.cseq.seq}`
 
@@ -72,7 +88,10 @@ export class RegistrationTable {
   requested (m: Tracked): void {
     const tx = transaction(m.msg)
     if (tx === undefined) return
-    this.pending.set(tx, { phone: m.phone, publicPort: m.phonePublicPort, registrar: m.farIp, aor: m.msg.to?.uri ?? '', at: this.now() })
+    const listening = tcpListeningContact(m)
+    const mapped = listening === null ? undefined : this.maps.get('src_nat', listening)?.data.port
+    const [phone, publicPort] = listening !== null && mapped !== undefined ? [listening, mapped] : [m.phone, m.phonePublicPort]
+    this.pending.set(tx, { phone, publicPort, registrar: m.farIp, aor: m.msg.to?.uri ?? '', at: this.now() })
   }
 
   /** The registrar's answer: a final one puts the registration it grants in force, or ends it. */

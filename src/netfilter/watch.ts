@@ -129,6 +129,15 @@ export class RulesetWatch {
     this.queueLines = lines.some(l => l.includes(`--queue-num ${this.d.queue} `) || l.endsWith(`--queue-num ${this.d.queue}`)) ? lines : null
   }
 
+  /**
+   * Rules added to the table after it was created (SIP over TCP's divert chain, src/netfilter/tproxy.ts
+   * divertScript), checked from now on like the table's own: that chain deleted alone heals the
+   * table, whose createTable puts the chain back too.
+   */
+  expectAlso (script: string): void {
+    for (const [chain, n] of expectedRuleCounts(script)) this.expected.set(chain, n)
+  }
+
   start (intervalMs = CHECK_MS): void {
     this.timer = setInterval(() => { this.check() }, intervalMs)
     this.timer.unref()

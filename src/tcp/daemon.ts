@@ -6,13 +6,15 @@ import type { Server } from 'node:net'
 import type { Logger } from 'pino'
 import type { Alg } from '../alg.js'
 import { insideOf, type Config } from '../config.js'
-import { DEFAULT_TPROXY, installInterception, removeInterception, type TproxySpec } from '../netfilter/tproxy.js'
+import { DEFAULT_TPROXY, divertScript, installInterception, removeInterception, type TproxySpec } from '../netfilter/tproxy.js'
 import { connectUpstream, listenTransparent } from '../netfilter/transparent.js'
 import { TcpSplice, type ConnectionStatus } from './splice.js'
 import { shortCode } from '../errors.js'
 
 export interface TcpService {
   connections: () => ConnectionStatus[]
+  /** The nft commands of the divert chain (for the ruleset watch to check it is still there). */
+  divertScript: string
   /** Puts the interception back (after sipalg's table was removed by someone else and re-created). */
   reinstall: () => void
   stop: () => void
@@ -50,6 +52,7 @@ export async function startTcp (cfg: Config, algOf: () => Alg, log: Logger, befo
   log.info({ ports: cfg.sipPorts, listen: cfg.tcpListenPort }, 'SIP over TCP spliced')
   return {
     connections: () => splice.status(),
+    divertScript: divertScript(spec),
     reinstall: () => {
       try { installInterception(spec) } catch (e) { log.warn({ code: shortCode('E305_HEAL_FAILED'), what: 'the SIP/TCP interception', err: (e as Error).message }, 'could not put back the SIP/TCP interception') }
     },

@@ -8,7 +8,9 @@
 // Who sees which address:
 // - outbound (phone inside → far end): the phone's connection already looks like the far end's (tproxy
 //   keeps the destination); the upstream leg is bound to the gateway's public address and the phone's
-//   public signalling port, the one the rewritten Via/Contact advertise.
+//   public signalling port, the one the rewritten Via/Contact advertise. It is opened only once the
+//   phone's first bytes show whether the stream is SIP: a stream that is not takes no signalling port
+//   (any port), a connection that never says anything opens nothing upstream.
 // - inbound (far end → a registered phone's public port, DNATed to the phone by the registration's
 //   peer_dnat/any_dnat element before the divert): the upstream leg to the phone is transparent,
 //   bound to the far end's own address, so the phone sees its registrar.
@@ -77,31 +79,37 @@ class Connection {
   /** data from the far end that came before the phone's stream was known to be SIP */
   private held: Buffer[] | null = []
   private heldBytes = 0
+  /** outbound, before the far leg exists: the phone's keep-alives, written once it does */
+  private unsent: Buffer[] = []
+  private unsentBytes = 0
   private readonly fromPhone: SipStreamFramer
   private readonly fromFar: SipStreamFramer
 
+  /** `farSock` null: an outbound connection whose far leg waits for the phone's first bytes (TcpSplice.dial). */
   constructor (private readonly splice: TcpSplice, readonly leg: Omit<MessageLeg, 'direction'> & { direction: Direction | 'transit' },
-    private readonly phoneSock: Socket, private readonly farSock: Socket, now: number) {
+    private readonly phoneSock: Socket, private farSock: Socket | null, now: number) {
     this.startedAt = now
     const limits = splice.opts.limits
     this.fromPhone = new SipStreamFramer(limits)
     this.fromFar = new SipStreamFramer(limits)
     // Between two inside hosts (or two outside ones) there is nothing to translate: bytes as they come.
     if (leg.direction === 'transit') { this.notSip = true; this.held = null }
-    // The originator of the connection decides whether it is SIP: the accepted leg.
-    const originator = this.leg.direction === 'inbound' ? farSock : phoneSock
-    const answerer = originator === phoneSock ? farSock : phoneSock
-    originator.on('data', (b: Buffer) => { this.fromOriginator(b, originator === phoneSock) })
-    answerer.on('data', (b: Buffer) => { this.fromAnswerer(b, answerer === phoneSock) })
-    // The leg sipalg opened: the phone's inbound, the far end's otherwise.
-    const opened = this.leg.direction === 'inbound' ? phoneSock : farSock
-    for (const [s, other] of [[phoneSock, farSock], [farSock, phoneSock]] as const) {
-      // A FIN crosses as a FIN: the other direction stays open (both sockets are half-open capable).
-      s.on('end', () => { if (!other.destroyed) other.end() })
-      s.on('error', (e: NodeJS.ErrnoException) => { this.abort(s === opened && CONNECT_FAILED.has(e.code ?? '') ? 'tcp_upstream_failed' : 'tcp_reset', e) })
-      s.on('close', () => { this.closedOne() })
-    }
+    this.wire(phoneSock, true)
+    if (farSock !== null) this.wire(farSock, false)
     phoneSock.setTimeout(limits.idleMs, () => { this.abort('tcp_idle_closed') })
+  }
+
+  private wire (s: Socket, isPhone: boolean): void {
+    // The originator of the connection (the accepted leg) decides whether it is SIP.
+    const originator = (this.leg.direction === 'inbound') !== isPhone
+    s.on('data', (b: Buffer) => { if (originator) this.fromOriginator(b, isPhone); else this.fromAnswerer(b, isPhone) })
+    // A FIN crosses as a FIN: the other direction stays open (both sockets are half-open capable).
+    // A phone that ends before its far leg exists has sent nothing worth a connection.
+    s.on('end', () => { const other = isPhone ? this.farSock : this.phoneSock; if (other === null) s.end(); else if (!other.destroyed) other.end() })
+    // The leg sipalg opened: the phone's inbound, the far end's otherwise.
+    const opened = originator === false
+    s.on('error', (e: NodeJS.ErrnoException) => { this.abort(opened && CONNECT_FAILED.has(e.code ?? '') ? 'tcp_upstream_failed' : 'tcp_reset', e) })
+    s.on('close', () => { this.closedOne() })
   }
 
   private fromOriginator (b: Buffer, isPhone: boolean): void {
@@ -148,9 +156,29 @@ class Connection {
   }
 
   private write (fromPhone: boolean, chunks: Buffer[]): void {
+    if (fromPhone && this.farSock === null && !this.dial(chunks)) return
     const to = fromPhone ? this.farSock : this.phoneSock
-    if (to.destroyed || !to.writable) return
-    for (const c of chunks) to.write(c)
+    if (to === null || to.destroyed || !to.writable) return
+    // One write per read, not per message: a socket write is a syscall (pipelined messages come many to a read).
+    to.write(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks))
+  }
+
+  /**
+   * Outbound: the far leg, once the phone's stream is known to be SIP or not. Until then (only
+   * keep-alives so far) the chunks wait, bounded. False: nothing to write to (yet, or ever).
+   */
+  private dial (chunks: Buffer[]): boolean {
+    if (!this.notSip && this.fromPhone.verdict === 'start') {
+      for (const c of chunks) { this.unsent.push(c); this.unsentBytes += c.length }
+      if (this.unsentBytes > MAX_HELD_BYTES) this.framingError(new FramingError('header-too-long', 'keep-alives without a message'))
+      return false
+    }
+    const far = this.splice.dial(this, !this.notSip)
+    if (far === null) return false
+    this.farSock = far
+    this.wire(far, false)
+    if (this.unsent.length > 0) chunks.unshift(...this.unsent.splice(0))
+    return true
   }
 
   /** The first bytes are not SIP: the whole connection is spliced unparsed, or reset. Whether it goes on. */
@@ -183,16 +211,16 @@ class Connection {
     this.closed = true
     if (counter !== undefined) this.splice.opts.core.counters.inc(counter)
     if (e !== undefined) this.splice.opts.log.debug({ phone: ep(this.leg.phone), far: ep(this.leg.far), err: e.code ?? e.message }, 'SIP/TCP leg failed; the other one is reset')
-    for (const s of [this.phoneSock, this.farSock]) if (!s.destroyed) s.resetAndDestroy()
+    for (const s of [this.phoneSock, this.farSock]) if (s !== null && !s.destroyed) s.resetAndDestroy()
   }
 
   private closedOne (): void {
-    if (this.phoneSock.destroyed && this.farSock.destroyed) this.splice.forget(this)
+    if (this.phoneSock.destroyed && (this.farSock === null || this.farSock.destroyed)) this.splice.forget(this)
     else if (!this.closed) {
       // One leg is gone. If its FIN was passed on, the other finishes its own close; otherwise it
       // has nowhere to send and goes too.
       const other = this.phoneSock.destroyed ? this.farSock : this.phoneSock
-      if (!other.writableEnded) other.destroy()
+      if (other !== null && !other.writableEnded) other.destroy()
     }
   }
 
@@ -240,41 +268,59 @@ export class TcpSplice {
     core.counters.inc('tcp_connections')
     if (this.live.size >= limits.connections) return this.refuse(sock, 'limit_total', host, `${limits.connections} connections in total`)
     if ((this.perHost.get(host) ?? 0) >= limits.connectionsPerHost) return this.refuse(sock, 'limit_host', host, `${limits.connectionsPerHost} connections from ${host}`)
-    let upstream: Socket | null
-    try {
-      upstream = this.open(direction, phone, far)
-    } catch (e) {
-      return this.refuse(sock, 'upstream', host, (e as Error).message)
+    // Outbound, the far leg waits for the phone's first bytes (dial); the others are opened now.
+    let upstream: Socket | null = null
+    if (direction !== 'outbound') {
+      try {
+        upstream = this.openTransparent(direction, phone, far)
+      } catch (e) {
+        return this.refuse(sock, 'upstream', host, (e as Error).message)
+      }
     }
-    if (upstream === null) return this.refuse(sock, 'signalling', host, 'no public signalling port free')
     sock.on('error', () => { /* handled by the Connection; never an uncaught error */ })
     // Inbound, the accepted socket is the far end's and the upstream leg goes to the phone.
-    const [phoneSock, farSock] = direction === 'inbound' ? [upstream, sock] : [sock, upstream]
+    const [phoneSock, farSock] = direction === 'inbound' ? [upstream as Socket, sock] : [sock, upstream]
     const conn = new Connection(this, { phone, far, transport: 'tcp', direction }, phoneSock, farSock, this.now())
     this.live.add(conn)
     this.hostOf.set(conn, host)
     this.perHost.set(host, (this.perHost.get(host) ?? 0) + 1)
   }
 
-  /** The other leg, its connect under way; null when the phone has no public port to bind. */
-  private open (direction: Direction | 'transit', phone: Endpoint, far: Endpoint): Socket | null {
+  /**
+   * Outbound: the far leg, its connect under way, once the phone's first bytes are known. A SIP
+   * stream binds the phone's public signalling port (the one its rewritten Via/Contact advertise);
+   * any other stream takes any port and no mapping. Null (the connection is reset, counted) when no
+   * signalling port is free or the socket cannot be made.
+   */
+  dial (c: Connection, sip: boolean): Socket | null {
     const { connect, limits, core, publicIp } = this.opts
+    const { phone, far } = c.leg
     const connectTimeoutMs = limits.connectTimeoutMs
-    if (direction === 'outbound') {
-      const port = core.publicPort(phone)
-      if (port === null) return null
+    const port = sip ? core.publicPort(phone) : 0
+    if (port === null) { this.refused('signalling', phone.ip, 'no public signalling port free'); c.abort(); return null }
+    try {
       try {
         return connect({ to: far, from: { ip: publicIp, port }, connectTimeoutMs })
-      } catch {
+      } catch (e) {
+        if (port === 0) throw e
         // The port is taken on the gateway itself (a local listener): any port still carries the
         // connection; its responses come back on it whatever the Via says.
         core.counters.inc('tcp_upstream_port_fallback')
         return connect({ to: far, from: { ip: publicIp, port: 0 }, connectTimeoutMs })
       }
+    } catch (e) {
+      this.refused('upstream', phone.ip, (e as Error).message)
+      c.abort()
+      return null
     }
-    // Inbound, and inside → inside: transparent, so the answering side sees the caller's own address
-    // (an ephemeral port: the caller's own would collide in conntrack with the DNATed connection).
-    return connect({ to: direction === 'inbound' ? phone : far, from: { ip: direction === 'inbound' ? far.ip : phone.ip, port: 0 }, transparent: true, connectTimeoutMs })
+  }
+
+  /** Inbound, and inside → inside: the other leg, transparent, its connect under way. */
+  private openTransparent (direction: Direction | 'transit', phone: Endpoint, far: Endpoint): Socket {
+    const { connect, limits } = this.opts
+    // The answering side sees the caller's own address (an ephemeral port: the caller's own would
+    // collide in conntrack with the DNATed connection).
+    return connect({ to: direction === 'inbound' ? phone : far, from: { ip: direction === 'inbound' ? far.ip : phone.ip, port: 0 }, transparent: true, connectTimeoutMs: limits.connectTimeoutMs })
   }
 
   private refuse (sock: Socket, why: string, host: string, detail: string): void {

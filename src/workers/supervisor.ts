@@ -35,7 +35,7 @@ export async function runSupervisor (argv: string[], cfg: Config, pretty: boolea
   // A gateway pair replicates one process's state (docs/ha.md); its store has no notion of shards.
   if (cfg.stateStore !== null) throw new SipalgError('E319_WORKERS_WITH_STATE_STORE', { workers: n })
   checkWorkersFit(n, parsePortRange(cfg.mediaPorts), cfg.queue)
-  await preflight({ queue: cfg.queue, metricsPort: cfg.metricsPort, controlSocket: baseSocketPath(cfg), readyFile: cfg.readyFile, stateFile: workerPaths(cfg, 0).state }, log)
+  await preflight({ queue: cfg.queue, metricsPort: cfg.metricsPort, tcpListenPort: cfg.tcp ? cfg.tcpListenPort : null, controlSocket: baseSocketPath(cfg), readyFile: cfg.readyFile, stateFile: workerPaths(cfg, 0).state }, log)
   const s = supervise({ cfg, n, log, module: process.argv[1], args: ['run', ...argv] })
   process.on('SIGHUP', s.reload)
   process.once('SIGTERM', () => { s.stop('SIGTERM') })

@@ -110,3 +110,21 @@ t.test('restore: only what the kernel still maps, and not past expiry', async t 
   late.clock.now += 200_000
   t.notOk(late.registrations.restore(reg), 'expired meanwhile')
 })
+
+t.test('over TCP the registration is for the Contact\'s listening port, not the connection\'s source port', async t => {
+  const h = new Harness()
+  // The connection comes from A:5060 (the harness's phone); the Contact names the phone's TCP
+  // listener, which the rewrite mapped to public port 5062 before the dialog layer sees it.
+  h.maps.set('src_nat', { ip: A, port: 5062 }, { port: 5062 }, 60_000, 'signalling', true)
+  h.maps.takePending()
+  const tcpRegister = register(1, 600).replace(`<sip:1001@${A}:5060>`, `<sip:1001@${A}:5062;transport=tcp>`).replace('SIP/2.0/UDP', 'SIP/2.0/TCP')
+  h.deliver(tcpRegister, true)
+  const ok = h.deliver(answer(1, '200 OK', `Contact: <sip:1001@${PUB}:5062;transport=tcp>;expires=600\n`), false)
+  t.ok(ok.ops.includes(`add peer_dnat ${B}.5062 : ${A}.5062`), `a new connection from the registrar reaches the listener (${ok.ops.join(', ')})`)
+  t.same(h.registered.map(r => [`${r.phone.ip}:${r.phone.port}`, r.publicPort]), [[`${A}:5062`, 5062]])
+  // The same REGISTER over UDP (no transport=tcp) stays the source's registration.
+  const u = new Harness()
+  u.deliver(register(1, 600).replace(`<sip:1001@${A}:5060>`, `<sip:1001@${A}:5062>`), true)
+  u.deliver(answer(1, '200 OK', `Contact: <sip:1001@${PUB}:5062>;expires=600\n`), false)
+  t.same(u.registered, [], 'UDP: the source port is the phone; a Contact on another port is not ours')
+})

@@ -3,14 +3,13 @@
 // running, gives every packet a verdict, counts what it saw, and a normal call works right after.
 
 import t from 'tap'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Lab } from '../lab/lab.js'
 import { runCall } from '../lab/sip.js'
 import { startSipalg } from '../lab/sipalg.js'
-import { fixture, fixtureNames } from '../fixtures/helpers.js'
-import { mulberry32, mutate } from '../fixtures/mutate.js'
+import { corpus, rssKb } from './fixtures/hostile-corpus.js'
 
 const SENDER = `
 const dgram = require('node:dgram')
@@ -26,30 +25,6 @@ s.bind(Number(sport), async () => {
   s.close()
 })`
 
-function corpus (seed: number, count: number): Buffer[] {
-  const rnd = mulberry32(seed)
-  const seeds = fixtureNames().map(fixture)
-  const out: Buffer[] = []
-  const extras = [
-    Buffer.from('GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\nINVITE sip:bob@10.0.1.23 SIP/2.0\r\nContact: <sip:10.0.1.23>\r\n'),
-    Buffer.from('\r\n\r\n'),
-    Buffer.alloc(0),
-    Buffer.from([0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]), // STUN binding
-    Buffer.concat([fixture(fixtureNames()[0]).subarray(0, 200), Buffer.alloc(3000, 0x41), Buffer.from('\r\n\r\n')]),
-    Buffer.concat([Buffer.from('INVITE sip:x@203.0.113.9 SIP/2.0\r\nX-Huge: '), Buffer.alloc(20000, 0x42), Buffer.from('\r\n\r\n')])
-  ]
-  for (let i = 0; i < count; i++) {
-    const r = rnd()
-    if (r < 0.05) out.push(extras[i % extras.length])
-    else if (r < 0.1) out.push(Buffer.from(Array.from({ length: 1 + Math.floor(rnd() * 600) }, () => Math.floor(rnd() * 256))))
-    else out.push(mutate(seeds[i % seeds.length], rnd))
-  }
-  return out
-}
-
-const rssKb = async (lab: Lab, pid: number): Promise<number> =>
-  Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0)
-
 t.test('hostile stream in both directions', async t => {
   const lab = await Lab.up({ forwardPolicy: 'drop' })
   t.teardown(async () => { await lab.down() })
@@ -61,7 +36,7 @@ t.test('hostile stream in both directions', async t => {
   const outbound = corpus(0xa1, 600); const inbound = corpus(0xb2, 600)
   writeFileSync(outFile, JSON.stringify(outbound.map(b => b.toString('base64'))))
   writeFileSync(inFile, JSON.stringify(inbound.map(b => b.toString('base64'))))
-  const rssBefore = await rssKb(lab, pid)
+  const rssBefore = rssKb(pid)
 
   // Inbound datagrams reach the queue only on a flow the phone opened: let A talk to B first.
   await lab.sendUdp('a', '203.0.113.9', 5060, 1, 'OPTIONS sip:b@203.0.113.9 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.1.23:5060;branch=z9hG4bK-1\r\nFrom: <sip:a@10.0.1.23>;tag=1\r\nTo: <sip:b@203.0.113.9>\r\nCall-ID: abuse\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n', 5060)
@@ -91,7 +66,7 @@ t.test('hostile stream in both directions', async t => {
   t.equal(st.counters.internal_errors ?? 0, 0, 'no internal error')
   t.equal(st.counters.map_ops_failed ?? 0, 0,
     `the kernel accepted every mapping change\n${alg.log().split('\n').filter(l => l.includes('kernel refused')).slice(0, 5).join('\n')}`)
-  const rssAfter = await rssKb(lab, pid)
+  const rssAfter = rssKb(pid)
   t.ok(rssAfter - rssBefore < 64 * 1024, `memory bounded: RSS ${rssBefore} kB → ${rssAfter} kB`)
   t.comment(`verdicts: ${JSON.stringify(st.counters)}`)
 

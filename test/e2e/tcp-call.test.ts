@@ -33,15 +33,22 @@ t.test('outbound call over TCP through the splice', async t => {
   t.equal(st.counters.tcp_framing_errors, undefined)
   t.comment(`tcp call: rtp a→b ${count(r.rtp.b)} b→a ${count(r.rtp.a)}; counters ${JSON.stringify(Object.fromEntries(Object.entries(st.counters).filter(([k]) => k.startsWith('tcp'))))}`)
 
+  /** The divert chain as nft lists it, once the ruleset watch has put it back (at most 5 s). */
+  const divertBack = async (): Promise<string> => {
+    const until = Date.now() + 5000
+    let out = ''
+    while (Date.now() < until && !/tproxy to :50600/.test(out)) {
+      await new Promise(resolve => setTimeout(resolve, 200))
+      out = (await lab.exec('gw', 'nft', ['list', 'chain', 'ip', 'sipalg', 'tcp_divert'])).stdout
+    }
+    return out
+  }
   // A firewall reload that removes sipalg's table: the watch re-creates it, divert chain included.
   await lab.sh('gw', 'nft', ['delete', 'table', 'ip', 'sipalg'])
-  const deadline = Date.now() + 5000
-  let healed = ''
-  while (Date.now() < deadline && !/tproxy to :50600/.test(healed)) {
-    await new Promise(resolve => setTimeout(resolve, 200))
-    healed = (await lab.exec('gw', 'nft', ['list', 'chain', 'ip', 'sipalg', 'tcp_divert'])).stdout
-  }
-  t.match(healed, /tproxy to :50600/, 'the divert chain is back after the table was deleted')
+  t.match(await divertBack(), /tproxy to :50600/, 'the divert chain is back after the table was deleted')
+  // The divert chain alone deleted: the watch notices it too.
+  await lab.sh('gw', 'nft', ['delete', 'chain', 'ip', 'sipalg', 'tcp_divert'])
+  t.match(await divertBack(), /tproxy to :50600/, 'the divert chain is back after it alone was deleted')
 
   await alg.stop()
   t.equal(await lab.sh('gw', 'ip', ['-4', 'rule']), before, 'the ip rule is gone again')

@@ -8,6 +8,7 @@ import { Writable } from 'node:stream'
 import { MappingTable, type MapOp } from '../../src/media/mappings.js'
 import type { NativeRule } from '../../src/netfilter/native.js'
 import { tableScript, DEFAULT_MARK } from '../../src/netfilter/table.js'
+import { DEFAULT_TPROXY, divertScript } from '../../src/netfilter/tproxy.js'
 import { RulesetWatch, diagnoseTable, expectedRuleCounts, queueRulesRestore, queueRulesSeen, replayOps } from '../../src/netfilter/watch.js'
 
 const script = tableScript({ table: 'sipalg', publicIp: '203.0.113.1', outsideIf: 'wan0', mark: DEFAULT_MARK })
@@ -128,4 +129,25 @@ t.test('queue rules not installed at start are left alone', async t => {
   })
   w.check()
   t.equal(w.status().queueRulesWatched, false)
+})
+
+t.test('the SIP/TCP divert chain, expected once SIP over TCP is up: deleted alone, it heals the table', async t => {
+  const divert = divertScript({ table: 'sipalg', sipPorts: [5060], listenPort: 50600, ...DEFAULT_TPROXY })
+  const withDivert = (): NativeRule[] => [...ownRules(), rule('tcp_divert'), rule('tcp_divert'), rule('tcp_divert')]
+  let own = ownRules()
+  let created = 0
+  const w = new RulesetWatch({
+    table: 'sipalg', queue: 0, script, createTable: () => { created++; own = withDivert() }, rules: table => (table === 'sipalg' ? own : []),
+    kernel: { apply: () => {} }, entries: () => [], log: pino({ level: 'silent' }), onHeal: () => {}
+  })
+  w.check()
+  t.equal(created, 0, 'before it is expected, its absence is no fault')
+  w.expectAlso(divert)
+  own = withDivert()
+  w.check()
+  t.equal(created, 0, 'intact with the chain')
+  own = ownRules()
+  w.check()
+  t.equal(created, 1, 'the chain deleted on its own: the table (and with it the chain) is put back')
+  t.equal(w.status().tableHeals, 1)
 })

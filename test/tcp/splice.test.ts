@@ -203,6 +203,8 @@ t.test('an HTTP POST carrying a REGISTER is spliced unparsed and opens nothing; 
   t.equal(c.tcp_not_sip, 1)
   t.equal(c.tcp_messages_outbound, undefined, 'no SIP message seen')
   t.equal(l.alg.maps.pendingCount, 0, 'no mapping asked for by the REGISTER')
+  t.equal(l.upstreams[0].from?.port, 0, 'the far leg takes any port')
+  t.equal(l.alg.signalling.lookupPrivate({ ip: PHONE, port: phone.localPort ?? 0 }), null, 'and no signalling port of the phone')
   t.equal(l.splice.status()[0].notSip, true)
   await l.close()
 
@@ -213,6 +215,19 @@ t.test('an HTTP POST carrying a REGISTER is spliced unparsed and opens nothing; 
   const [err] = await once(p2, 'error') as [NodeJS.ErrnoException]
   t.equal(err.code, 'ECONNRESET')
   t.equal(r.alg.counters.snapshot().tcp_refused_not_sip, 1)
+})
+
+t.test('the far leg waits for the first message: keep-alives before it are held, then sent first', async t => {
+  const l = await lab()
+  t.teardown(l.close)
+  const phone = await l.phone()
+  phone.write('\r\n\r\n')
+  await sleep(50)
+  t.same(l.upstreams, [], 'keep-alives alone open nothing')
+  phone.write(invite(phone.localPort ?? 0, 'after-ping'))
+  await until('the INVITE', () => l.received().includes('Call-ID: after-ping'))
+  t.ok(l.received().startsWith('\r\n\r\nINVITE '), 'the keep-alive went first, untouched')
+  t.same(l.upstreams[0].from, { ip: PUB, port: l.alg.signalling.lookupPrivate({ ip: PHONE, port: phone.localPort ?? 0 }) }, 'the far leg binds the phone\'s public signalling port')
 })
 
 t.test('a declared Content-Length of 10 MB closes both legs, counted; the splice keeps serving', async t => {
@@ -226,6 +241,7 @@ t.test('a declared Content-Length of 10 MB closes both legs, counted; the splice
   await until('both legs gone', () => l.splice.size === 0)
   t.equal(l.alg.counters.snapshot().tcp_framing_errors, 1)
   t.notMatch(l.received(), 'INVITE', 'nothing of it reached the far end')
+  t.same([l.upstreams.length, l.farSockets.length], [0, 0], 'no far leg was opened for it')
   const again = await l.phone()
   again.write(invite(again.localPort ?? 0, 'after'))
   await until('the next INVITE', () => l.received().includes('Call-ID: after'))
@@ -241,10 +257,8 @@ t.test('limits per host and in total reset the connection; an unreachable far en
   const [err] = await once(c, 'error') as [NodeJS.ErrnoException]
   t.equal(err.code, 'ECONNRESET', 'the third connection from the host is reset')
   t.equal(l.alg.counters.snapshot().tcp_refused_limit_host, 1)
+  t.same([l.upstreams.length, l.farSockets.length], [0, 0], 'connections that said nothing opened nothing at the far end')
   a.end(); b.end()
-  // Their FIN crossed; the far end answers with its own, as a server does.
-  await until('the FINs at the far end', () => l.farSockets.every(s => s.readableEnded) && l.farSockets.length === 2)
-  for (const s of l.farSockets) s.end()
   await until('forgotten', () => l.splice.size === 0)
   await l.close()
 
