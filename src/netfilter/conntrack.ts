@@ -2,6 +2,7 @@
 // keep a media flow on an old NAT binding, and read the counters `sipalg status` shows per RTP stream.
 import { loadNative, toSipalgError } from './native.js'
 import { addrKey, checkPort } from './nftmaps.js'
+import { ipv6Bytes } from '../ip6.js'
 
 export interface ConntrackTuple {
   proto: 'udp'
@@ -26,6 +27,34 @@ function packTuples (tuples: ConntrackTuple[]): Uint32Array {
     packed.set([t.direction === 'reply' ? 1 : 0, ipToU32(t.src), ipToU32(t.dst), t.sport, t.dport], i * 5)
   })
   return packed
+}
+
+/** IPv6 tuples: [reply, src as 4 words, dst as 4 words, sport, dport] (native/ct.c). */
+function packTuples6 (tuples: ConntrackTuple[]): Uint32Array {
+  const packed = new Uint32Array(tuples.length * 11)
+  tuples.forEach((t, i) => {
+    if (t.proto !== 'udp') throw new TypeError('only udp is supported')
+    checkPort(t.sport)
+    checkPort(t.dport)
+    const src = ipv6Bytes(t.src)
+    const dst = ipv6Bytes(t.dst)
+    if (src === null || dst === null) throw new TypeError(`not an IPv6 tuple: ${t.src} -> ${t.dst}`)
+    const words = [t.direction === 'reply' ? 1 : 0]
+    for (const a of [src, dst]) for (let w = 0; w < 4; w++) words.push(a.readUInt32BE(w * 4))
+    words.push(t.sport, t.dport)
+    packed.set(words, i * 11)
+  })
+  return packed
+}
+
+/** deleteConntrack for IPv6 tuples (addresses in any IPv6 text form). */
+export function deleteConntrack6 (tuples: ConntrackTuple[]): number {
+  if (tuples.length === 0) return 0
+  try {
+    return loadNative().ctDeleteMany6(packTuples6(tuples))
+  } catch (err) {
+    throw toSipalgError(err, { what: 'deleting IPv6 conntrack entries' })
+  }
 }
 
 /**
