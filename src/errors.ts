@@ -82,7 +82,7 @@ export const catalogue = {
   E317_TCP_REFUSED: entry(0, d =>
     `SIP/TCP connection from ${d.src} refused (${d.why}); if the host is legitimate, raise tcp_limits (connections, connections_per_host)`),
   E318_SDP_MIXED_FAMILIES: entry(0, d =>
-    `the far end's SDP for call ${d.callId} offers media of the other address family than the phone ${d.phone} (${d.addresses}: ANAT or a dual-stack offer); passed as written, no pinhole for those streams: if the call has no audio, make both ends offer the phone's family`),
+    `the far end's SDP for call ${d.callId} offers media of the other address family than the phone ${d.phone} (${d.addresses}: ANAT or a dual-stack offer); passed as written, no pinhole for those streams: if the call has no audio, check that both ends offer the phone's family`),
 } as const
 
 export type ErrorCode = keyof typeof catalogue

@@ -94,7 +94,10 @@ t.test('outbound IPv6 call: accepted unchanged, pinholes from the far SDP addres
   t.equal(alg.ports.inUse, 0, 'no IPv4 public port taken by an IPv6 call')
   const st = alg.status()
   t.equal(st.calls.length, 1)
-  t.equal(st.calls[0].phone, `${A}:5060`, 'status shows the IPv6 phone')
+  t.equal(st.calls[0].phone, `[${A}]:5060`, 'status shows the IPv6 phone, bracketed')
+  t.equal(st.calls[0].family, 'ipv6')
+  t.same(st.calls[0].flows[0], { media: 'audio', publicPort: 16000, far: { ip: B, port: 26000 }, phone: A }, 'its flow runs to the phone itself')
+  t.same(st.mappings, { src_nat: 0, any_dnat: 0, peer_dnat: 0, latch_dnat: 0, pinhole6: 2, media6: 2 })
   const bye = send(alg, A, B, request('BYE', A, B, 'v6a', 2))
   t.same(bye.ops.sort(), [`delete media6 ${A} . 16000`, `delete media6 ${A} . 16001`, `delete pinhole6 ${B} . ${A} . 16000`, `delete pinhole6 ${B} . ${A} . 16001`])
   t.same(alg.takeStaleFlows(), [

@@ -119,18 +119,21 @@ function adopt (alg: Alg, nft: NftMaps, log: Logger, nft6?: NftMaps): void {
  * end has it as the original direction; one the phone started has it as the reply: ask for both.
  */
 function withTraffic<T extends { calls: StatusDoc['calls'], publicIp: string }> (doc: T): T {
-  const flows = doc.calls.flatMap(c => c.flows).filter(f => f.far !== null)
-  for (let i = 0; i < flows.length; i += 64) {
-    const chunk = flows.slice(i, i + 64)
-    const tuples = chunk.flatMap(f => (['original', 'reply'] as const).map(direction =>
-      ({ proto: 'udp' as const, src: f.far?.ip ?? '', sport: f.far?.port ?? 0, dst: doc.publicIp, dport: f.publicPort, direction })))
-    let counts: ReturnType<typeof conntrackCounters>
-    try { counts = conntrackCounters(tuples) } catch { return doc }
-    chunk.forEach((f, j) => {
-      const farStarted = counts[j * 2]
-      const phoneStarted = counts[j * 2 + 1]
-      if (farStarted !== null) { f.in = farStarted.orig; f.out = farStarted.reply } else if (phoneStarted !== null) { f.in = phoneStarted.reply; f.out = phoneStarted.orig }
-    })
+  const all = doc.calls.flatMap(c => c.flows).filter(f => f.far !== null)
+  // IPv6 flows run between the far end and the phone itself (no NAT): asked separately, by family.
+  for (const [family, flows] of [[4, all.filter(f => f.phone === undefined)], [6, all.filter(f => f.phone !== undefined)]] as const) {
+    for (let i = 0; i < flows.length; i += 64) {
+      const chunk = flows.slice(i, i + 64)
+      const tuples = chunk.flatMap(f => (['original', 'reply'] as const).map(direction =>
+        ({ proto: 'udp' as const, src: f.far?.ip ?? '', sport: f.far?.port ?? 0, dst: f.phone ?? doc.publicIp, dport: f.publicPort, direction })))
+      let counts: ReturnType<typeof conntrackCounters>
+      try { counts = conntrackCounters(tuples, family) } catch { return doc }
+      chunk.forEach((f, j) => {
+        const farStarted = counts[j * 2]
+        const phoneStarted = counts[j * 2 + 1]
+        if (farStarted !== null) { f.in = farStarted.orig; f.out = farStarted.reply } else if (phoneStarted !== null) { f.in = phoneStarted.reply; f.out = phoneStarted.orig }
+      })
+    }
   }
   return doc
 }
@@ -307,6 +310,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
         const q = queue.stats()
         return {
           active_calls: st.calls.length,
+          active_calls_ipv6: st.calls.filter(c => c.family === 'ipv6').length,
           registrations: st.registrations.length,
           ...Object.fromEntries(Object.entries(st.mappings).map(([k, v]) => [`mappings_${k}`, v])),
           queue_enobufs: q.enobufs,

@@ -76,13 +76,13 @@ export interface FlowCounters { packets: number, bytes: number }
 /**
  * Packets and bytes of the conntrack entries with these exact tuples (one netlink send): null for a
  * tuple with no entry; a direction's counters are null when the kernel does not count
- * (net.netfilter.nf_conntrack_acct = 0). At most 128 tuples per call.
+ * (net.netfilter.nf_conntrack_acct = 0). At most 128 tuples per call, all of one family.
  */
-export function conntrackCounters (tuples: ConntrackTuple[]): Array<{ orig: FlowCounters | null, reply: FlowCounters | null } | null> {
+export function conntrackCounters (tuples: ConntrackTuple[], family: 4 | 6 = 4): Array<{ orig: FlowCounters | null, reply: FlowCounters | null } | null> {
   if (tuples.length === 0) return []
   let v: Float64Array
   try {
-    v = loadNative().ctCounters(packTuples(tuples))
+    v = family === 6 ? loadNative().ctCounters6(packTuples6(tuples)) : loadNative().ctCounters(packTuples(tuples))
   } catch (err) {
     throw toSipalgError(err, { what: 'reading conntrack counters' })
   }

@@ -4,7 +4,9 @@
 // rewritten. Then one IPv4 NAT call and one IPv6 call at once through the same daemon.
 
 import t from 'tap'
-import { join } from 'node:path'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
 import { ADDR6, Lab, type Role } from '../lab/lab.js'
 import { runCall, tcpdump } from '../lab/sip.js'
 import { ROOT, startSipalg, type Sipalg } from '../lab/sipalg.js'
@@ -55,7 +57,7 @@ t.test('IPv6 firewall gateway', async t => {
   // Strict: nothing new passes either way but SIP (the operator's SIP port rule) and what sipalg marks.
   for (const ipt of ['iptables', 'ip6tables']) await lab.sh('gw', ipt, ['-D', 'FORWARD', '-i', 'lan0', '-o', 'wan0', '-j', 'ACCEPT'])
   for (const dir of ['--dport', '--sport']) await lab.sh('gw', 'ip6tables', ['-A', 'FORWARD', '-p', 'udp', dir, '5060', '-j', 'ACCEPT'])
-  const alg: Sipalg = await startSipalg(lab, { args: ['--firewall', '--inside', ADDR6.insideNet] })
+  let alg: Sipalg = await startSipalg(lab, { args: ['--firewall', '--inside', ADDR6.insideNet] })
   t.teardown(async () => { await alg.stop() })
   t.match(await lab.sh('gw', 'ip6tables', ['-S', 'FORWARD']), /-m comment --comment sipalg -j SIPALG/, 'rules install put the queue rules into ip6tables too')
 
@@ -86,7 +88,11 @@ t.test('IPv6 firewall gateway', async t => {
   })
 
   await t.test('an outside IPv6 phone calls in: audio both ways', async t => {
-    const r = await call6(lab, 'b', ADDR6.b, 26100, 'a', ADDR6.a, 16100)
+    let call: Awaited<ReturnType<Sipalg['status']>>['calls'][number] | undefined
+    const r = await call6(lab, 'b', ADDR6.b, 26100, 'a', ADDR6.a, 16100, async () => {
+      for (let i = 0; i < 30 && call === undefined; i++) { await sleep(100); call = (await alg.status()).calls[0] }
+    })
+    t.match(call, { phone: `[${ADDR6.a}]:5060`, family: 'ipv6', direction: 'in' }, 'status shows the IPv6 call')
     t.ok(r.caller.ok && r.callee.ok, `call completes (${r.caller.error ?? ''} ${r.callee.error ?? ''})`)
     t.ok(r.caller.rtpIn > 10, `A's audio reaches B (${r.caller.rtpIn})`)
     t.ok(r.callee.rtpIn > 10, `B's audio reaches A (${r.callee.rtpIn})`)
@@ -95,6 +101,28 @@ t.test('IPv6 firewall gateway', async t => {
     t.equal(await udpFlows6(lab, 16100), '', 'no conntrack entry left')
     const status = await alg.status()
     t.ok((status.counters.ipv6_messages_outbound ?? 0) > 0, 'status counts IPv6 SIP')
+  })
+
+  await t.test('a sipalg killed mid-call: the next one adopts the IPv6 pinholes and removes them at BYE', async t => {
+    const state = join(mkdtempSync(join(tmpdir(), 'sipalg-ipv6-')), 'state.json')
+    t.teardown(() => { rmSync(dirname(state), { recursive: true, force: true }) })
+    await alg.stop()
+    const first = await startSipalg(lab, { args: ['--firewall', '--inside', ADDR6.insideNet, '--state-file', state] })
+    let second: Sipalg | undefined
+    const r = await call6(lab, 'a', ADDR6.a, 16200, 'b', ADDR6.b, 26200, async () => {
+      for (let i = 0; i < 30 && (await set6(lab, 'pinhole6')).length === 0; i++) await sleep(100)
+      await first.stop('SIGKILL')
+      second = await startSipalg(lab, { args: ['--firewall', '--inside', ADDR6.insideNet, '--state-file', state] })
+      t.same((await set6(lab, 'pinhole6')).length, 2, 'the pinholes outlived the killed sipalg')
+    })
+    t.ok(r.caller.ok && r.callee.ok, 'call completes across the restart')
+    t.ok(r.caller.rtpIn > 10 && r.callee.rtpIn > 10, `audio both ways (${r.caller.rtpIn}/${r.callee.rtpIn})`)
+    await sleep(300)
+    t.same(await set6(lab, 'pinhole6'), [], 'the restarted sipalg removed the pinholes at BYE')
+    t.same(await set6(lab, 'media6'), [])
+    t.equal(await udpFlows6(lab, 16200), '', 'and the conntrack entries')
+    // The dual-stack case below runs on the restarted daemon.
+    alg = second as Sipalg
   })
 
   await t.test('dual stack: an IPv4 NAT call and an IPv6 call at once', async t => {
