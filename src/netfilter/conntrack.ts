@@ -14,35 +14,23 @@ export interface ConntrackTuple {
   direction?: 'original' | 'reply'
 }
 
-function ipToU32 (ip: string): number {
-  return addrKey(ip).readUInt32BE(0)
+/** An address as the words of a packed tuple: one for IPv4, four for IPv6 (native/ct.c). */
+function addressWords (ip: string, family: 4 | 6): number[] {
+  if (family === 4) return [addrKey(ip).readUInt32BE(0)]
+  const b = ipv6Bytes(ip)
+  if (b === null) throw new TypeError(`not an IPv6 address: ${ip}`)
+  return [0, 4, 8, 12].map(o => b.readUInt32BE(o))
 }
 
-function packTuples (tuples: ConntrackTuple[]): Uint32Array {
-  const packed = new Uint32Array(tuples.length * 5)
+/** [reply, src, dst, sport, dport] per tuple, addresses as addressWords. */
+function packTuples (tuples: ConntrackTuple[], family: 4 | 6 = 4): Uint32Array {
+  const stride = family === 6 ? 11 : 5
+  const packed = new Uint32Array(tuples.length * stride)
   tuples.forEach((t, i) => {
     if (t.proto !== 'udp') throw new TypeError('only udp is supported')
     checkPort(t.sport)
     checkPort(t.dport)
-    packed.set([t.direction === 'reply' ? 1 : 0, ipToU32(t.src), ipToU32(t.dst), t.sport, t.dport], i * 5)
-  })
-  return packed
-}
-
-/** IPv6 tuples: [reply, src as 4 words, dst as 4 words, sport, dport] (native/ct.c). */
-function packTuples6 (tuples: ConntrackTuple[]): Uint32Array {
-  const packed = new Uint32Array(tuples.length * 11)
-  tuples.forEach((t, i) => {
-    if (t.proto !== 'udp') throw new TypeError('only udp is supported')
-    checkPort(t.sport)
-    checkPort(t.dport)
-    const src = ipv6Bytes(t.src)
-    const dst = ipv6Bytes(t.dst)
-    if (src === null || dst === null) throw new TypeError(`not an IPv6 tuple: ${t.src} -> ${t.dst}`)
-    const words = [t.direction === 'reply' ? 1 : 0]
-    for (const a of [src, dst]) for (let w = 0; w < 4; w++) words.push(a.readUInt32BE(w * 4))
-    words.push(t.sport, t.dport)
-    packed.set(words, i * 11)
+    packed.set([t.direction === 'reply' ? 1 : 0, ...addressWords(t.src, family), ...addressWords(t.dst, family), t.sport, t.dport], i * stride)
   })
   return packed
 }
@@ -51,7 +39,7 @@ function packTuples6 (tuples: ConntrackTuple[]): Uint32Array {
 export function deleteConntrack6 (tuples: ConntrackTuple[]): number {
   if (tuples.length === 0) return 0
   try {
-    return loadNative().ctDeleteMany6(packTuples6(tuples))
+    return loadNative().ctDeleteMany6(packTuples(tuples, 6))
   } catch (err) {
     throw toSipalgError(err, { what: 'deleting IPv6 conntrack entries' })
   }
@@ -82,7 +70,7 @@ export function conntrackCounters (tuples: ConntrackTuple[], family: 4 | 6 = 4):
   if (tuples.length === 0) return []
   let v: Float64Array
   try {
-    v = family === 6 ? loadNative().ctCounters6(packTuples6(tuples)) : loadNative().ctCounters(packTuples(tuples))
+    v = family === 6 ? loadNative().ctCounters6(packTuples(tuples, 6)) : loadNative().ctCounters(packTuples(tuples))
   } catch (err) {
     throw toSipalgError(err, { what: 'reading conntrack counters' })
   }

@@ -38,18 +38,19 @@ export function parseUdp (pkt: Buffer): PacketParse {
   if ((frag & 0x1fff) !== 0 || (frag & 0x2000) !== 0) return { ok: false, reason: 'fragment' }
   const udpLen = pkt.readUInt16BE(ihl + 4)
   if (udpLen < 8 || ihl + udpLen > total) return { ok: false, reason: 'bad-length' }
-  const payloadOffset = ihl + 8
+  return { ok: true, udp: udpAt(pkt, ihl, udpLen, ipv4ToString(pkt, 12), ipv4ToString(pkt, 16)) }
+}
+
+/** The UDP datagram whose header is at `off`. */
+function udpAt (pkt: Buffer, off: number, udpLen: number, src: string, dst: string): UdpPacket {
   return {
-    ok: true,
-    udp: {
-      src: ipv4ToString(pkt, 12),
-      dst: ipv4ToString(pkt, 16),
-      srcPort: pkt.readUInt16BE(ihl),
-      dstPort: pkt.readUInt16BE(ihl + 2),
-      payloadOffset,
-      payload: pkt.subarray(payloadOffset, ihl + udpLen),
-      fragment: false
-    }
+    src,
+    dst,
+    srcPort: pkt.readUInt16BE(off),
+    dstPort: pkt.readUInt16BE(off + 2),
+    payloadOffset: off + 8,
+    payload: pkt.subarray(off + 8, off + udpLen),
+    fragment: false
   }
 }
 
@@ -97,20 +98,7 @@ function parseUdp6 (pkt: Buffer): PacketParse {
   if (off + 8 > end) return { ok: false, reason: 'bad-length' }
   const udpLen = pkt.readUInt16BE(off + 4)
   if (udpLen < 8 || off + udpLen > end) return { ok: false, reason: 'bad-length' }
-  const payloadOffset = off + 8
-  return {
-    ok: true,
-    udp: {
-      src: ipv6FromBytes(pkt, 8),
-      dst: ipv6FromBytes(pkt, 24),
-      srcPort: pkt.readUInt16BE(off),
-      dstPort: pkt.readUInt16BE(off + 2),
-      payloadOffset,
-      payload: pkt.subarray(payloadOffset, off + udpLen),
-      fragment: false,
-      family: 6
-    }
-  }
+  return { ok: true, udp: { ...udpAt(pkt, off, udpLen, ipv6FromBytes(pkt, 8), ipv6FromBytes(pkt, 24)), family: 6 } }
 }
 
 function sum16 (b: Buffer, start: number, end: number, acc: number): number {
@@ -134,26 +122,23 @@ export function ipHeaderChecksum (pkt: Buffer, ihl: number): number {
 }
 
 export function udpChecksum (pkt: Buffer, ihl: number): number {
-  const udpLen = pkt.readUInt16BE(ihl + 4)
   // Pseudo header: source, destination, protocol, UDP length.
-  let acc = sum16(pkt, 12, 20, 0) + PROTO_UDP + udpLen
-  const savedCk = pkt.readUInt16BE(ihl + 6)
-  pkt.writeUInt16BE(0, ihl + 6)
-  acc = sum16(pkt, ihl, ihl + udpLen, acc)
-  pkt.writeUInt16BE(savedCk, ihl + 6)
-  const c = (~fold(acc)) & 0xffff
-  return c === 0 ? 0xffff : c
+  return udpSum(pkt, ihl, 12, 20)
 }
 
 /**
- * The IPv6 UDP checksum (mandatory: RFC 8200 8.1) of the UDP header at `udpOff`, over the pseudo
- * header of source, final destination (no routing header rewrites it here: sipalg only sees
- * forwarded packets whose destination field already is the final one, or parses past a routing
- * header whose segments are left), UDP length and next header 17.
+ * The IPv6 UDP checksum (mandatory: RFC 8200 8.1) of the UDP header at `udpOff`; the pseudo
+ * header takes the fixed header's source and destination (sipalg changes no payload of a packet
+ * whose routing header still has segments left, so that destination is the final one).
  */
 export function udp6Checksum (pkt: Buffer, udpOff: number): number {
+  return udpSum(pkt, udpOff, 8, 40)
+}
+
+/** UDP checksum over the addresses at pkt[addrStart, addrEnd), next header 17, UDP length and the datagram. */
+function udpSum (pkt: Buffer, udpOff: number, addrStart: number, addrEnd: number): number {
   const udpLen = pkt.readUInt16BE(udpOff + 4)
-  let acc = sum16(pkt, 8, 40, 0) + udpLen + PROTO_UDP
+  let acc = sum16(pkt, addrStart, addrEnd, 0) + PROTO_UDP + udpLen
   const savedCk = pkt.readUInt16BE(udpOff + 6)
   pkt.writeUInt16BE(0, udpOff + 6)
   acc = sum16(pkt, udpOff, udpOff + udpLen, acc)
