@@ -18,7 +18,7 @@ interface PhoneResult { ok: boolean, rtpIn: number, rtpOut: number, sources: Rec
 
 /** One call between two lab phones over IPv6 (or IPv4 addresses): the callee answers, the caller hangs up. */
 async function call6 (lab: Lab, caller: Role, callerIp: string, callerMedia: number, callee: Role, calleeIp: string, calleeMedia: number,
-  during?: () => Promise<void>): Promise<{ caller: PhoneResult, callee: PhoneResult }> {
+  during?: () => Promise<void>, durationMs = 2000): Promise<{ caller: PhoneResult, callee: PhoneResult }> {
   const result = async (p: ReturnType<Lab['spawn']>): Promise<PhoneResult> => await new Promise(resolve => {
     let out = ''
     p.stdout?.on('data', (c: Buffer) => { out += c.toString() })
@@ -26,7 +26,7 @@ async function call6 (lab: Lab, caller: Role, callerIp: string, callerMedia: num
   })
   const uas = result(lab.spawn(callee, process.execPath, [PHONE, 'uas', calleeIp, String(calleeMedia)]))
   await sleep(300)
-  const uac = result(lab.spawn(caller, process.execPath, [PHONE, 'uac', callerIp, String(callerMedia), calleeIp, '2000']))
+  const uac = result(lab.spawn(caller, process.execPath, [PHONE, 'uac', callerIp, String(callerMedia), calleeIp, String(durationMs)]))
   if (during !== undefined) await during()
   const [a, b] = await Promise.all([uac, uas])
   return { caller: a, callee: b }
@@ -114,8 +114,9 @@ t.test('IPv6 firewall gateway', async t => {
       await first.stop('SIGKILL')
       second = await startSipalg(lab, { args: ['--firewall', '--inside', ADDR6.insideNet, '--state-file', state] })
       t.same((await set6(lab, 'pinhole6')).length, 2, 'the pinholes outlived the killed sipalg')
-    })
+    }, 7000)
     t.ok(r.caller.ok && r.callee.ok, 'call completes across the restart')
+    t.match(second?.log(), /"calls":1,.*took over the calls/, 'the call was taken over')
     t.ok(r.caller.rtpIn > 10 && r.callee.rtpIn > 10, `audio both ways (${r.caller.rtpIn}/${r.callee.rtpIn})`)
     await sleep(300)
     t.same(await set6(lab, 'pinhole6'), [], 'the restarted sipalg removed the pinholes at BYE')
