@@ -179,3 +179,16 @@ t.test('IPv6 packets that are not SIP between inside and outside pass as transit
   send(noV6, A, B, invite(A, B, sdp6(A, 16000), 'off'))
   t.equal(noV6.calls.size, 0, 'without an IPv6 inside network IPv6 SIP is transit')
 })
+
+t.test('limits count IPv6 calls like IPv4 ones; an IPv6 phone offered IPv4 media gets no pinhole for it', async t => {
+  const { alg, warnings } = makeAlg({ limits: { calls_per_host: 1 } })
+  send(alg, A, B, invite(A, B, sdp6(A, 16000), 'l1'))
+  const second = send(alg, A, B, invite(A, B, sdp6(A, 16010), 'l2'))
+  t.same(second.ops, [], 'the second call of the host is refused its media')
+  t.equal(second.action, 'accept', 'its SIP still passes')
+  t.equal(alg.counters.snapshot().refused_calls_per_host, 1)
+  const ans = send(alg, B, A, ok200(A, B, 'l1', 1, 'INVITE', sdp6('203.0.113.9', 26000, 'IP4')))
+  t.same(ans.ops, [], 'IPv4 media offered to an IPv6 phone opens nothing')
+  t.equal(alg.counters.snapshot().sdp_other_family, 1)
+  t.match(warnings.find(w => (w as { code?: string }).code === 'E318'), { family: 'ipv6', addresses: '203.0.113.9' })
+})
