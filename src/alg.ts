@@ -32,7 +32,7 @@ import { traceEvent, type TraceEvent } from './trace/ladder.js'
 import { shortCode } from './errors.js'
 import type { SipHop } from './hep/legs.js'
 import { OncePerMinute } from './once-per-minute.js'
-import { canonicalIpv6 } from './ip6.js'
+import { canonicalIpv6, hostPort } from './ip6.js'
 import { sdpSummaryOf } from './rewrite/body.js'
 import { isIpv6Phone } from './dialog/calls.js'
 import type { MediaMapping, SdpSummary } from './rewrite/types.js'
@@ -93,7 +93,7 @@ export class Alg {
     this.applyPolicies(cfg)
     this.signalling = new SignallingTable(this.maps, cfg.timeouts.signalling * 1000, p => this.ports.contains(p))
     this.calls = new CallTable(this.maps, this.ports, this.callPolicy, {
-      onStart: call => { this.counters.inc('calls_started'); this.log.info({ callId: call.callId, phone: `${call.phone.ip}:${call.phone.port}`, direction: call.outgoing ? 'outbound' : 'inbound' }, 'call started') },
+      onStart: call => { this.counters.inc('calls_started'); this.log.info({ callId: call.callId, phone: hostPort(call.phone.ip, call.phone.port), direction: call.outgoing ? 'outbound' : 'inbound' }, 'call started') },
       onStreamDropped: (_call, s, far) => { this.forgetFlows(s, far) },
       onForkDropped: (_call, s, far) => { this.forgetFlows(s, far) },
       onFlowsNarrowed: (_call, _s, flows) => { for (const f of flows) this.staleFlows.push({ remote: { ip: f.ip, port: f.port }, publicPort: f.publicPort }) },
@@ -192,7 +192,7 @@ export class Alg {
       this.handleSip6({ direction, phone, far, transport: 'udp' }, res.msg)
     } catch (e) {
       this.counters.inc('internal_errors')
-      this.log.error({ code: shortCode('E307_INTERNAL'), err: e, src: `[${phone.ip}]:${phone.port}`, family: 'ipv6' }, 'internal error; message passed unmodified')
+      this.log.error({ code: shortCode('E307_INTERNAL'), err: e, src: hostPort(phone.ip, phone.port), family: 'ipv6' }, 'internal error; message passed unmodified')
     }
     return ACCEPT
   }
@@ -394,7 +394,7 @@ export class Alg {
   /** One trace event: the message, what the rewriter changed, and the kernel changes it caused. */
   private traceMessage (opsBefore: number, msg: SipMessage, leg: MessageLeg, r: RewriteResult): void {
     const { added, removed } = netChanges(this.maps.pendingSince(opsBefore))
-    const e = traceEvent(this.now(), msg, leg.direction, `${leg.phone.ip}:${leg.phone.port}`, `${leg.far.ip}:${leg.far.port}`, r, added, removed)
+    const e = traceEvent(this.now(), msg, leg.direction, hostPort(leg.phone.ip, leg.phone.port), hostPort(leg.far.ip, leg.far.port), r, added, removed)
     if (leg.transport !== 'udp') e.transport = leg.transport
     this.onMessage?.(e)
   }

@@ -87,3 +87,6 @@ export function ipv6FromBytes (b: Uint8Array, off: number): string {
   for (let i = 0; i < 8; i++) g[i] = (b[off + i * 2] << 8) | b[off + i * 2 + 1]
   return formatIpv6(g)
 }
+
+/** ip:port as people read it: an IPv6 address bracketed ([2001:db8:1::23]:5060). */
+export const hostPort = (ip: string, port: number): string => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`)

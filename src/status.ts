@@ -4,6 +4,7 @@
 
 import type { StoreStats } from './store/store.js'
 import { isIpv6Phone, type CallTable, type Stream } from './dialog/calls.js'
+import { hostPort } from './ip6.js'
 import type { RegistrationTable } from './dialog/registrations.js'
 import type { MappingTable } from './media/mappings.js'
 
@@ -22,7 +23,8 @@ export interface FlowStatus {
 export interface StatusDoc {
   uptimeSeconds: number
   publicIp: string
-  calls: Array<{ callId: string, phone: string, family: 'ipv4' | 'ipv6', direction: string, state: string, ageSeconds: number, media: string[], flows: FlowStatus[] }>
+  /** family: set for an IPv6 call only (an IPv4 call's entry is as it always was). */
+  calls: Array<{ callId: string, phone: string, family?: 'ipv6', direction: string, state: string, ageSeconds: number, media: string[], flows: FlowStatus[] }>
   registrations: Array<{ phone: string, publicPort: number, registrar: string, aor: string, expiresInSeconds: number }>
   mappings: Record<string, number>
   counters: Record<string, number>
@@ -82,7 +84,7 @@ export function coreStatus (tables: { calls: CallTable, registrations: Registrat
     calls: [...calls.values()].map(c => ({
       callId: c.callId,
       phone: hostPort(c.phone.ip, c.phone.port),
-      family: isIpv6Phone(c.phone.ip) ? 'ipv6' : 'ipv4',
+      ...(isIpv6Phone(c.phone.ip) ? { family: 'ipv6' as const } : {}),
       direction: c.outgoing ? 'out' : 'in',
       state: c.state,
       ageSeconds: seconds(now - c.createdAt),
@@ -106,9 +108,6 @@ export function coreStatus (tables: { calls: CallTable, registrations: Registrat
     counters
   }
 }
-
-/** ip:port, an IPv6 address bracketed ([2001:db8:1::23]:5060). */
-const hostPort = (ip: string, port: number): string => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`)
 
 /** Who a stream's RTP port admits: anyone, the far addresses, or the source it latched onto (media_latching: first). */
 function admitted (s: Stream, now: number): string {

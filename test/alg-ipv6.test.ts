@@ -192,3 +192,14 @@ t.test('limits count IPv6 calls like IPv4 ones; an IPv6 phone offered IPv4 media
   t.equal(alg.counters.snapshot().sdp_other_family, 1)
   t.match(warnings.find(w => (w as { code?: string }).code === 'E318'), { family: 'ipv6', addresses: '203.0.113.9' })
 })
+
+t.test('sipalg trace shows IPv6 messages with bracketed endpoints and the pinholes they opened', async t => {
+  const { alg } = makeAlg()
+  const events: Array<{ phone?: string, far?: string, added?: unknown[] }> = []
+  alg.onMessage = e => { events.push(e as unknown as { phone?: string, far?: string, added?: unknown[] }) }
+  send(alg, A, B, invite(A, B, sdp6(A, 16000), 'tr'))
+  send(alg, B, A, ok200(A, B, 'tr', 1, 'INVITE', sdp6(B, 26000)))
+  t.equal(events.length, 2)
+  t.match(JSON.stringify(events[0]), `[${A}]:5060`)
+  t.match(JSON.stringify(events[1]), 'pinhole6')
+})

@@ -198,7 +198,7 @@ echo "== IPv6: call A 2001:db8:1::23 -> B 2001:db8:2::9 (no NAT; the gateway's I
 ip netns exec "$B" node "$HERE/udp-phone.mjs" uas 2001:db8:2::9 26000 >"$WORK/ipv6-b.json" 2>&1 &
 P6B=$!; PIDS+=("$P6B")
 sleep 0.3
-( sleep 1; pinholes6 >"$WORK/ipv6-pinholes.txt" ) &
+( for i in $(seq 1 30); do sleep 0.1; pinholes6 >"$WORK/ipv6-pinholes.txt"; [ -s "$WORK/ipv6-pinholes.txt" ] && break; done ) &
 PIDS+=("$!")
 ip netns exec "$A" node "$HERE/udp-phone.mjs" uac 2001:db8:1::23 16000 2001:db8:2::9 2000 >"$WORK/ipv6-a.json" 2>&1 || true
 wait "$P6B" 2>/dev/null || true; forget "$P6B"
