@@ -31,6 +31,10 @@
 # install --print --nft writes what an operator's own `table inet filter { chain forward { policy
 # drop; ... } }` needs for sipalg (a pure-nftables gateway, README "Firewall reloads").
 # IPTABLES / IPTABLES_RESTORE override the binaries (e.g. iptables-legacy).
+# IPv6: install and uninstall do the same with ip6tables when it exists (IPv6 phones, README "IPv6"):
+# the same chains, rules and comment tag, in ip6tables' filter table. IP6TABLES / IP6TABLES_RESTORE
+# override those binaries; with only IPTABLES overridden, ip6tables is left alone. --print shows the
+# IPv4 text (IPTABLES=ip6tables ... install --print shows IPv6's, which is the same).
 set -euo pipefail
 
 IPT=${IPTABLES:-iptables}
@@ -123,6 +127,7 @@ nft_text() {
   echo "oifname \"wan0\" udp dport $set accept"
   echo "# sipalg: SIP over TCP, in your input chain (connections its splice takes are delivered locally)"
   echo "meta mark and ${TCP_MARK#*/} == ${TCP_MARK%/*} accept"
+  echo "# IPv6 phones: in an inet table these lines cover IPv6 too (sipalg's table ip6 marks its pinholes)"
   echo "# or queue SIP here instead of \"sipalg rules install\" (kernels with nft_queue):"
   echo "# udp dport $set queue num $nft_queue$bypass"
   echo "# udp sport $set queue num $nft_queue$bypass"
@@ -197,9 +202,21 @@ status() {
   return 1
 }
 
+# The same command for IPv6 (ip6tables), when there is one to use; its messages are prefixed "ip6tables: ".
+ipv6_too() {
+  [ "$print" = 0 ] || return 0
+  [ -z "${IPTABLES:-}" ] || [ -n "${IP6TABLES:-}" ] || return 0
+  local ip6t=${IP6TABLES:-ip6tables}
+  command -v "$ip6t" >/dev/null 2>&1 || return 0
+  local out rc=0
+  out=$(IPT=$ip6t; IPT_RESTORE=${IP6TABLES_RESTORE:-${ip6t}-restore}; "$1" 2>&1) || rc=$?
+  [ -z "$out" ] || sed 's/^/ip6tables: /' <<<"$out"
+  return $rc
+}
+
 case $cmd in
-  install) install ;;
-  uninstall) uninstall ;;
+  install) install; ipv6_too install ;;
+  uninstall) uninstall; ipv6_too uninstall ;;
   status) status ;;
   *) usage ;;
 esac

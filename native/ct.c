@@ -31,35 +31,47 @@ static int ct_open(void) {
   return 0;
 }
 
-/* One ctnetlink request (IPCTNL_MSG_CT_DELETE / _GET) naming a UDP entry by one of its tuples. */
-static void ct_put_tuple_msg(char *at, uint16_t msg, uint16_t flags, int reply, uint32_t src, uint32_t dst,
-                             uint16_t sport, uint16_t dport, uint32_t seq) {
+/* One ctnetlink request (IPCTNL_MSG_CT_DELETE / _GET) naming a UDP entry by one of its tuples.
+ * `t` is one packed tuple: [reply 0|1, src, dst, sport, dport] (IPv4, 5 words) or
+ * [reply 0|1, src 4 words, dst 4 words, sport, dport] (IPv6, 11 words); addresses in host order words. */
+static void ct_put_tuple_msg(char *at, uint16_t msg, uint16_t flags, const uint32_t *t, int v6, uint32_t seq) {
+  const int aw = v6 ? 4 : 1;
   struct nlmsghdr *nlh = mnl_nlmsg_put_header(at);
   nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | msg;
   nlh->nlmsg_flags = flags;
   nlh->nlmsg_seq = seq;
   struct nfgenmsg *nfg = mnl_nlmsg_put_extra_header(nlh, sizeof *nfg);
-  nfg->nfgen_family = AF_INET;
+  nfg->nfgen_family = v6 ? AF_INET6 : AF_INET;
   nfg->version = NFNETLINK_V0;
   nfg->res_id = 0;
-  struct nlattr *t = mnl_attr_nest_start(nlh, reply ? CTA_TUPLE_REPLY : CTA_TUPLE_ORIG);
+  struct nlattr *tu = mnl_attr_nest_start(nlh, t[0] != 0 ? CTA_TUPLE_REPLY : CTA_TUPLE_ORIG);
   struct nlattr *ip = mnl_attr_nest_start(nlh, CTA_TUPLE_IP);
-  mnl_attr_put_u32(nlh, CTA_IP_V4_SRC, htonl(src));
-  mnl_attr_put_u32(nlh, CTA_IP_V4_DST, htonl(dst));
+  if (v6) {
+    uint32_t a[4], b[4];
+    for (int i = 0; i < 4; i++) { a[i] = htonl(t[1 + i]); b[i] = htonl(t[5 + i]); }
+    mnl_attr_put(nlh, CTA_IP_V6_SRC, sizeof a, a);
+    mnl_attr_put(nlh, CTA_IP_V6_DST, sizeof b, b);
+  } else {
+    mnl_attr_put_u32(nlh, CTA_IP_V4_SRC, htonl(t[1]));
+    mnl_attr_put_u32(nlh, CTA_IP_V4_DST, htonl(t[2]));
+  }
   mnl_attr_nest_end(nlh, ip);
   struct nlattr *pr = mnl_attr_nest_start(nlh, CTA_TUPLE_PROTO);
   mnl_attr_put_u8(nlh, CTA_PROTO_NUM, 17);
-  mnl_attr_put_u16(nlh, CTA_PROTO_SRC_PORT, htons(sport));
-  mnl_attr_put_u16(nlh, CTA_PROTO_DST_PORT, htons(dport));
+  mnl_attr_put_u16(nlh, CTA_PROTO_SRC_PORT, htons((uint16_t)t[1 + 2 * aw]));
+  mnl_attr_put_u16(nlh, CTA_PROTO_DST_PORT, htons((uint16_t)t[2 + 2 * aw]));
   mnl_attr_nest_end(nlh, pr);
-  mnl_attr_nest_end(nlh, t);
+  mnl_attr_nest_end(nlh, tu);
 }
 
-#define CT_MSG_MAX 128  /* each delete message is < 96 bytes: a batch fits one socket buffer */
+/* Words per packed tuple of a family. */
+#define CT_STRIDE(v6) ((v6) ? 11 : 5)
+
+#define CT_MSG_MAX 128  /* each delete message is < 128 bytes (IPv6: ~100): a batch fits one socket buffer */
 
 /* Sends n deletes in one send() and collects the n ACKs. Returns how many entries were deleted
  * (ENOENT = already gone, not an error), or -errno. */
-static int ct_delete_batch(const uint32_t *tuples, size_t n) {
+static int ct_delete_batch(const uint32_t *tuples, size_t n, int v6) {
   int e = ct_open();
   if (e) return -e;
   char out[CT_MSG_MAX * 128];
@@ -69,8 +81,8 @@ static int ct_delete_batch(const uint32_t *tuples, size_t n) {
     size_t k = n - base < CT_MSG_MAX ? n - base : CT_MSG_MAX, len = 0;
     uint32_t first = ct_seq + 1;
     for (size_t i = 0; i < k; i++) {
-      const uint32_t *t = tuples + (base + i) * 5;
-      ct_put_tuple_msg(out + len, IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, t[0] != 0, t[1], t[2], (uint16_t)t[3], (uint16_t)t[4], ++ct_seq);
+      const uint32_t *t = tuples + (base + i) * CT_STRIDE(v6);
+      ct_put_tuple_msg(out + len, IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, t, v6, ++ct_seq);
       len += ((struct nlmsghdr *)(out + len))->nlmsg_len;
     }
     if (mnl_socket_sendto(ct_sock, out, len) < 0) return -errno;
@@ -90,35 +102,36 @@ static int ct_delete_batch(const uint32_t *tuples, size_t n) {
   return deleted;
 }
 
-/* The Uint32Array of [reply 0|1, src, dst, sport, dport] 5-tuples both calls take; NULL (with a JS
- * exception pending) when it is not one, has a bad port, or holds more than `max` tuples. */
-static const uint32_t *ct_tuples_arg(napi_env env, napi_value v, size_t max, size_t *count, const char *fn) {
+/* The Uint32Array of packed tuples (ct_put_tuple_msg) every call takes; NULL (with a JS exception
+ * pending) when it is not one, has a bad port, or holds more than `max` tuples. */
+static const uint32_t *ct_tuples_arg(napi_env env, napi_value v, size_t max, size_t *count, const char *fn, int v6) {
+  const size_t w = CT_STRIDE(v6);
   bool is = false;
   napi_typedarray_type tt;
   size_t n = 0, off;
   void *data = NULL;
   napi_value ab;
   if (napi_is_typedarray(env, v, &is) != napi_ok || !is ||
-      napi_get_typedarray_info(env, v, &tt, &n, &data, &ab, &off) != napi_ok || tt != napi_uint32_array || n % 5 || n / 5 > max) {
-    sa_throw(env, K_ARG, 0, "%s: Uint32Array of at most %zu 5-tuples expected", fn, max);
+      napi_get_typedarray_info(env, v, &tt, &n, &data, &ab, &off) != napi_ok || tt != napi_uint32_array || n % w || n / w > max) {
+    sa_throw(env, K_ARG, 0, "%s: Uint32Array of at most %zu %zu-word tuples expected", fn, max, w);
     return NULL;
   }
   const uint32_t *t = data;
-  for (size_t i = 0; i < n; i += 5) {
-    if (t[i + 3] > 65535 || t[i + 4] > 65535) { sa_throw(env, K_ARG, 0, "%s: bad port", fn); return NULL; }
+  for (size_t i = 0; i < n; i += w) {
+    if (t[i + w - 2] > 65535 || t[i + w - 1] > 65535) { sa_throw(env, K_ARG, 0, "%s: bad port", fn); return NULL; }
   }
-  *count = n / 5;
+  *count = n / w;
   return t;
 }
 
-/* ctDeleteMany(tuples: Uint32Array of [reply 0|1, src, dst, sport, dport] * n) -> number deleted */
-static napi_value js_ct_delete_many(napi_env env, napi_callback_info info) {
+/* ctDeleteMany(tuples: Uint32Array of IPv4 tuples) / ctDeleteMany6(IPv6 tuples) -> number deleted */
+static napi_value ct_delete_many(napi_env env, napi_callback_info info, int v6) {
   size_t argc = 1, k = 0;
   napi_value argv[1] = {NULL}, res;
   NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  const uint32_t *t = ct_tuples_arg(env, argv[0], SIZE_MAX / 5, &k, "ctDeleteMany");
+  const uint32_t *t = ct_tuples_arg(env, argv[0], SIZE_MAX / 11, &k, v6 ? "ctDeleteMany6" : "ctDeleteMany", v6);
   if (!t) return NULL;
-  int r = ct_delete_batch(t, k);
+  int r = ct_delete_batch(t, k, v6);
   if (r < 0) {
     if (-r == EPERM && !sa_has_cap_net_admin()) return sa_throw(env, K_NOT_ROOT, -r, "deleting conntrack entries");
     return sa_throw(env, K_CT, -r, "conntrack delete");
@@ -126,6 +139,9 @@ static napi_value js_ct_delete_many(napi_env env, napi_callback_info info) {
   napi_create_uint32(env, (uint32_t)r, &res);
   return res;
 }
+
+static napi_value js_ct_delete_many(napi_env env, napi_callback_info info) { return ct_delete_many(env, info, 0); }
+static napi_value js_ct_delete_many6(napi_env env, napi_callback_info info) { return ct_delete_many(env, info, 1); }
 
 /* Counters of one conntrack entry: CTA_COUNTERS_{ORIG,REPLY} → {packets, bytes}. */
 struct ct_counts { double v[4]; int found; };
@@ -162,11 +178,11 @@ static void ct_read_counters(const struct nlmsghdr *h, struct ct_counts *c) {
 /* ctCounters(tuples: Uint32Array of [reply 0|1, src, dst, sport, dport] * n) -> Float64Array of
  * [origPackets, origBytes, replyPackets, replyBytes] * n; -2 for a tuple with no entry, -1 for a
  * counter the kernel does not keep (net.netfilter.nf_conntrack_acct = 0). One send for all GETs. */
-static napi_value js_ct_counters(napi_env env, napi_callback_info info) {
+static napi_value ct_counters(napi_env env, napi_callback_info info, int v6) {
   size_t argc = 1, k = 0;
   napi_value argv[1] = {NULL}, res, ab_out;
   NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  const uint32_t *t = ct_tuples_arg(env, argv[0], CT_MSG_MAX, &k, "ctCounters");
+  const uint32_t *t = ct_tuples_arg(env, argv[0], CT_MSG_MAX, &k, v6 ? "ctCounters6" : "ctCounters", v6);
   if (!t) return NULL;
   double *outv = NULL;
   NAPI_OK(napi_create_arraybuffer(env, k * 4 * sizeof(double), (void **)&outv, &ab_out));
@@ -178,8 +194,7 @@ static napi_value js_ct_counters(napi_env env, napi_callback_info info) {
   size_t len = 0;
   uint32_t first = ct_seq + 1;
   for (size_t i = 0; i < k; i++) {
-    const uint32_t *q = t + i * 5;
-    ct_put_tuple_msg(out + len, IPCTNL_MSG_CT_GET, NLM_F_REQUEST, q[0] != 0, q[1], q[2], (uint16_t)q[3], (uint16_t)q[4], ++ct_seq);
+    ct_put_tuple_msg(out + len, IPCTNL_MSG_CT_GET, NLM_F_REQUEST, t + i * CT_STRIDE(v6), v6, ++ct_seq);
     len += ((struct nlmsghdr *)(out + len))->nlmsg_len;
   }
   if (k > 0 && mnl_socket_sendto(ct_sock, out, len) < 0) return sa_throw(env, K_CT, errno, "conntrack counters: send");
@@ -201,11 +216,16 @@ static napi_value js_ct_counters(napi_env env, napi_callback_info info) {
   return res;
 }
 
+static napi_value js_ct_counters(napi_env env, napi_callback_info info) { return ct_counters(env, info, 0); }
+static napi_value js_ct_counters6(napi_env env, napi_callback_info info) { return ct_counters(env, info, 1); }
+
 napi_value ct_init(napi_env env, napi_value exports) {
   napi_property_descriptor d[] = {
     { "ctDeleteMany", NULL, js_ct_delete_many, NULL, NULL, NULL, napi_default_jsproperty, NULL },
     { "ctCounters", NULL, js_ct_counters, NULL, NULL, NULL, napi_default_jsproperty, NULL },
+    { "ctDeleteMany6", NULL, js_ct_delete_many6, NULL, NULL, NULL, napi_default_jsproperty, NULL },
+    { "ctCounters6", NULL, js_ct_counters6, NULL, NULL, NULL, napi_default_jsproperty, NULL },
   };
-  if (napi_define_properties(env, exports, 2, d) != napi_ok) return NULL;
+  if (napi_define_properties(env, exports, sizeof d / sizeof d[0], d) != napi_ok) return NULL;
   return exports;
 }

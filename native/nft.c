@@ -5,7 +5,7 @@
  * NLM_F_ACK; waits until every op is acked. The kernel applies a batch all-or-nothing; any
  * non-zero ack means the whole batch was aborted and is reported as an error naming the op.
  * list(): NFT_MSG_GETSETELEM dump.
- * Family is NFPROTO_IPV4 (`table ip NAME`). No cache, no generation check, no `nft` process.
+ * Family NFPROTO_IPV4 (`table ip NAME`) unless nftOpen is given 6 (`table ip6 NAME`, IPv6 pinholes). No cache, no generation check, no `nft` process.
  */
 #include "common.h"
 
@@ -40,6 +40,7 @@ typedef struct nfth {
   uint32_t portid;
   uint32_t seq;
   char table[256];
+  uint8_t family; /* NFPROTO_IPV4 or NFPROTO_IPV6, fixed at open */
   int closed;
   char *rbuf;
   char *sbuf;
@@ -134,20 +135,24 @@ static int run_dump(nfth *h, struct nlmsghdr *nlh, mnl_cb_t cb, void *data) {
   return 0;
 }
 
-/* nftOpen(table) -> handle. Checks the table exists (NFT_MSG_GETTABLE). */
+/* nftOpen(table, family?: 4 | 6) -> handle. Checks the table exists (NFT_MSG_GETTABLE). */
 static napi_value js_nft_open(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   char table[256];
   size_t tl = 0;
   if (argc < 1 || napi_get_value_string_utf8(env, argv[0], table, sizeof table, &tl) != napi_ok || tl == 0 || tl >= 255)
     return sa_throw(env, K_ARG, 0, "nftOpen: table name must be a non-empty string");
+  uint32_t fam = 4;
+  if (argc >= 2 && napi_get_value_uint32(env, argv[1], &fam) != napi_ok) fam = 0;
+  if (fam != 4 && fam != 6) return sa_throw(env, K_ARG, 0, "nftOpen: family must be 4 or 6");
   nfth *h = calloc(1, sizeof *h);
   if (!h) return sa_throw(env, K_NFT, ENOMEM, "open table ip %s", table);
   h->magic = NFT_MAGIC;
   h->fd = -1;
   memcpy(h->table, table, tl + 1);
+  h->family = fam == 6 ? NFPROTO_IPV6 : NFPROTO_IPV4;
   h->rbuf = malloc(RECV_CAP);
   h->scap = 64 * 1024;
   h->sbuf = malloc(h->scap);
@@ -174,7 +179,7 @@ static napi_value js_nft_open(napi_env env, napi_callback_info info) {
 
   struct nftnl_table *t = nftnl_table_alloc();
   nftnl_table_set_str(t, NFTNL_TABLE_NAME, table);
-  struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(h->sbuf, NFT_MSG_GETTABLE, NFPROTO_IPV4, NLM_F_ACK, ++h->seq);
+  struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(h->sbuf, NFT_MSG_GETTABLE, h->family, NLM_F_ACK, ++h->seq);
   nftnl_table_nlmsg_build_payload(nlh, t);
   nftnl_table_free(t);
   int err = request_ack(h, nlh);
@@ -295,7 +300,7 @@ static napi_value js_nft_apply(napi_env env, napi_callback_info info) {
       nftnl_set_elem_set_u64(e, NFTNL_SET_ELEM_EXPIRATION, ops[i].timeout_ms);
     }
     nftnl_set_elem_add(s, e);
-    nlh = nftnl_nlmsg_build_hdr(h->sbuf + off, ops[i].add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM, NFPROTO_IPV4,
+    nlh = nftnl_nlmsg_build_hdr(h->sbuf + off, ops[i].add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM, h->family,
                                 NLM_F_ACK | (ops[i].add ? NLM_F_CREATE : 0), ++h->seq);
     nftnl_set_elems_nlmsg_build_payload(nlh, s);
     nftnl_set_free(s);
@@ -441,7 +446,7 @@ static napi_value js_nft_list(napi_env env, napi_callback_info info) {
   struct nftnl_set *s = nftnl_set_alloc();
   nftnl_set_set_str(s, NFTNL_SET_TABLE, h->table);
   nftnl_set_set_str(s, NFTNL_SET_NAME, map);
-  struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(h->sbuf, NFT_MSG_GETSETELEM, NFPROTO_IPV4, NLM_F_DUMP | NLM_F_ACK, ++h->seq);
+  struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(h->sbuf, NFT_MSG_GETSETELEM, h->family, NLM_F_DUMP | NLM_F_ACK, ++h->seq);
   nftnl_set_elems_nlmsg_build_payload(nlh, s);
   nftnl_set_free(s);
   list_ctx c = { env, NULL, 0, 0 };
@@ -506,7 +511,7 @@ static napi_value js_nft_rules(napi_env env, napi_callback_info info) {
   nfth *h = handle_and_name(env, info, table, sizeof table, "rules: table");
   if (!h) return NULL;
   drain(h);
-  struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(h->sbuf, NFT_MSG_GETRULE, NFPROTO_IPV4, NLM_F_DUMP | NLM_F_ACK, ++h->seq);
+  struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(h->sbuf, NFT_MSG_GETRULE, h->family, NLM_F_DUMP | NLM_F_ACK, ++h->seq);
   mnl_attr_put_strz(nlh, NFTA_RULE_TABLE, table);
   rules_ctx c = { env, NULL, 0 };
   napi_create_array(env, &c.arr);

@@ -32,6 +32,11 @@ import { traceEvent, type TraceEvent } from './trace/ladder.js'
 import { shortCode } from './errors.js'
 import type { SipHop } from './hep/legs.js'
 import { OncePerMinute } from './once-per-minute.js'
+import { canonicalIpv6, hostPort } from './ip6.js'
+import { sdpSummaryOf } from './rewrite/body.js'
+import { isIpv6Phone } from './dialog/calls.js'
+import type { MediaMapping, SdpSummary } from './rewrite/types.js'
+import { malformedHosts } from './sip/host.js'
 
 export type Verdict =
   | { action: 'accept', payload?: Buffer }
@@ -46,6 +51,9 @@ export interface MessageLeg { direction: Direction, phone: Endpoint, far: Endpoi
 /** A kernel element found at start (restart adoption). */
 export interface KernelElement { map: MapName, key: ElemKey, data: ElemData, remainingMs: number }
 
+/** A media flow to forget: far ip:port → public port, or for an IPv6 phone → local (the phone) . publicPort (its own port). */
+export interface StaleFlow { remote: Endpoint, publicPort: number, local?: string }
+
 export class Alg {
   readonly maps: MappingTable
   readonly calls: CallTable
@@ -59,8 +67,8 @@ export class Alg {
   private readonly limiter: RateLimiter
   private readonly onceAMinute: OncePerMinute
   private readonly publicIp: string
-  /** Kernel flows of ended streams (far ip:port → public port) for the shell to forget. */
-  private staleFlows: Array<{ remote: Endpoint, publicPort: number }> = []
+  /** Kernel flows of ended streams (far ip:port → public port; IPv6: → the phone `local` itself) for the shell to forget. */
+  private staleFlows: StaleFlow[] = []
   /** `sipalg trace` listener: one event per SIP message. Unset (the default) costs nothing. */
   onMessage?: (e: TraceEvent) => void
   /** HEP export (src/hep/sender.ts): each SIP message as it arrived and as it leaves. Unset costs nothing. */
@@ -82,14 +90,16 @@ export class Alg {
     const range = parsePortRange(cfg.mediaPorts)
     this.ports = new MediaPortPool(range.lo, range.hi)
     // A far SDP address that is not a public IPv4 address (garbage, or an inside host) never becomes a pinhole source.
-    this.callPolicy.farAddressUsable = ip => ipv4ToNumber(ip) !== null && !this.isInside(ip)
+    // IPv6: a canonical literal (the SDP summary made it so) that is not inside and not "::".
+    this.callPolicy.farAddressUsable = ip => (ip.includes(':') ? ip !== '::' && canonicalIpv6(ip) === ip : ipv4ToNumber(ip) !== null) && !this.isInside(ip)
     this.applyPolicies(cfg)
     this.signalling = new SignallingTable(this.maps, cfg.timeouts.signalling * 1000, p => this.ports.contains(p) || !signallingPortUsable(p))
     this.calls = new CallTable(this.maps, this.ports, this.callPolicy, {
-      onStart: call => { this.counters.inc('calls_started'); this.log.info({ callId: call.callId, phone: `${call.phone.ip}:${call.phone.port}`, direction: call.outgoing ? 'outbound' : 'inbound' }, 'call started') },
+      onStart: call => { this.counters.inc('calls_started'); this.log.info({ callId: call.callId, phone: hostPort(call.phone.ip, call.phone.port), direction: call.outgoing ? 'outbound' : 'inbound' }, 'call started') },
       onStreamDropped: (_call, s, far) => { this.forgetFlows(s, far) },
       onForkDropped: (_call, s, far) => { this.forgetFlows(s, far) },
       onFlowsNarrowed: (_call, _s, flows) => { for (const f of flows) this.staleFlows.push({ remote: { ip: f.ip, port: f.port }, publicPort: f.publicPort }) },
+      onOtherFamily: (call, addresses) => { this.otherFamily(call, addresses) },
       onEnd: (call, reason) => { this.counters.inc('calls_ended'); this.limiter.ended(call.phone.ip); this.log.info({ callId: call.callId, reason, seconds: Math.round((this.now() - call.createdAt) / 1000) }, 'call ended') }
     }, now)
     this.registrations = new RegistrationTable(this.maps, this.registrationPolicy, this.publicIp, {
@@ -128,6 +138,7 @@ export class Alg {
       return ACCEPT
     }
     const udp = parsed.udp
+    if (udp.family === 6) return this.processIpv6(udp)
     const srcInside = this.isInside(udp.src)
     const dstInside = this.isInside(udp.dst)
     const direction: Direction | null = srcInside === dstInside ? null : srcInside ? 'outbound' : 'inbound'
@@ -153,6 +164,86 @@ export class Alg {
     const result = this.guarded({ direction, phone, far, transport: 'udp' }, res.msg)
     if (result === null || !result.changed) return ACCEPT
     return { action: 'accept', payload: withPayload(pkt, udp, result.bytes, this.fixPacket) }
+  }
+
+  /**
+   * An IPv6 datagram: nothing to NAT, so nothing is rewritten and the verdict is a plain accept.
+   * SIP between an inside and an outside host is tracked like IPv4's (the same call table and
+   * method handlers), so the phone's negotiated media gets its pinholes (pinhole6, media6) before
+   * the message that completes the offer/answer is released.
+   */
+  private processIpv6 (udp: UdpPacket): Verdict {
+    this.counters.inc('ipv6_packets')
+    const srcInside = this.isInside(udp.src)
+    const direction: Direction | null = srcInside === this.isInside(udp.dst) ? null : srcInside ? 'outbound' : 'inbound'
+    if (direction === null || (!this.sipPorts.has(udp.srcPort) && !this.sipPorts.has(udp.dstPort))) {
+      this.counters.inc('passed_transit')
+      return ACCEPT
+    }
+    const kind = classifyDatagram(udp.payload)
+    if (kind === 'keepalive') {
+      this.counters.inc('keepalives')
+      return ACCEPT
+    }
+    if (kind !== 'sip') return this.notSip(udp, 'not a SIP message')
+    const res = parseSip(udp.payload)
+    if (!res.ok) return this.notSip(udp, res.reason)
+    const phone: Endpoint = direction === 'outbound' ? { ip: udp.src, port: udp.srcPort } : { ip: udp.dst, port: udp.dstPort }
+    const far: Endpoint = direction === 'outbound' ? { ip: udp.dst, port: udp.dstPort } : { ip: udp.src, port: udp.srcPort }
+    try {
+      this.handleSip6({ direction, phone, far, transport: 'udp' }, res.msg)
+    } catch (e) {
+      this.counters.inc('internal_errors')
+      this.log.error({ code: shortCode('E307_INTERNAL'), err: e, src: hostPort(phone.ip, phone.port), family: 'ipv6' }, 'internal error; message passed unmodified')
+    }
+    return ACCEPT
+  }
+
+  /** Call tracking of one IPv6 SIP message (read, never rewritten). */
+  private handleSip6 (leg: MessageLeg, msg: SipMessage): void {
+    const { direction, phone, far } = leg
+    const outbound = direction === 'outbound'
+    const opsBefore = this.maps.pendingCount
+    this.counters.inc(`ipv6_messages_${direction}`)
+    // Literals with a zone id or that are no IPv6 address at all: malformed input, passed as it came.
+    const bad = malformedHosts(msg)
+    const sdp = sdpSummaryOf(msg)
+    if (bad > 0 || (sdp?.malformedAddresses?.length ?? 0) > 0) this.counters.inc('malformed_ipv6_literals', bad + (sdp?.malformedAddresses?.length ?? 0))
+    const call = this.callFor(msg, phone, phone.port, outbound)
+    const phoneMedia = outbound && call !== undefined && sdp !== undefined ? this.ownMedia6(call, sdp, phone.ip) : []
+    // An IPv6 registration needs no state: inbound SIP reaches the phone by the operator's own rules.
+    if (call !== undefined) {
+      track(this, call, { msg, phoneSent: outbound, phone, phonePublicPort: phone.port, farIp: far.ip, phoneMedia, farSdp: outbound ? undefined : sdp })
+    }
+    const result: RewriteResult = { bytes: msg.raw, changed: false, changes: [], media: phoneMedia, ...(sdp === undefined ? {} : { sdp }) }
+    this.logMessage(msg, direction, result)
+    if (this.onMessage !== undefined) {
+      try { this.traceMessage(opsBefore, msg, leg, result) } catch { /* trace only */ }
+    }
+    this.counters.inc('passed')
+  }
+
+  /**
+   * The streams of an IPv6 phone's own SDP (its address, or "::" for a hold) as media mappings
+   * that keep their ports: what the call's pinholes are built for.
+   */
+  private ownMedia6 (call: Call, sdp: SdpSummary, phoneIp: string): MediaMapping[] {
+    const out: MediaMapping[] = []
+    for (const s of sdp.streams) {
+      if (s.port === 0 || (s.ip !== phoneIp && s.ip !== '::')) continue
+      const rtcpPort = s.rtcpMux ? null : s.rtcpPort
+      const grant = this.calls.grantMedia(call, { index: s.index, media: s.media, ip: phoneIp, rtpPort: s.port, rtcpPort, rtcpIp: s.rtcpIp ?? phoneIp })
+      if (grant === null) continue
+      out.push({ index: s.index, media: s.media, private: { ip: phoneIp, rtpPort: s.port, rtcpPort }, public: grant })
+    }
+    return out
+  }
+
+  /** Far SDP media of the other family than the phone (ANAT): passed as written, logged once per call. */
+  private otherFamily (call: Call, addresses: string[]): void {
+    this.counters.inc('sdp_other_family')
+    if (!this.onceAMinute.first(`family ${call.key}`)) return
+    this.log.warn({ code: shortCode('E321_SDP_MIXED_FAMILIES'), callId: call.callId, phone: call.phone.ip, family: isIpv6Phone(call.phone.ip) ? 'ipv6' : 'ipv4', addresses: addresses.join(',') }, 'far SDP offers media of the other address family; passed as written, no pinhole for it (logged once per call)')
   }
 
   /**
@@ -305,22 +396,23 @@ export class Alg {
   /** One trace event: the message, what the rewriter changed, and the kernel changes it caused. */
   private traceMessage (opsBefore: number, msg: SipMessage, leg: MessageLeg, r: RewriteResult): void {
     const { added, removed } = netChanges(this.maps.pendingSince(opsBefore))
-    const e = traceEvent(this.now(), msg, leg.direction, `${leg.phone.ip}:${leg.phone.port}`, `${leg.far.ip}:${leg.far.port}`, r, added, removed)
+    const e = traceEvent(this.now(), msg, leg.direction, hostPort(leg.phone.ip, leg.phone.port), hostPort(leg.far.ip, leg.far.port), r, added, removed)
     if (leg.transport !== 'udp') e.transport = leg.transport
     this.onMessage?.(e)
   }
 
   /** Kernel flows between far media endpoints and a stream's public ports, for the shell to delete. */
   private forgetFlows (s: Stream, far: FarStream[]): void {
+    const local = isIpv6Phone(s.priv.ip) ? { local: s.priv.ip } : {}
     for (const f of far) {
-      this.staleFlows.push({ remote: { ip: f.ip, port: f.rtpPort }, publicPort: s.pub.rtpPort })
-      if (f.rtcpPort !== null && s.pub.rtcpPort !== null) this.staleFlows.push({ remote: { ip: f.ip, port: f.rtcpPort }, publicPort: s.pub.rtcpPort })
+      this.staleFlows.push({ remote: { ip: f.ip, port: f.rtpPort }, publicPort: s.pub.rtpPort, ...local })
+      if (f.rtcpPort !== null && s.pub.rtcpPort !== null) this.staleFlows.push({ remote: { ip: f.ip, port: f.rtcpPort }, publicPort: s.pub.rtcpPort, ...local })
     }
   }
 
   hasStaleFlows (): boolean { return this.staleFlows.length > 0 }
 
-  takeStaleFlows (): Array<{ remote: Endpoint, publicPort: number }> {
+  takeStaleFlows (): StaleFlow[] {
     const f = this.staleFlows
     this.staleFlows = []
     return f

@@ -87,6 +87,8 @@ export const catalogue = {
     `workers: ${d.workers} cannot share a state_store (a gateway pair replicates one process's state); set workers: 1 with state_store, or remove state_store`),
   E320_TCP_LISTEN_PORT_IN_USE: entry(78, d =>
     `tcp_listen_port ${d.port} cannot be bound (${d.why}); SIP over TCP is diverted to that port: stop what listens there (ss -ltnp 'sport = :${d.port}'), set tcp_listen_port: to a free port, or tcp: false to leave SIP over TCP unspliced`),
+  E321_SDP_MIXED_FAMILIES: entry(0, d =>
+    `the far end's SDP for call ${d.callId} offers media of the other address family than the phone ${d.phone} (${d.addresses}: ANAT or a dual-stack offer); passed as written, no pinhole for those streams: if the call has no audio, check that both ends offer the phone's family`),
 } as const
 
 export type ErrorCode = keyof typeof catalogue

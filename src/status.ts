@@ -3,7 +3,8 @@
 // adds its own figures (uptime, latency, queue, per-flow traffic); src/cli/status.ts renders it.
 
 import type { StoreStats } from './store/store.js'
-import type { CallTable, Stream } from './dialog/calls.js'
+import { isIpv6Phone, type CallTable, type Stream } from './dialog/calls.js'
+import { hostPort } from './ip6.js'
 import type { RegistrationTable } from './dialog/registrations.js'
 import type { MappingTable } from './media/mappings.js'
 
@@ -12,6 +13,8 @@ export interface FlowStatus {
   media: string
   publicPort: number
   far: { ip: string, port: number } | null
+  /** An IPv6 stream: the phone's address (no NAT: publicPort is the phone's own port). */
+  phone?: string
   /** Far end → phone and phone → far end, when the kernel has the flow and counts (nf_conntrack_acct). */
   in?: { packets: number, bytes: number } | null
   out?: { packets: number, bytes: number } | null
@@ -20,7 +23,8 @@ export interface FlowStatus {
 export interface StatusDoc {
   uptimeSeconds: number
   publicIp: string
-  calls: Array<{ callId: string, phone: string, direction: string, state: string, ageSeconds: number, media: string[], flows: FlowStatus[] }>
+  /** family: set for an IPv6 call only (an IPv4 call's entry is as it always was). */
+  calls: Array<{ callId: string, phone: string, family?: 'ipv6', direction: string, state: string, ageSeconds: number, media: string[], flows: FlowStatus[] }>
   registrations: Array<{ phone: string, publicPort: number, registrar: string, aor: string, expiresInSeconds: number }>
   mappings: Record<string, number>
   counters: Record<string, number>
@@ -106,21 +110,25 @@ export function coreStatus (tables: { calls: CallTable, registrations: Registrat
   publicIp: string, counters: Record<string, number>, now: number): CoreStatus {
   const { calls, registrations, maps } = tables
   const mappings: Record<string, number> = { src_nat: 0, any_dnat: 0, peer_dnat: 0, latch_dnat: 0 }
-  for (const e of maps.all()) mappings[e.map]++
+  // The IPv6 sets (pinhole6, media6) are listed once they hold something.
+  for (const e of maps.all()) mappings[e.map] = (mappings[e.map] ?? 0) + 1
   const seconds = (ms: number): number => Math.round(ms / 1000)
   return {
     publicIp,
     calls: [...calls.values()].map(c => ({
       callId: c.callId,
-      phone: `${c.phone.ip}:${c.phone.port}`,
+      phone: hostPort(c.phone.ip, c.phone.port),
+      ...(isIpv6Phone(c.phone.ip) ? { family: 'ipv6' as const } : {}),
       direction: c.outgoing ? 'out' : 'in',
       state: c.state,
       ageSeconds: seconds(now - c.createdAt),
-      media: [...c.streams.values()].map(s => `${s.media} ${s.priv.ip}:${s.priv.rtpPort} → ${s.pub.rtpPort}` +
+      media: [...c.streams.values()].map(s => `${s.media} ${hostPort(s.priv.ip, s.priv.rtpPort)} → ${s.pub.rtpPort}` +
         ` ⇐ ${admitted(s, now)}`),
       flows: [...c.streams.values()].map(s => {
         const far = calls.farStreams(c, s.index)[0]
-        return { media: s.media, publicPort: s.pub.rtpPort, far: far === undefined ? null : { ip: far.ip, port: far.rtpPort } }
+        const flow: FlowStatus = { media: s.media, publicPort: s.pub.rtpPort, far: far === undefined ? null : { ip: far.ip, port: far.rtpPort } }
+        if (isIpv6Phone(s.priv.ip)) flow.phone = s.priv.ip
+        return flow
       })
     })),
     registrations: [...registrations.values()].map(r => ({

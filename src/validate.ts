@@ -18,7 +18,7 @@ export function ipv4 (text: string): Checked<string> {
 
 /** An IPv4 network "a.b.c.d/n"; a bare address means /32. */
 export function cidr (text: string): Checked<string> {
-  return parseCidr(text) !== null ? good(text) : bad('not an IPv4 network', '10.0.1.0/24')
+  return parseCidr(text) !== null ? good(text) : bad('not an IPv4 or IPv6 network', '10.0.1.0/24')
 }
 
 /** A whole number written in decimal digits only, from lo to hi. */

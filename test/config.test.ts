@@ -35,7 +35,7 @@ t.test('errors name the key and show a fix', async t => {
   const cases: Array<[Record<string, unknown>, RegExp]> = [
     [{ publik: '1.2.3.4' }, /"publik" is not a known setting/],
     [{ public: '300.1.1.1' }, /"public" has "300.1.1.1", not an IPv4 address; e\.g\. public: 203\.0\.113\.1/],
-    [{ inside: ['10.0.1.0/33'] }, /"inside" has "10.0.1.0\/33", not an IPv4 network/],
+    [{ inside: ['10.0.1.0/33'] }, /"inside" has "10.0.1.0\/33", not an IPv4 or IPv6 network/],
     [{ inside: '10.0.1.0/24, nope' }, /"inside" has "nope"/],
     [{ queue: 70000 }, /"queue" has "70000", not an NFQUEUE number 0-65535/],
     [{ queue: 'abc' }, /"queue" has "abc"/],

@@ -13,6 +13,7 @@ import { elementOwner, mediaSlice, ownerOfIp, ownsSignallingPort, packetOwner } 
 import { mergeStatus, type Seat, type WorkerDoc } from '../src/workers/merge.js'
 import { HandoffClient, MAX_IN_FLIGHT, decodeVerdict, encodeVerdict, serveHandoff } from '../src/workers/handoff.js'
 import { createServer } from 'node:net'
+import { ipv6Bytes } from '../src/ip6.js'
 import { resolveWorkers, workerConfig, workerFromEnv, workerPaths, WorkerShard } from '../src/workers/worker.js'
 import { restartDelayMs, runSupervisor, supervise } from '../src/workers/supervisor.js'
 import { askControl, streamControl } from '../src/cli/control.js'
@@ -42,7 +43,8 @@ t.test('the owner of a packet is its inside address\'s, both ways, whatever the 
   }
   t.equal(packetOwner(ipv4('10.0.1.2', '10.0.1.3'), inside, 2), null, 'inside to inside: nobody\'s (passed as transit)')
   t.equal(packetOwner(ipv4('203.0.113.9', '203.0.113.10'), inside, 2), null, 'outside to outside: nobody\'s')
-  t.equal(packetOwner(Buffer.from([0x60, 0, 0, 0]), inside, 2), null, 'not IPv4')
+  t.equal(packetOwner(Buffer.from([0x60, 0, 0, 0]), inside, 2), null, 'a truncated IPv6 header')
+  t.equal(packetOwner(Buffer.from([0x50, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), inside, 2), null, 'neither IPv4 nor IPv6')
   t.equal(ownerOfIp('10.0.1.23', 1), 0, 'one worker owns everything')
   // A /24 of phones spreads over the workers (the hash mixes the low bits).
   for (const n of [2, 3, 4]) {
@@ -50,6 +52,33 @@ t.test('the owner of a packet is its inside address\'s, both ways, whatever the 
     for (let i = 1; i < 255; i++) per[ownerOfIp(`10.0.1.${i}`, n)]++
     t.ok(per.every(c => c > 254 / n * 0.6), `${n} workers share a /24: ${per.join(', ')}`)
   }
+})
+
+/** A 48-byte IPv6/UDP header from src to dst. */
+function ipv6 (src: string, dst: string): Buffer {
+  const b = Buffer.alloc(48)
+  b[0] = 0x60
+  b[6] = 17
+  ipv6Bytes(src)?.copy(b, 8)
+  ipv6Bytes(dst)?.copy(b, 24)
+  return b
+}
+
+t.test('an IPv6 phone is owned like an IPv4 one: by its own address, both ways; its pinholes by it too', async t => {
+  const dual = insideOf(buildConfig([{ inside: ['10.0.1.0/24', '2001:db8:1::/64'] }]))
+  const per = [0, 0]
+  for (const phone of ['2001:db8:1::23', '2001:db8:1::24', '2001:db8:1::1:5']) {
+    const owner = ownerOfIp(phone, 2)
+    per[owner]++
+    for (const far of ['2001:db8:2::9', '2001:db8:2::10']) {
+      t.equal(packetOwner(ipv6(phone, far), dual, 2), owner, `${phone} → ${far}`)
+      t.equal(packetOwner(ipv6(far, phone), dual, 2), owner, `${far} → ${phone}`)
+      t.equal(elementOwner({ map: 'pinhole6', key: { ip: far, dst: phone, port: 20000 }, data: { ip: phone, port: 20000 } }, 2), owner, 'its pinhole')
+    }
+  }
+  t.equal(packetOwner(ipv6('2001:db8:2::9', '2001:db8:2::10'), dual, 2), null, 'outside to outside: nobody\'s')
+  for (let i = 1; i < 255; i++) per[ownerOfIp(`2001:db8:1::${i.toString(16)}`, 2)]++
+  t.ok(per.every(c => c > 257 / 2 * 0.6), `2 workers share a /64's phones: ${per.join(', ')}`)
 })
 
 t.test('media slices: whole RTP/RTCP pairs, disjoint, covering the range; too small a range is refused', async t => {

@@ -14,13 +14,14 @@ import { loadConfigFile } from './config-file.js'
 import { SipalgError, shortCode } from '../errors.js'
 import { createLogger, logCoded } from '../log.js'
 import { applyOps, type KernelMaps, type MapName, type MapOp } from '../media/mappings.js'
-import { createTable, tableScript, DEFAULT_MARK } from '../netfilter/table.js'
+import { createTable, createTable6, tableScript, DEFAULT_MARK } from '../netfilter/table.js'
 import { RulesetWatch } from '../netfilter/watch.js'
 import { preflight } from './preflight.js'
 import { parsePortRange } from '../validate.js'
 import { PacketQueue, fixIpv4Udp } from '../netfilter/queue.js'
-import { NftMaps, addrPortKey, addrPortPortKey, decodeKey, portKey, type NftOp } from '../netfilter/nftmaps.js'
-import { conntrackCounters, deleteConntrack } from '../netfilter/conntrack.js'
+import { NftMaps, addrPortKey, addrPortPortKey, addr6PortKey, addr6Addr6PortKey, decodeKey, decodeKey6, portKey, type NftOp } from '../netfilter/nftmaps.js'
+import { conntrackCounters, deleteConntrack, deleteConntrack6, type ConntrackTuple } from '../netfilter/conntrack.js'
+import type { StaleFlow } from '../alg.js'
 import type { StatusDoc } from '../status.js'
 import { LatencyHistogram } from '../histogram.js'
 import { flagsToConfig } from './args.js'
@@ -55,27 +56,62 @@ const keyOf = (map: MapName, k: { ip?: string, sport?: number, port: number }): 
 const dataOf = (map: MapName, d: { ip?: string, port: number }): Buffer =>
   map === 'src_nat' ? portKey(d.port) : addrPortKey(d.ip ?? '0.0.0.0', d.port)
 
-export function kernelMaps (nft: NftMaps): KernelMaps {
+const IPV6_SETS = new Set<MapName>(['pinhole6', 'media6'])
+
+/** An IPv6 set element: the key alone (the mirror's data is only its own). */
+const op6 = (o: MapOp): NftOp => ({
+  op: o.op,
+  map: o.map,
+  key: o.map === 'media6' ? addr6PortKey(o.key.ip ?? '::', o.key.port) : addr6Addr6PortKey(o.key.ip ?? '::', o.key.dst ?? '::', o.key.port),
+  timeoutMs: o.timeoutMs
+})
+
+/**
+ * The kernel side of the mirror: IPv4 maps in `table ip <table>`, the IPv6 sets in
+ * `table ip6 <table>` (when IPv6 is on). A batch touching both is two transactions, IPv4's first.
+ */
+export function kernelMaps (nft: NftMaps, nft6?: NftMaps): KernelMaps {
   return {
-    apply: (ops: MapOp[]) => nft.apply(ops.map((o): NftOp => ({
-      op: o.op,
-      map: o.map,
-      key: keyOf(o.map, o.key),
-      data: o.data === undefined ? undefined : dataOf(o.map, o.data),
-      timeoutMs: o.timeoutMs
-    })))
+    apply: (ops: MapOp[]) => {
+      const v4 = nft6 === undefined ? ops : ops.filter(o => !IPV6_SETS.has(o.map))
+      nft.apply(v4.map((o): NftOp => ({
+        op: o.op,
+        map: o.map,
+        key: keyOf(o.map, o.key),
+        data: o.data === undefined ? undefined : dataOf(o.map, o.data),
+        timeoutMs: o.timeoutMs
+      })))
+      if (nft6 !== undefined && v4.length < ops.length) nft6.apply(ops.filter(o => IPV6_SETS.has(o.map)).map(op6))
+    }
   }
 }
 
-/** The elements in sipalg's table now. */
-function kernelElements (nft: NftMaps): KernelElement[] {
-  return (['src_nat', 'any_dnat', 'peer_dnat', 'latch_dnat'] as const).flatMap(map => nft.list(map).flatMap(e =>
+/** The elements in sipalg's tables now. */
+function kernelElements (nft: NftMaps, nft6?: NftMaps): KernelElement[] {
+  const v4 = (['src_nat', 'any_dnat', 'peer_dnat', 'latch_dnat'] as const).flatMap(map => nft.list(map).flatMap(e =>
     e.data === null ? [] : [{ map, key: decodeKey(e.key), data: decodeKey(e.data), remainingMs: e.expiresMs ?? 60_000 }]))
+  if (nft6 === undefined) return v4
+  const v6 = (['pinhole6', 'media6'] as const).flatMap(map => nft6.list(map).map(e => {
+    const key = decodeKey6(e.key)
+    return { map, key, data: { ip: key.dst ?? key.ip, port: key.port }, remainingMs: e.expiresMs ?? 60_000 }
+  }))
+  return [...v4, ...v6]
 }
 
-/** Takes over the elements a previous sipalg left in the table (they keep calls alive); a worker only its own phones'. */
-function adopt (alg: Alg, nft: NftMaps, log: Logger, owns: (e: KernelElement) => boolean = () => true): void {
-  const n = alg.adopt(kernelElements(nft).filter(owns))
+/** Conntrack tuples of flows to forget: IPv4 far → public port; IPv6 far → the phone itself. Both directions. */
+function staleTuples (flows: StaleFlow[], publicIp: string): { v4: ConntrackTuple[], v6: ConntrackTuple[] } {
+  const out = { v4: [] as ConntrackTuple[], v6: [] as ConntrackTuple[] }
+  for (const f of flows) {
+    for (const direction of ['original', 'reply'] as const) {
+      (f.local === undefined ? out.v4 : out.v6).push({ proto: 'udp', src: f.remote.ip, sport: f.remote.port, dst: f.local ?? publicIp, dport: f.publicPort, direction })
+    }
+  }
+  return out
+}
+
+/** Takes over the elements a previous sipalg left in the tables (they keep calls alive); a worker only its own phones'. */
+function adopt (alg: Alg, nft: NftMaps, log: Logger, nft6?: NftMaps, owns: (e: KernelElement) => boolean = () => true): void {
+  const n = alg.adopt(kernelElements(nft, nft6).filter(owns))
   if (n > 0) log.info({ elements: n }, 'adopted kernel mappings left by a previous sipalg; they expire unless a call refreshes them')
 }
 
@@ -84,18 +120,21 @@ function adopt (alg: Alg, nft: NftMaps, log: Logger, owns: (e: KernelElement) =>
  * end has it as the original direction; one the phone started has it as the reply: ask for both.
  */
 function withTraffic<T extends { calls: StatusDoc['calls'], publicIp: string }> (doc: T): T {
-  const flows = doc.calls.flatMap(c => c.flows).filter(f => f.far !== null)
-  for (let i = 0; i < flows.length; i += 64) {
-    const chunk = flows.slice(i, i + 64)
-    const tuples = chunk.flatMap(f => (['original', 'reply'] as const).map(direction =>
-      ({ proto: 'udp' as const, src: f.far?.ip ?? '', sport: f.far?.port ?? 0, dst: doc.publicIp, dport: f.publicPort, direction })))
-    let counts: ReturnType<typeof conntrackCounters>
-    try { counts = conntrackCounters(tuples) } catch { return doc }
-    chunk.forEach((f, j) => {
-      const farStarted = counts[j * 2]
-      const phoneStarted = counts[j * 2 + 1]
-      if (farStarted !== null) { f.in = farStarted.orig; f.out = farStarted.reply } else if (phoneStarted !== null) { f.in = phoneStarted.reply; f.out = phoneStarted.orig }
-    })
+  const all = doc.calls.flatMap(c => c.flows).filter(f => f.far !== null)
+  // IPv6 flows run between the far end and the phone itself (no NAT): asked separately, by family.
+  for (const [family, flows] of [[4, all.filter(f => f.phone === undefined)], [6, all.filter(f => f.phone !== undefined)]] as const) {
+    for (let i = 0; i < flows.length; i += 64) {
+      const chunk = flows.slice(i, i + 64)
+      const tuples = chunk.flatMap(f => (['original', 'reply'] as const).map(direction =>
+        ({ proto: 'udp' as const, src: f.far?.ip ?? '', sport: f.far?.port ?? 0, dst: f.phone ?? doc.publicIp, dport: f.publicPort, direction })))
+      let counts: ReturnType<typeof conntrackCounters>
+      try { counts = conntrackCounters(tuples, family) } catch { return doc }
+      chunk.forEach((f, j) => {
+        const farStarted = counts[j * 2]
+        const phoneStarted = counts[j * 2 + 1]
+        if (farStarted !== null) { f.in = farStarted.orig; f.out = farStarted.reply } else if (phoneStarted !== null) { f.in = phoneStarted.reply; f.out = phoneStarted.orig }
+      })
+    }
   }
   return doc
 }
@@ -133,9 +172,13 @@ export async function runDaemon (argv: string[]): Promise<number> {
   }, log)
   const tableSpec = { table: cfg.table, publicIp, outsideIf: cfg.outsideIf, mark: DEFAULT_MARK, mediaPorts: parsePortRange(gateway.mediaPorts), tcp: cfg.tcp }
   createTable(tableSpec)
+  // IPv6 (README "IPv6"): on when an inside network is IPv6; its firewall sets live in table ip6.
+  const ipv6 = cfg.inside.some(n => n.includes(':'))
+  if (ipv6) createTable6(tableSpec)
   if (cfg.conntrackAccounting) enableAccounting(log)
   const nft = NftMaps.open(cfg.table)
-  const kernel = kernelMaps(nft)
+  const nft6 = ipv6 ? NftMaps.open(cfg.table, 6) : undefined
+  const kernel = kernelMaps(nft, nft6)
   const DEFER_MS = 10
   const newAlg = (): Alg => new Alg(cfg, log, Date.now, b => { fixIpv4Udp(b) }, shard?.signallingPort)
   let alg = newAlg()
@@ -147,7 +190,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
     takeOver: stored => {
       alg = succeed(alg, newAlg())
       hep?.attach(alg)
-      adopt(alg, nft, log, shard?.ownsElement)
+      adopt(alg, nft, log, nft6, shard?.ownsElement)
       if (stored === null) return { calls: 0, registrations: 0 }
       const taken = alg.restore(stored.state)
       log.info({ ...taken, savedSecondsAgo: Math.round((Date.now() - stored.state.savedAt) / 1000) }, 'took over the calls and registrations of the previous sipalg')
@@ -155,7 +198,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
     },
     standDown: () => { commit(false); alg = succeed(alg, newAlg()); hep?.attach(alg) },
     onChange: () => { alg.counters.inc('role_changes') },
-    kernelElements: () => kernelElements(nft).map(({ remainingMs, ...e }) => ({ ...e, expiresAt: Date.now() + remainingMs }))
+    kernelElements: () => kernelElements(nft, nft6).map(({ remainingMs, ...e }) => ({ ...e, expiresAt: Date.now() + remainingMs }))
   }, log)
   await roles.start(cfg.stateStore === null ? null : { iface: cfg.outsideIf ?? '', address: publicIp })
   const persist = (): void => { roles.writeState(alg.stateIfChanged()) }
@@ -176,7 +219,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
     table: cfg.table,
     queue: cfg.queue,
     script: tableScript(tableSpec),
-    createTable: () => { createTable(tableSpec); tcp?.reinstall() },
+    createTable: () => { createTable(tableSpec); if (ipv6) createTable6(tableSpec); tcp?.reinstall() },
     rules: t => nft.rules(t),
     kernel,
     entries: () => alg.maps.all(),
@@ -214,11 +257,10 @@ export async function runDaemon (argv: string[]): Promise<number> {
     cleanupScheduled = false
     commit(false)
     if (!alg.hasStaleFlows()) return
-    const tuples = alg.takeStaleFlows().flatMap(f => (['original', 'reply'] as const).map(direction =>
-      ({ proto: 'udp' as const, src: f.remote.ip, sport: f.remote.port, dst: publicIp, dport: f.publicPort, direction })))
+    const { v4: tuples, v6 } = staleTuples(alg.takeStaleFlows(), publicIp)
     try {
-      alg.counters.inc('conntrack_deleted', deleteConntrack(tuples))
-    } catch (e) { log.warn({ code: shortCode('E310_CONNTRACK'), err: (e as Error).message, flows: tuples.length }, 'could not delete conntrack entries of ended calls') }
+      alg.counters.inc('conntrack_deleted', deleteConntrack(tuples) + deleteConntrack6(v6))
+    } catch (e) { log.warn({ code: shortCode('E310_CONNTRACK'), err: (e as Error).message, flows: tuples.length + v6.length }, 'could not delete conntrack entries of ended calls') }
   }
   // Deferred changes wait a few milliseconds so that, under load, many calls' removals share one
   // nft transaction and one conntrack send instead of costing one each per wake-up.
@@ -270,6 +312,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
       const q = queue.stats()
       return {
         active_calls: st.calls.length,
+        active_calls_ipv6: st.calls.filter(c => c.family === 'ipv6').length,
         registrations: st.registrations.length,
         ...Object.fromEntries(Object.entries(st.mappings).map(([k, v]) => [`mappings_${k}`, v])),
         queue_enobufs: q.enobufs,

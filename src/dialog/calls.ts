@@ -106,6 +106,8 @@ export interface CallEvents {
   onForkDropped?: (call: Call, stream: Stream, far: FarStream[]) => void
   /** A stream's pinhole narrowed (answer, latch, window end, re-INVITE): flows it admitted earlier and no longer allows go. */
   onFlowsNarrowed?: (call: Call, stream: Stream, flows: SeenFlow[]) => void
+  /** The far SDP names media of the other address family than the phone (ANAT, RFC 4091): passed, no pinhole for those. */
+  onOtherFamily?: (call: Call, addresses: string[]) => void
 }
 
 /** The parts of a SIP message call and registration tracking read (a parsed SipMessage has them). */
@@ -141,6 +143,12 @@ export interface Tracked {
 export const callKey = (callId: string, phone: Endpoint): string => `${callId}|${phone.ip}:${phone.port}`
 
 export const streamKey = (ip: string, port: number): string => `${ip}:${port}`
+
+/**
+ * An IPv6 phone's call: no NAT, so its streams keep their own ports (the media port pool is
+ * IPv4's public ports) and its kernel elements are the firewall sets pinhole6 and media6.
+ */
+export const isIpv6Phone = (ip: string): boolean => ip.includes(':')
 
 export class CallTable {
   private readonly calls = new Map<string, Call>()
@@ -196,10 +204,11 @@ export class CallTable {
    * has its media (the call died meanwhile): then it is forgotten.
    */
   restore (call: Call): boolean {
+    const v6 = isIpv6Phone(call.phone.ip)
     const alive = call.streams.size > 0 &&
-      [...call.streams.values()].every(s => this.maps.get('src_nat', { ip: s.priv.ip, port: s.priv.rtpPort })?.data.port === s.pub.rtpPort)
+      [...call.streams.values()].every(s => this.maps.get(v6 ? 'media6' : 'src_nat', { ip: s.priv.ip, port: s.priv.rtpPort })?.data.port === s.pub.rtpPort)
     if (!alive || this.calls.has(call.key) || this.now() >= call.deadline) return false
-    for (const s of call.streams.values()) { this.ports.claim(s.pub.rtpPort); this.index(call, s) }
+    for (const s of call.streams.values()) { if (!v6) this.ports.claim(s.pub.rtpPort); this.index(call, s) }
     this.calls.set(call.key, call)
     this.install(call)
     for (const ip of call.farSignalling) this.allowFarSignalling(call, ip)
@@ -223,13 +232,13 @@ export class CallTable {
       }
       this.dropStream(call, existing)
     }
-    const rtp = this.ports.take()
+    const rtp = isIpv6Phone(req.ip) ? req.rtpPort : this.ports.take()
     if (rtp === null) return null
     const stream: Stream = {
       index: req.index,
       media: req.media,
       priv: { ip: req.ip, rtpPort: req.rtpPort, rtcpPort: req.rtcpPort },
-      pub: { rtpPort: rtp, rtcpPort: req.rtcpPort === null ? null : rtp + 1 },
+      pub: { rtpPort: rtp, rtcpPort: req.rtcpPort === null ? null : isIpv6Phone(req.ip) ? req.rtcpPort : rtp + 1 },
       allowedFarIps: []
     }
     call.streams.set(streamKey(req.ip, req.rtpPort), stream)
@@ -252,7 +261,10 @@ export class CallTable {
     }
     if (m.farSdp === undefined || m.phoneSent) return false
     const usable = this.policy.farAddressUsable ?? (() => true)
-    const far = m.farSdp.streams.map(s => (s.ip !== null && s.ip !== '0.0.0.0' && s.port > 0 && usable(s.ip)
+    const v6 = isIpv6Phone(call.phone.ip)
+    const other = m.farSdp.streams.flatMap(s => s.ip !== null && s.port > 0 && isIpv6Phone(s.ip) !== v6 ? [s.ip] : [])
+    if (other.length > 0) this.events.onOtherFamily?.(call, other)
+    const far = m.farSdp.streams.map(s => (s.ip !== null && s.ip !== '0.0.0.0' && s.port > 0 && isIpv6Phone(s.ip) === v6 && usable(s.ip)
       ? { ip: s.ip, rtpPort: s.port, rtcpPort: s.rtcpPort, payloadTypes: s.payloadTypes }
       : null))
     if (!far.some(f => f !== null)) return false
@@ -398,6 +410,7 @@ export class CallTable {
     const t = this.policy.elementMs
     for (const s of call.streams.values()) {
       const far = this.farAddresses(call, s.index)
+      if (isIpv6Phone(s.priv.ip)) { this.install6(call, s, far); continue }
       this.updateLatch(call, s, far)
       const want = this.dnatWanted(s, far)
       const before = this.dnatInstalled(s)
@@ -415,6 +428,24 @@ export class CallTable {
       s.allowedFarIps = far
       this.cutNarrowed(call, s)
     }
+  }
+
+  /**
+   * An IPv6 stream's firewall elements: its media ports accept flows only from the far end's SDP
+   * addresses (pinhole6; none while those are unknown: IPv6 is never open to anyone), and the
+   * phone's negotiated ports may send (media6). Every new pinhole precedes the verdict.
+   */
+  private install6 (call: Call, s: Stream, far: string[]): void {
+    const t = this.policy.elementMs
+    const want = far.flatMap(ip => this.portPairs(s).map(([, port]) => ({ map: 'pinhole6' as const, key: { ip, dst: s.priv.ip, port } })))
+    const wanted = new Set(want.map(dnatId))
+    const before = this.dnatInstalled(s)
+    for (const e of before) if (!wanted.has(dnatId(e))) this.maps.release(e.map, e.key, call.key)
+    if (before.map(dnatId).join() !== [...wanted].join()) this.changed = true
+    for (const [, port] of this.portPairs(s)) this.maps.set('media6', { ip: s.priv.ip, port }, { port }, t, call.key, true)
+    for (const w of want) this.maps.set(w.map, w.key, { ip: s.priv.ip, port: w.key.port }, t, call.key, true)
+    s.dnat = want
+    s.allowedFarIps = far
   }
 
   /** Opens the stream's latch when its far media is first known or moved (re-INVITE); media_latching: first only. */
@@ -487,6 +518,8 @@ export class CallTable {
   }
 
   private allowFarSignalling (call: Call, ip: string): void {
+    // IPv6 SIP reaches the phone by the operator's own rules (its SIP port): nothing to DNAT.
+    if (isIpv6Phone(call.phone.ip)) return
     const openToAny = this.maps.get('any_dnat', { port: call.phonePublicPort }) !== undefined
     this.maps.set('peer_dnat', { ip, port: call.phonePublicPort }, call.phone, this.policy.elementMs, call.key, !openToAny)
   }
@@ -539,7 +572,11 @@ export class CallTable {
     if (s.pub.rtcpPort !== null) this.maps.release('any_dnat', { port: s.pub.rtcpPort }, call.key)
     this.maps.release('src_nat', { ip: s.priv.ip, port: s.priv.rtpPort }, call.key)
     if (s.priv.rtcpPort !== null) this.maps.release('src_nat', { ip: s.priv.ip, port: s.priv.rtcpPort }, call.key)
-    this.ports.release(s.pub.rtpPort)
+    if (isIpv6Phone(s.priv.ip)) {
+      for (const [, port] of this.portPairs(s)) this.maps.release('media6', { ip: s.priv.ip, port }, call.key)
+    } else {
+      this.ports.release(s.pub.rtpPort)
+    }
     call.streams.delete(streamKey(s.priv.ip, s.priv.rtpPort))
     this.unindex(s)
     this.changed = true
@@ -552,4 +589,4 @@ export class CallTable {
   }
 }
 
-const dnatId = (e: DnatElement): string => `${e.map}|${e.key.ip ?? ''}|${e.key.sport ?? ''}|${e.key.port}`
+const dnatId = (e: DnatElement): string => `${e.map}|${e.key.ip ?? ''}|${e.key.dst ?? ''}|${e.key.sport ?? ''}|${e.key.port}`

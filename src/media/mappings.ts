@@ -2,12 +2,16 @@
 // kernel are always valid for what it holds (nft aborts a whole batch on a duplicate add with
 // other data or on deleting a missing element) and nothing is installed twice.
 
-export type MapName = 'src_nat' | 'any_dnat' | 'peer_dnat' | 'latch_dnat'
+export type MapName = 'src_nat' | 'any_dnat' | 'peer_dnat' | 'latch_dnat' | IPv6SetName
+/** The IPv6 firewall sets of `table ip6` (src/netfilter/table.ts): no NAT, only pinholes. */
+export type IPv6SetName = 'pinhole6' | 'media6'
 
 /** src_nat: private ip.port → public port; any_dnat: public port → private ip.port;
  *  peer_dnat: remote ip . public port → private ip.port;
- *  latch_dnat: remote ip . remote port (sport) . public port → private ip.port (a latched media source). */
-export interface ElemKey { ip?: string, sport?: number, port: number }
+ *  latch_dnat: remote ip . remote port (sport) . public port → private ip.port (a latched media source);
+ *  pinhole6: far ip . phone ip (dst) . phone port (a set: the data only mirrors the phone);
+ *  media6: phone ip . phone port (a set: outbound media the phone negotiated). */
+export interface ElemKey { ip?: string, dst?: string, sport?: number, port: number }
 export interface ElemData { ip?: string, port: number }
 
 export interface MapOp {
@@ -44,7 +48,7 @@ const EXPIRY_MARGIN_MS = 1000
 export const ADOPTED = 'adopted'
 
 const entryId = (map: MapName, key: ElemKey): string =>
-  key.ip === undefined ? `${map}|${key.port}` : key.sport === undefined ? `${map}|${key.ip}|${key.port}` : `${map}|${key.ip}|${key.sport}|${key.port}`
+  key.dst !== undefined ? `${map}|${key.ip ?? ''}|${key.dst}|${key.port}` : key.ip === undefined ? `${map}|${key.port}` : key.sport === undefined ? `${map}|${key.ip}|${key.port}` : `${map}|${key.ip}|${key.sport}|${key.port}`
 
 const sameData = (a: ElemData, b: ElemData): boolean => a.ip === b.ip && a.port === b.port
 

@@ -2,6 +2,7 @@
 // keep a media flow on an old NAT binding, and read the counters `sipalg status` shows per RTP stream.
 import { loadNative, toSipalgError } from './native.js'
 import { addrKey, checkPort } from './nftmaps.js'
+import { ipv6Bytes } from '../ip6.js'
 
 export interface ConntrackTuple {
   proto: 'udp'
@@ -13,19 +14,35 @@ export interface ConntrackTuple {
   direction?: 'original' | 'reply'
 }
 
-function ipToU32 (ip: string): number {
-  return addrKey(ip).readUInt32BE(0)
+/** An address as the words of a packed tuple: one for IPv4, four for IPv6 (native/ct.c). */
+function addressWords (ip: string, family: 4 | 6): number[] {
+  if (family === 4) return [addrKey(ip).readUInt32BE(0)]
+  const b = ipv6Bytes(ip)
+  if (b === null) throw new TypeError(`not an IPv6 address: ${ip}`)
+  return [0, 4, 8, 12].map(o => b.readUInt32BE(o))
 }
 
-function packTuples (tuples: ConntrackTuple[]): Uint32Array {
-  const packed = new Uint32Array(tuples.length * 5)
+/** [reply, src, dst, sport, dport] per tuple, addresses as addressWords. */
+function packTuples (tuples: ConntrackTuple[], family: 4 | 6 = 4): Uint32Array {
+  const stride = family === 6 ? 11 : 5
+  const packed = new Uint32Array(tuples.length * stride)
   tuples.forEach((t, i) => {
     if (t.proto !== 'udp') throw new TypeError('only udp is supported')
     checkPort(t.sport)
     checkPort(t.dport)
-    packed.set([t.direction === 'reply' ? 1 : 0, ipToU32(t.src), ipToU32(t.dst), t.sport, t.dport], i * 5)
+    packed.set([t.direction === 'reply' ? 1 : 0, ...addressWords(t.src, family), ...addressWords(t.dst, family), t.sport, t.dport], i * stride)
   })
   return packed
+}
+
+/** deleteConntrack for IPv6 tuples (addresses in any IPv6 text form). */
+export function deleteConntrack6 (tuples: ConntrackTuple[]): number {
+  if (tuples.length === 0) return 0
+  try {
+    return loadNative().ctDeleteMany6(packTuples(tuples, 6))
+  } catch (err) {
+    throw toSipalgError(err, { what: 'deleting IPv6 conntrack entries' })
+  }
 }
 
 /**
@@ -47,13 +64,13 @@ export interface FlowCounters { packets: number, bytes: number }
 /**
  * Packets and bytes of the conntrack entries with these exact tuples (one netlink send): null for a
  * tuple with no entry; a direction's counters are null when the kernel does not count
- * (net.netfilter.nf_conntrack_acct = 0). At most 128 tuples per call.
+ * (net.netfilter.nf_conntrack_acct = 0). At most 128 tuples per call, all of one family.
  */
-export function conntrackCounters (tuples: ConntrackTuple[]): Array<{ orig: FlowCounters | null, reply: FlowCounters | null } | null> {
+export function conntrackCounters (tuples: ConntrackTuple[], family: 4 | 6 = 4): Array<{ orig: FlowCounters | null, reply: FlowCounters | null } | null> {
   if (tuples.length === 0) return []
   let v: Float64Array
   try {
-    v = loadNative().ctCounters(packTuples(tuples))
+    v = family === 6 ? loadNative().ctCounters6(packTuples(tuples, 6)) : loadNative().ctCounters(packTuples(tuples))
   } catch (err) {
     throw toSipalgError(err, { what: 'reading conntrack counters' })
   }

@@ -76,7 +76,8 @@ export interface NativeAddon {
   nfqFlush (h: Handle): number
   nfqStats (h: Handle): NativeQueueStats
   nfqClose (h: Handle): void
-  nftOpen (table: string): Handle
+  /** family 6: `table ip6 <table>` (IPv6 firewall sets); default 4. */
+  nftOpen (table: string, family?: 4 | 6): Handle
   nftApply (h: Handle, ops: NativeNftOp[]): void
   nftList (h: Handle, map: string): NativeSetElem[]
   nftClose (h: Handle): void
@@ -87,6 +88,9 @@ export interface NativeAddon {
   ctDeleteMany (tuples: Uint32Array): number
   /** Same tuples; [origPackets, origBytes, replyPackets, replyBytes] each: -2 no entry, -1 not counted. */
   ctCounters (tuples: Uint32Array): Float64Array
+  /** IPv6: [reply 0|1, src 4 words, dst 4 words, sport, dport] per entry. */
+  ctDeleteMany6 (tuples: Uint32Array): number
+  ctCounters6 (tuples: Uint32Array): Float64Array
   fixIpv4Udp (pkt: Uint8Array): boolean
   /** A listening TCP socket (SO_REUSEADDR, IP_TRANSPARENT when asked); ip null = any. Returns the fd. */
   tcpListen (ip: string | null, port: number, backlog: number, transparent: boolean): number

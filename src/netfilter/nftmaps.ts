@@ -3,6 +3,7 @@
 import { loadNative, toSipalgError } from './native.js'
 import type { Handle, NativeAddon, NativeRule } from './native.js'
 import { isIPv4 } from 'node:net'
+import { ipv6Bytes, ipv6FromBytes } from '../ip6.js'
 
 export type NftOp = { op: 'add' | 'delete', map: string, key: Buffer, data?: Buffer, timeoutMs?: number }
 
@@ -48,6 +49,38 @@ export function addrKey (ip: string): Buffer {
   return addrPortKey(ip, 0).subarray(0, 4)
 }
 
+function v6 (ip: string): Buffer {
+  const b = ipv6Bytes(ip)
+  if (b === null) throw new TypeError(`not an IPv6 address: ${ip}`)
+  return b
+}
+
+/** `ipv6_addr . inet_service` key: 20 bytes = address, port (network order), 2 zero bytes. */
+export function addr6PortKey (ip: string, port: number): Buffer {
+  checkPort(port)
+  const b = Buffer.alloc(20)
+  v6(ip).copy(b, 0)
+  b.writeUInt16BE(port, 16)
+  return b
+}
+
+/** `ipv6_addr . ipv6_addr . inet_service` key: 36 bytes = far address, phone address, port padded to 4 bytes. */
+export function addr6Addr6PortKey (far: string, phone: string, port: number): Buffer {
+  checkPort(port)
+  const b = Buffer.alloc(36)
+  v6(far).copy(b, 0)
+  v6(phone).copy(b, 16)
+  b.writeUInt16BE(port, 32)
+  return b
+}
+
+/** Decode a 20-byte ip6 . port or a 36-byte ip6 . ip6 . port key (as list() of table ip6 returns them). */
+export function decodeKey6 (b: Buffer): { ip: string, dst?: string, port: number } {
+  if (b.length === 20) return { ip: ipv6FromBytes(b, 0), port: b.readUInt16BE(16) }
+  if (b.length === 36) return { ip: ipv6FromBytes(b, 0), dst: ipv6FromBytes(b, 16), port: b.readUInt16BE(32) }
+  throw new TypeError(`cannot decode a ${b.length}-byte IPv6 key`)
+}
+
 /** Decode a 2-byte port, an 8-byte addr.port or a 12-byte addr.port.port (as used by list()). */
 export function decodeKey (b: Buffer): { ip?: string, sport?: number, port: number } {
   if (b.length === 2) return { port: b.readUInt16BE(0) }
@@ -73,13 +106,13 @@ export class NftMaps {
     this.table = table
   }
 
-  /** Open a persistent netlink socket for `table ip <table>` (checked to exist: E204 if not). */
-  static open (table: string): NftMaps {
+  /** Open a persistent netlink socket for `table ip <table>` (`table ip6 <table>` with family 6; checked to exist: E204 if not). */
+  static open (table: string, family: 4 | 6 = 4): NftMaps {
     const native = loadNative()
     try {
-      return new NftMaps(native, native.nftOpen(table), table)
+      return new NftMaps(native, family === 6 ? native.nftOpen(table, 6) : native.nftOpen(table), table)
     } catch (err) {
-      throw toSipalgError(err, { what: `opening table ip ${table}` })
+      throw toSipalgError(err, { what: `opening table ${family === 6 ? 'ip6' : 'ip'} ${table}` })
     }
   }
 

@@ -79,6 +79,36 @@ function tcpDnat (s: TableSpec, t: string, inIf: string): string[] {
   ]
 }
 
+/**
+ * sipalg's IPv6 table, `table ip6 <table>` (a table of its own, so the IPv4 table stays exactly as
+ * it was): no NAT, only the firewall. pinhole6 holds far address . phone address . phone port of
+ * each negotiated stream (only the far end's SDP address), media6 the phone's negotiated
+ * address . port; the forward-hook chain puts sipalg's ct mark on the first packet of such a flow,
+ * which the operator's FORWARD rules accept like IPv4's (iptables/sipalg-rules.sh, ip6tables).
+ */
+export function table6Script (s: TableSpec): string {
+  const t = `ip6 ${s.table}`
+  const inIf = s.outsideIf === null ? '' : `iifname "${s.outsideIf}" `
+  const outIf = s.outsideIf === null ? '' : `oifname "${s.outsideIf}" `
+  const mark = `ct mark set ct mark and ${hex(~s.mark.mask >>> 0)} or ${hex(s.mark.value)}`
+  return [
+    `add table ${t}`,
+    `add set ${t} pinhole6 { type ipv6_addr . ipv6_addr . inet_service; flags timeout; }`,
+    `add set ${t} media6 { type ipv6_addr . inet_service; flags timeout; }`,
+    `add chain ${t} media_mark { type filter hook forward priority filter - 1; policy accept; }`,
+    `flush chain ${t} media_mark`,
+    `add rule ${t} media_mark ${inIf}ct state new meta l4proto udp ip6 saddr . ip6 daddr . udp dport @pinhole6 ${mark}`,
+    `add rule ${t} media_mark ${outIf}ct state new meta l4proto udp ip6 saddr . udp sport @media6 ${mark}`,
+    ''
+  ].join('\n')
+}
+
+/** Creates (or keeps, with its elements) `table ip6 <table>`. */
+export function createTable6 (s: TableSpec): void {
+  const r = nft(['-f', '-'], table6Script(s))
+  if (!r.ok) throw new SipalgError('E204_NFT', { what: `creating table ip6 ${s.table}`, why: r.out })
+}
+
 /** Runs `nft` with args (and a script on stdin); ok is false when it could not run or exited non-zero. */
 export function nft (args: string[], input?: string): { ok: boolean, out: string } {
   const r = spawnSync('nft', args, { input, encoding: 'utf8' })

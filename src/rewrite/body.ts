@@ -1,6 +1,7 @@
 // Where the SDP is, and keeping Content-Length true after the body changed.
-import { parseSdp, type ParsedSdp } from '../sdp/parse.js'
-import type { HeaderField } from '../sip/message.js'
+import { parseSdp, summarizeSdp, type ParsedSdp } from '../sdp/parse.js'
+import type { HeaderField, SipMessage } from '../sip/message.js'
+import type { SdpSummary } from '../sdp/types.js'
 import type { RewriteRun } from './run.js'
 
 export interface LocatedSdp { sdp: ParsedSdp, start: number, end: number, lengthFields: HeaderField[] }
@@ -11,7 +12,16 @@ export interface LocatedSdp { sdp: ParsedSdp, start: number, end: number, length
  * 18.3: a receiver discards them), so they are neither read nor changed, only kept.
  */
 export function locateSdp (run: RewriteRun): LocatedSdp | undefined {
-  const msg = run.msg
+  return locateSdpIn(run.msg, detail => { run.note(detail) })
+}
+
+/** The SDP of a message that is read, never rewritten (an IPv6 phone's: src/alg.ts). */
+export function sdpSummaryOf (msg: SipMessage): SdpSummary | undefined {
+  const body = locateSdpIn(msg, () => {})
+  return body === undefined ? undefined : summarizeSdp(body.sdp)
+}
+
+function locateSdpIn (msg: SipMessage, note: (detail: string) => void): LocatedSdp | undefined {
   const framing = msg.framing
   if (!framing.ok || framing.bodyEnd === msg.bodyStart) return undefined
   const typeField = msg.firstField('content-type')
@@ -21,7 +31,7 @@ export function locateSdp (run: RewriteRun): LocatedSdp | undefined {
     if ((semi < 0 ? type : type.slice(0, semi)).trim().toLowerCase() !== 'application/sdp') return undefined
   } else if (!msg.text.startsWith('v=', msg.bodyStart)) return undefined
   const end = framing.bodyEnd
-  if (end < msg.raw.length) run.note(`${msg.raw.length - end} bytes past Content-Length kept as written`)
+  if (end < msg.raw.length) note(`${msg.raw.length - end} bytes past Content-Length kept as written`)
   return { sdp: parseSdp(msg.text, msg.bodyStart, end), start: msg.bodyStart, end, lengthFields: framing.lengthFields }
 }
 

@@ -1,5 +1,7 @@
-// IPv4 networks written as "a.b.c.d/n" (a bare address means /32). Used to decide which
-// addresses are "inside", by the offline rewrite command and by the daemon's config.
+// IPv4 networks written as "a.b.c.d/n" (a bare address means /32), and IPv6 networks written as
+// "2001:db8:1::/64" (a bare address means /128). Used to decide which addresses are "inside", by
+// the offline rewrite command and by the daemon's config.
+import { parseIpv6 } from '../ip6.js'
 
 export interface Cidr {
   readonly network: number
@@ -34,7 +36,34 @@ function maskOf (prefix: number): number {
   return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0
 }
 
+/** An IPv6 network; `network` and `containsNumber` are IPv4's and never match. */
+function parseCidr6 (text: string): Cidr | null {
+  const slash = text.indexOf('/')
+  const addr = slash < 0 ? text : text.slice(0, slash)
+  const prefixText = slash < 0 ? '128' : text.slice(slash + 1)
+  if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > 128) return null
+  const prefix = Number(prefixText)
+  const net = parseIpv6(addr)
+  if (net === null) return null
+  const masked = (g: number[]): number[] => g.map((v, i) => {
+    const bits = Math.max(0, Math.min(16, prefix - i * 16))
+    return bits === 0 ? 0 : v & ((0xffff << (16 - bits)) & 0xffff)
+  })
+  const want = masked(net).join(':')
+  return {
+    network: -1,
+    prefix,
+    contains: (candidate: string) => {
+      const g = parseIpv6(candidate)
+      return g !== null && masked(g).join(':') === want
+    },
+    containsNumber: () => false,
+    toString: () => `${addr}/${prefix}`
+  }
+}
+
 export function parseCidr (text: string): Cidr | null {
+  if (text.includes(':')) return parseCidr6(text)
   const slash = text.indexOf('/')
   const addr = slash < 0 ? text : text.slice(0, slash)
   const prefixText = slash < 0 ? '32' : text.slice(slash + 1)
@@ -61,9 +90,10 @@ export const PRIVATE_NETWORKS = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'
 
 /** One predicate for a list of networks. */
 export function insideMatcher (cidrs: Cidr[]): (ip: string) => boolean {
+  const v6 = cidrs.filter(c => c.network < 0)
   return ip => {
     const n = ipv4ToNumber(ip) // parsed once, not once per network
-    if (n === null) return false
+    if (n === null) return v6.length > 0 && ip.includes(':') && v6.some(c => c.contains(ip))
     for (const c of cidrs) if (c.containsNumber(n)) return true
     return false
   }

@@ -47,7 +47,9 @@ export class RewriteRun {
   private lastClass: AddressClass = 'public'
 
   private classifyUncached (ip: string): AddressClass {
-    if (ip === '0.0.0.0' || !this.ctx.isInside(ip)) return 'public'
+    // IPv6 is never rewritten: an inside IPv6 host is reachable as it is (nothing to NAT), so a
+    // bracketed host or an IP6 SDP address stays as written even when it is inside.
+    if (ip === '0.0.0.0' || ip.includes(':') || !this.ctx.isInside(ip)) return 'public'
     if (ip === this.ctx.phone.ip || this.ctx.trustedProxy === true) return 'map'
     if (!this.otherInsideSeen.has(ip)) {
       this.otherInsideSeen.add(ip)

@@ -3,9 +3,13 @@
 // message byte offsets. Unknown or broken lines are skipped, never fatal.
 import type { SdpStream, SdpSummary } from './types.js'
 import { parsePort } from '../sip/text.js'
+import { canonicalIpv6 } from '../ip6.js'
 
 /** A token of an SDP line and where it sits in the message. */
 export interface SdpToken { value: string, start: number, end: number }
+
+/** An address token with the address type written before it (c=, a=rtcp): IP4, IP6 or other. */
+export interface SdpAddress extends SdpToken { addrType: string }
 
 export interface SdpMedia {
   index: number
@@ -18,9 +22,9 @@ export interface SdpMedia {
   proto: string
   /** RTP payload types of the m= format list (numbers 0..127 only). */
   payloadTypes: number[]
-  conn: SdpToken | undefined
+  conn: SdpAddress | undefined
   rtcpPort: SdpToken | undefined
-  rtcpAddr: SdpToken | undefined
+  rtcpAddr: SdpAddress | undefined
   rtcpMux: boolean
   direction: SdpStream['direction'] | undefined
   /** Where a line added to this media section goes (start of the next m= line, or end of body). */
@@ -31,7 +35,7 @@ export interface SdpMedia {
 
 export interface ParsedSdp {
   origin: SdpToken | undefined
-  sessionConn: SdpToken | undefined
+  sessionConn: SdpAddress | undefined
   sessionDirection: SdpStream['direction'] | undefined
   ice: boolean
   media: SdpMedia[]
@@ -54,12 +58,14 @@ function tokens (text: string, start: number, end: number, max: number): SdpToke
   return out
 }
 
-/** c= "IN IP4 addr[/ttl[/n]]": the address token without the multicast suffix. */
-function connectionAddress (text: string, start: number, end: number): SdpToken | undefined {
-  const t = tokens(text, start, end, 3)[2]
+/** c= "IN IP4 addr[/ttl[/n]]" or "IN IP6 addr[/n]": the address token without the multicast suffix. */
+function connectionAddress (text: string, start: number, end: number): SdpAddress | undefined {
+  const all = tokens(text, start, end, 3)
+  const t = all[2]
   if (t === undefined) return undefined
+  const addrType = all[1].value.toUpperCase()
   const slash = t.value.indexOf('/')
-  return slash < 0 ? t : { value: t.value.slice(0, slash), start: t.start, end: t.start + slash }
+  return slash < 0 ? { ...t, addrType } : { value: t.value.slice(0, slash), start: t.start, end: t.start + slash, addrType }
 }
 
 export function parseSdp (text: string, start: number, end: number): ParsedSdp {
@@ -140,16 +146,31 @@ function parseAttribute (text: string, start: number, end: number, sdp: ParsedSd
   } else if (media !== undefined && name === 'rtcp' && nameEnd < end && media.rtcpPort === undefined) {
     const t = tokens(text, nameEnd + 1, end, 4)
     media.rtcpPort = t[0]
-    media.rtcpAddr = t[3]
+    media.rtcpAddr = t[3] === undefined ? undefined : { ...t[3], addrType: t[2].value.toUpperCase() }
   }
+}
+
+/**
+ * An address as the rest of sipalg compares it: IPv6 in its canonical form (so the SDP's
+ * 2001:DB8:2:0::9 is the packet's 2001:db8:2::9). An IP6 address that is no IPv6 literal (a zone
+ * id "fe80::1%eth0", garbage) or an IP4 one holding a colon is malformed: null, and listed.
+ */
+function addressOf (a: SdpAddress | undefined, bad: string[]): string | null {
+  if (a === undefined) return null
+  const v6 = a.addrType === 'IP6'
+  if (!v6 && !a.value.includes(':')) return a.value
+  const canonical = v6 ? canonicalIpv6(a.value) : null
+  if (canonical === null && !bad.includes(a.value)) bad.push(a.value)
+  return canonical
 }
 
 /** The caller-facing summary (./types.ts) of a parsed SDP. */
 export function summarizeSdp (sdp: ParsedSdp): SdpSummary {
-  const sessionIp = sdp.sessionConn?.value ?? null
+  const bad: string[] = []
+  const sessionIp = addressOf(sdp.sessionConn, bad)
   const streams: SdpStream[] = []
   for (const m of sdp.media) {
-    const ip = m.conn?.value ?? sessionIp
+    const ip = m.conn === undefined ? sessionIp : addressOf(m.conn, bad)
     const port = m.port ?? 0
     const direction = m.direction ?? sdp.sessionDirection ?? 'sendrecv'
     let rtcpPort: number | null = null
@@ -166,11 +187,13 @@ export function summarizeSdp (sdp: ParsedSdp): SdpSummary {
       proto: m.proto,
       payloadTypes: m.payloadTypes,
       rtcpPort,
-      rtcpIp: m.rtcpAddr?.value ?? ip,
+      rtcpIp: m.rtcpAddr === undefined ? ip : addressOf(m.rtcpAddr, bad),
       rtcpMux: m.rtcpMux,
       direction,
       hold: ip === '0.0.0.0' || direction === 'sendonly' || direction === 'inactive'
     })
   }
-  return { sessionIp, originIp: sdp.origin?.value ?? null, ice: sdp.ice, streams }
+  const summary: SdpSummary = { sessionIp, originIp: sdp.origin?.value ?? null, ice: sdp.ice, streams }
+  if (bad.length > 0) summary.malformedAddresses = bad
+  return summary
 }

@@ -4,7 +4,7 @@
 export interface SdpStream {
   index: number
   media: string
-  ip: string | null        // effective connection address (media c= else session c=)
+  ip: string | null        // effective connection address (media c= else session c=); IPv6 canonical, null if malformed
   port: number             // 0 = declined
   portCount: number
   proto: string
@@ -22,4 +22,6 @@ export interface SdpSummary {
   originIp: string | null
   ice: boolean
   streams: SdpStream[]
+  /** Connection addresses that are no valid literal of their type (an IPv6 zone id, garbage): ignored, counted. */
+  malformedAddresses?: string[]
 }

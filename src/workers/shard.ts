@@ -8,6 +8,7 @@
 // the packet over (src/workers/handoff.ts).
 
 import type { PortRange } from '../validate.js'
+import { ipv6FromBytes, parseIpv6 } from '../ip6.js'
 import type { ElemData, ElemKey, MapName } from '../media/mappings.js'
 
 /** Spreads IPv4 addresses that differ in their last bits (a /24 of phones) evenly (murmur3 finalizer). */
@@ -26,17 +27,28 @@ function dottedToNumber (ip: string): number {
   return (((Number(p[0]) << 24) | (Number(p[1]) << 16) | (Number(p[2]) << 8) | Number(p[3])) >>> 0)
 }
 
-export const ownerOfIp = (ip: string, n: number): number => ownerOfAddress(dottedToNumber(ip), n)
+/** An IPv6 address folded to 32 bits (its groups xor-ed pairwise), so a /64 of phones spreads like a /24. */
+function ipv6ToNumber (ip: string): number {
+  const g = parseIpv6(ip) ?? []
+  let h = 0
+  for (let i = 0; i < g.length; i += 2) h ^= ((g[i] << 16) | g[i + 1]) >>> 0
+  return h >>> 0
+}
+
+export const ownerOfIp = (ip: string, n: number): number =>
+  ownerOfAddress(ip.includes(':') ? ipv6ToNumber(ip) : dottedToNumber(ip), n)
 
 /**
  * The owner of a queued IPv4 packet: the owner of its inside address (the source of a packet from
  * the inside, the destination of one going in, as FORWARD sees it: after DNAT). A packet with
- * both or neither ends inside (transit, not IPv4) has no owner (null): whoever reads it passes it.
+ * both or neither ends inside (transit, not IP) has no owner (null): whoever reads it decides it.
  */
 export function packetOwner (pkt: Uint8Array, isInside: (ip: string) => boolean, n: number): number | null {
-  if (pkt.length < 20 || (pkt[0] >> 4) !== 4) return null
-  const src = `${pkt[12]}.${pkt[13]}.${pkt[14]}.${pkt[15]}`
-  const dst = `${pkt[16]}.${pkt[17]}.${pkt[18]}.${pkt[19]}`
+  const version = pkt.length < 20 ? 0 : pkt[0] >> 4
+  if (version === 6 && pkt.length < 40) return null
+  if (version !== 4 && version !== 6) return null
+  const src = version === 4 ? `${pkt[12]}.${pkt[13]}.${pkt[14]}.${pkt[15]}` : ipv6FromBytes(pkt, 8)
+  const dst = version === 4 ? `${pkt[16]}.${pkt[17]}.${pkt[18]}.${pkt[19]}` : ipv6FromBytes(pkt, 24)
   const srcIn = isInside(src)
   if (srcIn === isInside(dst)) return null
   return ownerOfIp(srcIn ? src : dst, n)

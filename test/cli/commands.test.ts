@@ -67,7 +67,7 @@ t.test('bad values: E101 with the flag, the value, why and an example', async t 
     ['status', ['--watch=maybe'], 'invalid value for --watch: maybe (not true/false, yes/no or 1/0); e.g. --watch true'],
     ['status', ['--table', 'sip-alg'], 'invalid value for --table: sip-alg'],
     ['run', ['--public', '203.0.113.256'], 'invalid value for --public: 203.0.113.256 (not an IPv4 address); e.g. --public 203.0.113.1'],
-    ['run', ['--inside', '10.0.1.0/24,10.0.2.0/40'], 'invalid value for --inside: 10.0.1.0/24,10.0.2.0/40 (not an IPv4 network); e.g. --inside 10.0.1.0/24'],
+    ['run', ['--inside', '10.0.1.0/24,10.0.2.0/40'], 'invalid value for --inside: 10.0.1.0/24,10.0.2.0/40 (not an IPv4 or IPv6 network); e.g. --inside 10.0.1.0/24'],
     ['run', ['--sip-ports', '5060,65536'], 'invalid value for --sip-ports: 5060,65536'],
     ['run', ['--media-ports', '20000'], 'invalid value for --media-ports: 20000 (not a range like 20000-29999)'],
     ['run', ['--metrics-port', '-1'], 'invalid value for --metrics-port: -1'],

@@ -22,7 +22,7 @@ t.test('README nftables.conf on a lab gateway', async t => {
 
   const printed = await lab.sh('gw', 'node', [CLI, 'rules', 'install', '--print', '--nft'])
   const printedLines = printed.trim().split('\n')
-  t.equal(printedLines.length, 10)
+  t.equal(printedLines.length, 11)
   t.ok(printedLines.every(l => conf.includes(`    ${l}\n`)), 'the README carries exactly what rules install --print --nft prints')
   const markLine = printedLines.find(l => l.startsWith('ct mark')) ?? 'none'
   const alg = await startSipalg(lab, { args: ['--firewall'] })

@@ -3,7 +3,8 @@
 # (outside, 203.0.113.9) through plain NAT and prints what went wrong; then starts
 # sipalg on the gateway, installs its rules, places the same call and prints what changed — ending
 # with the ladder of that call as `sipalg trace` drew it live, and the plain-NAT call (captured with
-# tcpdump -w on the gateway) as `sipalg trace --pcap` says sipalg would have rewritten it.
+# tcpdump -w on the gateway) as `sipalg trace --pcap` says sipalg would have rewritten it. Last, one
+# IPv6 call A 2001:db8:1::23 -> B 2001:db8:2::9 (nothing rewritten, only pinholes opened).
 #
 #   test/lab/demo.sh [--forward-policy accept|drop] [--duration MS] [--keep-logs]
 #
@@ -144,7 +145,7 @@ maps() {
 SIPALG="node dist/src/cli/main.js"
 ready="$WORK/sipalg.ready" sock="$WORK/sipalg.sock"
 ip netns exec "$GW" $SIPALG rules install --queue 0 >/dev/null
-ip netns exec "$GW" $SIPALG run --public 203.0.113.1 --inside 10.0.1.0/24 --outside-if wan0 --inside-if lan0 \
+ip netns exec "$GW" $SIPALG run --public 203.0.113.1 --inside 10.0.1.0/24 --inside 2001:db8:1::/64 --outside-if wan0 --inside-if lan0 \
   --ready-file "$ready" --control-socket "$sock" --state-file "$WORK/state.json" --log-level debug >"$WORK/sipalg.log" 2>&1 &
 SIPALG_PID=$!; PIDS+=("$SIPALG_PID")
 for i in $(seq 1 100); do [ -e "$ready" ] && break; sleep 0.1; done
@@ -186,3 +187,28 @@ echo
 echo "== the plain-NAT call from section 1, as sipalg would have rewritten it:"
 echo "   sipalg trace --pcap plain-nat.pcap --public 203.0.113.1 --inside 10.0.1.0/24  (tcpdump -w on the gateway's lan0)"
 $SIPALG trace --pcap "$WORK/plain-nat.pcap" --public 203.0.113.1 --inside 10.0.1.0/24 | sed 's/^/   /'
+
+# ---- 3. one IPv6 call through the same sipalg: nothing to rewrite, only the negotiated media let in
+pinholes6() {
+  { ip netns exec "$GW" nft list set ip6 sipalg pinhole6 2>/dev/null | tr -d '\n\t'; echo; } | sed -n 's/.*elements = { *\([^}]*\)}.*/\1/p' |
+    tr ',' '\n' | sed -E 's/ timeout [^ ]+ expires [^ ]+//; s/ +/ /g; s/^ //' | sed 's/^/     pinhole6  /'
+}
+echo
+echo "== IPv6: call A 2001:db8:1::23 -> B 2001:db8:2::9 (no NAT; the gateway's IPv6 forward policy: $policy)"
+ip netns exec "$B" node "$HERE/udp-phone.mjs" uas 2001:db8:2::9 26000 >"$WORK/ipv6-b.json" 2>&1 &
+P6B=$!; PIDS+=("$P6B")
+sleep 0.3
+( for i in $(seq 1 30); do sleep 0.1; pinholes6 >"$WORK/ipv6-pinholes.txt"; [ -s "$WORK/ipv6-pinholes.txt" ] && break; done ) &
+PIDS+=("$!")
+ip netns exec "$A" node "$HERE/udp-phone.mjs" uac 2001:db8:1::23 16000 2001:db8:2::9 2000 >"$WORK/ipv6-a.json" 2>&1 || true
+wait "$P6B" 2>/dev/null || true; forget "$P6B"
+node -e '
+  const [a, b] = process.argv.slice(1).map(f => { try { return JSON.parse(require("fs").readFileSync(f, "utf8")) } catch { return { ok: false, rtpIn: 0 } } })
+  console.log(`   call: ${a.ok && b.ok ? "connected (200 OK, ACK, BYE/200)" : "FAILED"}`)
+  console.log(`   RTP packets that arrived at A: ${a.rtpIn}   (sent by B)`)
+  console.log(`   RTP packets that arrived at B: ${b.rtpIn}   (sent by A)`)
+  console.log(`   -> ${a.rtpIn > 0 && b.rtpIn > 0 ? "two-way audio" : "ONE-WAY or no audio"}; SDP passed as written (c=IN IP6 ${a.farMedia?.ip ?? "?"})`)
+' "$WORK/ipv6-a.json" "$WORK/ipv6-b.json"
+echo "   kernel pinholes during the call (far address . phone address . phone port):"
+cat "$WORK/ipv6-pinholes.txt"
+echo "   after the BYE: $(pinholes6 | grep -c pinhole6 || true) pinholes left"

@@ -30,6 +30,18 @@ export const ADDR = {
   outsideNet: '203.0.113.0/24',
 } as const
 
+/** Lab IPv6 addresses (documentation prefix 2001:db8::/32; routed, not NATed). */
+export const ADDR6 = {
+  gwInside: '2001:db8:1::1',
+  gwOutside: '2001:db8:2::1',
+  a: '2001:db8:1::23',
+  a2: '2001:db8:1::24',
+  b: '2001:db8:2::9',
+  c: '2001:db8:2::10',
+  insideNet: '2001:db8:1::/64',
+  outsideNet: '2001:db8:2::/64'
+} as const
+
 /** The address of a phone, or the gateway's inside (lan0) address for 'gw'. */
 export function addrOf (role: Role): string {
   return role === 'gw' ? ADDR.gwInside : ADDR[role]

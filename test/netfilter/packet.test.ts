@@ -48,8 +48,8 @@ t.test('new payload: lengths and checksums recomputed, odd lengths too', async t
 t.test('rejects what is not a whole IPv4 UDP datagram', async t => {
   const good = buildUdp('10.0.1.23', 5060, '203.0.113.9', 5060, Buffer.from('x'))
   t.same(parseUdp(Buffer.alloc(10)), { ok: false, reason: 'short' })
-  const v6 = Buffer.from(good); v6[0] = 0x60
-  t.same(parseUdp(v6), { ok: false, reason: 'not-ipv4' })
+  const v5 = Buffer.from(good); v5[0] = 0x55
+  t.same(parseUdp(v5), { ok: false, reason: 'not-ipv4' })
   const tcp = Buffer.from(good); tcp[9] = 6
   t.same(parseUdp(tcp), { ok: false, reason: 'not-udp' })
   const frag = Buffer.from(good); frag.writeUInt16BE(0x2000, 6)

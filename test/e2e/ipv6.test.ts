@@ -1,0 +1,142 @@
+// IPv6 phones behind a gateway whose ip6 FORWARD policy is DROP (only established/related and the
+// SIP port pass by the operator's own rules): sipalg in firewall mode opens exactly the negotiated
+// media, only from the far end's SDP address, and nothing stays open after the BYE. IPv6 is never
+// rewritten. Then one IPv4 NAT call and one IPv6 call at once through the same daemon.
+
+import t from 'tap'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { ADDR6, Lab, type Role } from '../lab/lab.js'
+import { runCall, tcpdump } from '../lab/sip.js'
+import { ROOT, startSipalg, type Sipalg } from '../lab/sipalg.js'
+
+const PHONE = join(ROOT, 'test', 'lab', 'udp-phone.mjs')
+const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+
+interface PhoneResult { ok: boolean, rtpIn: number, rtpOut: number, sources: Record<string, number>, farMedia: { ip: string, port: number } | null, error?: string }
+
+/** One call between two lab phones over IPv6 (or IPv4 addresses): the callee answers, the caller hangs up. */
+async function call6 (lab: Lab, caller: Role, callerIp: string, callerMedia: number, callee: Role, calleeIp: string, calleeMedia: number,
+  during?: () => Promise<void>, durationMs = 2000): Promise<{ caller: PhoneResult, callee: PhoneResult }> {
+  const result = async (p: ReturnType<Lab['spawn']>): Promise<PhoneResult> => await new Promise(resolve => {
+    let out = ''
+    p.stdout?.on('data', (c: Buffer) => { out += c.toString() })
+    p.on('exit', () => { try { resolve(JSON.parse(out) as PhoneResult) } catch { resolve({ ok: false, rtpIn: 0, rtpOut: 0, sources: {}, farMedia: null, error: out }) } })
+  })
+  const uas = result(lab.spawn(callee, process.execPath, [PHONE, 'uas', calleeIp, String(calleeMedia)]))
+  await sleep(300)
+  const uac = result(lab.spawn(caller, process.execPath, [PHONE, 'uac', callerIp, String(callerMedia), calleeIp, String(durationMs)]))
+  if (during !== undefined) await during()
+  const [a, b] = await Promise.all([uac, uas])
+  return { caller: a, callee: b }
+}
+
+/** UDP datagrams from `role` to [ip]:port (IPv6), from sport. */
+async function send6 (lab: Lab, role: Role, ip: string, port: number, count: number, sport: number): Promise<number | null> {
+  const js = `const s = require('node:dgram').createSocket('udp6'); const [ip, port, n, sport] = process.argv.slice(1); let i = 0;
+    s.on('error', () => process.exit(1));
+    const next = () => { if (i++ >= Number(n)) { s.close(); return } s.send(Buffer.alloc(172, 0x80), Number(port), ip, () => setTimeout(next, 20)) };
+    s.bind(Number(sport), next);`
+  return (await lab.exec(role, process.execPath, ['-e', js, ip, String(port), String(count), String(sport)], { timeoutMs: 10_000 })).code
+}
+
+const set6 = async (lab: Lab, name: string): Promise<string[]> => {
+  const out = await lab.sh('gw', 'nft', ['list', 'set', 'ip6', 'sipalg', name])
+  const m = /elements = \{([^}]*)\}/s.exec(out)
+  return m === null ? [] : m[1].split(',').map(e => e.replace(/\s+/g, ' ').replace(/ timeout \S+ expires \S+/, '').trim()).filter(e => e !== '')
+}
+
+const udpFlows6 = async (lab: Lab, port: number): Promise<string> =>
+  (await lab.exec('gw', 'conntrack', ['-L', '-f', 'ipv6', '-p', 'udp', '--dport', String(port)], { timeoutMs: 5000 })).stdout.trim() +
+  (await lab.exec('gw', 'conntrack', ['-L', '-f', 'ipv6', '-p', 'udp', '--sport', String(port)], { timeoutMs: 5000 })).stdout.trim()
+
+t.test('IPv6 firewall gateway', async t => {
+  const lab = await Lab.up({ forwardPolicy: 'drop' })
+  t.teardown(async () => { await lab.down() })
+  // Strict: nothing new passes either way but SIP (the operator's SIP port rule) and what sipalg marks.
+  for (const ipt of ['iptables', 'ip6tables']) await lab.sh('gw', ipt, ['-D', 'FORWARD', '-i', 'lan0', '-o', 'wan0', '-j', 'ACCEPT'])
+  for (const dir of ['--dport', '--sport']) await lab.sh('gw', 'ip6tables', ['-A', 'FORWARD', '-p', 'udp', dir, '5060', '-j', 'ACCEPT'])
+  let alg: Sipalg = await startSipalg(lab, { args: ['--firewall', '--inside', ADDR6.insideNet] })
+  t.teardown(async () => { await alg.stop() })
+  t.match(await lab.sh('gw', 'ip6tables', ['-S', 'FORWARD']), /-m comment --comment sipalg -j SIPALG/, 'rules install put the queue rules into ip6tables too')
+
+  await t.test('an IPv6 phone calls out: audio both ways, only from the far end, nothing left after BYE', async t => {
+    let pinholes: string[] = []
+    let intruder: number | null = -1
+    const r = await call6(lab, 'a', ADDR6.a, 16000, 'b', ADDR6.b, 26000, async () => {
+      for (let i = 0; i < 40 && pinholes.length === 0; i++) { await sleep(100); pinholes = await set6(lab, 'pinhole6') }
+      // A third IPv6 host aims at the phone's media port mid-call.
+      intruder = await send6(lab, 'c', ADDR6.a, 16000, 20, 26000)
+    })
+    t.same(pinholes.sort(), [`${ADDR6.b} . ${ADDR6.a} . 16000`, `${ADDR6.b} . ${ADDR6.a} . 16001`], 'pinholes: far SDP address . phone . its RTP and RTCP ports')
+    t.equal(intruder, 0, 'C sent its packets')
+    t.ok(r.caller.ok && r.callee.ok, `call completes (${r.caller.error ?? ''} ${r.callee.error ?? ''})`)
+    t.ok(r.caller.rtpIn > 10, `B's audio reaches A (${r.caller.rtpIn})`)
+    t.ok(r.callee.rtpIn > 10, `A's audio reaches B (${r.callee.rtpIn})`)
+    t.same(Object.keys(r.caller.sources), [`${ADDR6.b}.26000`], 'A hears only B (nothing from C)')
+    t.same(r.caller.farMedia, { ip: ADDR6.b, port: 26000 }, 'B\'s SDP reached A as written (IPv6 is never rewritten)')
+    await sleep(300)
+    t.same(await set6(lab, 'pinhole6'), [], 'no pinhole left')
+    t.same(await set6(lab, 'media6'), [], 'no outbound media element left')
+    t.equal(await udpFlows6(lab, 16000), '', 'no conntrack entry of the call\'s media left')
+    const cap = tcpdump(lab, 'a', `udp and dst host ${ADDR6.a} and dst port 16000`)
+    await cap.ready
+    await send6(lab, 'b', ADDR6.a, 16000, 10, 26000)
+    await sleep(300)
+    t.same((await cap.stop()).filter(l => l.includes(' > ')), [], 'after BYE the far end\'s media reaches nobody')
+  })
+
+  await t.test('an outside IPv6 phone calls in: audio both ways', async t => {
+    let call: Awaited<ReturnType<Sipalg['status']>>['calls'][number] | undefined
+    const r = await call6(lab, 'b', ADDR6.b, 26100, 'a', ADDR6.a, 16100, async () => {
+      for (let i = 0; i < 30 && call === undefined; i++) { await sleep(100); call = (await alg.status()).calls[0] }
+    })
+    t.match(call, { phone: `[${ADDR6.a}]:5060`, family: 'ipv6', direction: 'in' }, 'status shows the IPv6 call')
+    t.ok(r.caller.ok && r.callee.ok, `call completes (${r.caller.error ?? ''} ${r.callee.error ?? ''})`)
+    t.ok(r.caller.rtpIn > 10, `A's audio reaches B (${r.caller.rtpIn})`)
+    t.ok(r.callee.rtpIn > 10, `B's audio reaches A (${r.callee.rtpIn})`)
+    await sleep(300)
+    t.same(await set6(lab, 'pinhole6'), [], 'no pinhole left')
+    t.equal(await udpFlows6(lab, 16100), '', 'no conntrack entry left')
+    const status = await alg.status()
+    t.ok((status.counters.ipv6_messages_outbound ?? 0) > 0, 'status counts IPv6 SIP')
+  })
+
+  await t.test('a sipalg killed mid-call: the next one adopts the IPv6 pinholes and removes them at BYE', async t => {
+    const state = join(mkdtempSync(join(tmpdir(), 'sipalg-ipv6-')), 'state.json')
+    t.teardown(() => { rmSync(dirname(state), { recursive: true, force: true }) })
+    await alg.stop()
+    const first = await startSipalg(lab, { args: ['--firewall', '--inside', ADDR6.insideNet, '--state-file', state] })
+    let second: Sipalg | undefined
+    const r = await call6(lab, 'a', ADDR6.a, 16200, 'b', ADDR6.b, 26200, async () => {
+      for (let i = 0; i < 30 && (await set6(lab, 'pinhole6')).length === 0; i++) await sleep(100)
+      await first.stop('SIGKILL')
+      second = await startSipalg(lab, { args: ['--firewall', '--inside', ADDR6.insideNet, '--state-file', state] })
+      t.same((await set6(lab, 'pinhole6')).length, 2, 'the pinholes outlived the killed sipalg')
+    }, 7000)
+    t.ok(r.caller.ok && r.callee.ok, 'call completes across the restart')
+    t.match(second?.log(), /"calls":1,.*took over the calls/, 'the call was taken over')
+    t.ok(r.caller.rtpIn > 10 && r.callee.rtpIn > 10, `audio both ways (${r.caller.rtpIn}/${r.callee.rtpIn})`)
+    await sleep(300)
+    t.same(await set6(lab, 'pinhole6'), [], 'the restarted sipalg removed the pinholes at BYE')
+    t.same(await set6(lab, 'media6'), [])
+    t.equal(await udpFlows6(lab, 16200), '', 'and the conntrack entries')
+    // The dual-stack case below runs on the restarted daemon.
+    alg = second as Sipalg
+  })
+
+  await t.test('dual stack: an IPv4 NAT call and an IPv6 call at once', async t => {
+    const v4 = runCall(lab, { durationMs: 2500 })
+    await sleep(200)
+    const v6 = await call6(lab, 'a2', ADDR6.a2, 17500, 'c', ADDR6.c, 27500)
+    const r4 = await v4
+    t.ok(r4.ok, `IPv4 call completes (exit A=${String(r4.exitA)} B=${String(r4.exitB)})`)
+    t.ok(r4.rtpAtA > 10 && r4.rtpAtB > 10, `IPv4 audio both ways (${r4.rtpAtA}/${r4.rtpAtB})`)
+    t.ok(v6.caller.ok && v6.callee.ok, 'IPv6 call completes')
+    t.ok(v6.caller.rtpIn > 10 && v6.callee.rtpIn > 10, `IPv6 audio both ways (${v6.caller.rtpIn}/${v6.callee.rtpIn})`)
+    await sleep(300)
+    t.same(await alg.elements('peer_dnat'), [], 'no IPv4 pinhole left')
+    t.same(await set6(lab, 'pinhole6'), [], 'no IPv6 pinhole left')
+  })
+})
