@@ -22,7 +22,7 @@ import { parsePortRange } from './validate.js'
 import { SignallingTable } from './media/signalling.js'
 import { CallTable, type Call, type CallPolicy, type FarStream, type Stream } from './dialog/calls.js'
 import { RegistrationTable, type RegistrationPolicy } from './dialog/registrations.js'
-import { isInitialInvite, track } from './dialog/methods.js'
+import { isInitialInvite, signallingUse, track } from './dialog/methods.js'
 import { restoreState, snapshot, type SavedState } from './dialog/state.js'
 import { Counters } from './counters.js'
 import { RateLimiter } from './media/limits.js'
@@ -82,13 +82,13 @@ export class Alg {
     // A far SDP address that is not a public IPv4 address (garbage, or an inside host) never becomes a pinhole source.
     this.callPolicy.farAddressUsable = ip => ipv4ToNumber(ip) !== null && !this.isInside(ip)
     this.applyPolicies(cfg)
-    this.signalling = new SignallingTable(this.maps, cfg.timeouts.signalling * 1000, p => this.ports.contains(p))
+    this.signalling = new SignallingTable(this.maps, cfg.timeouts.signalling * 1000, p => this.ports.contains(p), now)
     this.calls = new CallTable(this.maps, this.ports, this.callPolicy, {
-      onStart: call => { this.counters.inc('calls_started'); this.log.info({ callId: call.callId, phone: `${call.phone.ip}:${call.phone.port}`, direction: call.outgoing ? 'outbound' : 'inbound' }, 'call started') },
+      onStart: call => { this.counters.inc('calls_started'); this.signalling.callStarted(call.phone); this.log.info({ callId: call.callId, phone: `${call.phone.ip}:${call.phone.port}`, direction: call.outgoing ? 'outbound' : 'inbound' }, 'call started') },
       onStreamDropped: (_call, s, far) => { this.forgetFlows(s, far) },
       onForkDropped: (_call, s, far) => { this.forgetFlows(s, far) },
       onFlowsNarrowed: (_call, _s, flows) => { for (const f of flows) this.staleFlows.push({ remote: { ip: f.ip, port: f.port }, publicPort: f.publicPort }) },
-      onEnd: (call, reason) => { this.counters.inc('calls_ended'); this.limiter.ended(call.phone.ip); this.log.info({ callId: call.callId, reason, seconds: Math.round((this.now() - call.createdAt) / 1000) }, 'call ended') }
+      onEnd: (call, reason) => { this.counters.inc('calls_ended'); this.signalling.callEnded(call.phone); this.limiter.ended(call.phone.ip); this.log.info({ callId: call.callId, reason, seconds: Math.round((this.now() - call.createdAt) / 1000) }, 'call ended') }
     }, now)
     this.registrations = new RegistrationTable(this.maps, this.registrationPolicy, this.publicIp, {
       onRegistered: reg => { this.log.info({ phone: `${reg.phone.ip}:${reg.phone.port}`, registrar: reg.registrar, aor: reg.aor, expires: Math.round((reg.expiresAt - this.now()) / 1000) }, 'registration') },
@@ -188,7 +188,7 @@ export class Alg {
     const { direction, phone, far } = leg
     const outbound = direction === 'outbound'
     const opsBefore = this.maps.pendingCount
-    const publicPort = outbound ? this.signalling.allocateAndInstall(phone) : this.signalling.lookupPrivate(phone)
+    const publicPort = outbound ? this.signalling.allocateAndInstall(phone, signallingUse(msg)) : this.signalling.lookupPrivate(phone)
     if (outbound && publicPort === null) {
       this.counters.inc('refused_signalling')
       return null
