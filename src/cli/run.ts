@@ -54,6 +54,15 @@ const keyOf = (map: MapName, k: { ip?: string, sport?: number, port: number }): 
 const dataOf = (map: MapName, d: { ip?: string, port: number }): Buffer =>
   map === 'src_nat' ? portKey(d.port) : addrPortKey(d.ip ?? '0.0.0.0', d.port)
 
+const elementOf = (o: MapOp): string => `${o.map}|${o.key.ip ?? ''}|${o.key.sport ?? ''}|${o.key.port}`
+
+/** Whether any of `ops` is on an element one of `earlier` changes (then `earlier` must go first). */
+function touchesAny (earlier: MapOp[], ops: MapOp[]): boolean {
+  if (earlier.length === 0) return false
+  const ids = new Set(earlier.map(elementOf))
+  return ops.some(o => ids.has(elementOf(o)))
+}
+
 export function kernelMaps (nft: NftMaps): KernelMaps {
   return {
     apply: (ops: MapOp[]) => nft.apply(ops.map((o): NftOp => ({
@@ -129,6 +138,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
   const nft = NftMaps.open(cfg.table)
   const kernel = kernelMaps(nft)
   const DEFER_MS = 10
+  const CLEANUP_MS = 50
   const newAlg = (): Alg => new Alg(cfg, log, Date.now, b => { fixIpv4Udp(b) })
   let alg = newAlg()
   const hep = startHep(cfg, () => alg, log)
@@ -151,7 +161,11 @@ export async function runDaemon (argv: string[]): Promise<number> {
   }, log)
   await roles.start(cfg.stateStore === null ? null : { iface: cfg.outsideIf ?? '', address: publicIp })
   const persist = (): void => { roles.writeState(alg.stateIfChanged()) }
-  // Calls change with the messages: written a few ms after a batch (coalesced), not once a second.
+  // A shared store (HA) gets call changes a few ms after their batch (coalesced): the standby must
+  // know a call to take it over. The state file is written at most once a second
+  // (src/store/file.ts), so the 1 s timer below saves it: a snapshot of every call after every
+  // batch would be thrown away, and it costs the loop time packets wait for.
+  const persistAfterBatch = store.kind !== 'file'
   let persistScheduled = false
   const schedulePersist = (): void => {
     if (persistScheduled) return
@@ -179,9 +193,9 @@ export async function runDaemon (argv: string[]): Promise<number> {
   // Map changes go to the kernel before the verdicts only when a released message relies on them
   // (maps.mustPrecedeVerdict: the ports a phone advertises, a path not open yet); everything else
   // — removals at BYE/CANCEL/errors, narrowing a pinhole to the far end, refreshes — follows within
-  // DEFER_MS after the verdicts, coalesced, so most packets never wait for an nft transaction.
-  // Deferred ops ride along with the next batch, in order, so a later add never overtakes an
-  // earlier delete of the same key.
+  // CLEANUP_MS after the verdicts, coalesced, so packets never wait for it. Deferred ops join a
+  // batch sent before the verdicts only when one of its ops is on the same element (in order: a
+  // later add never overtakes an earlier delete of that key); ops on other elements are independent.
   let deferred: MapOp[] = []
   const commit = (beforeVerdict: boolean): void => {
     const first = alg.maps.mustPrecedeVerdict
@@ -190,8 +204,11 @@ export async function runDaemon (argv: string[]): Promise<number> {
       if (ops.length > 0) deferred = deferred.concat(ops)
       return
     }
-    const all = deferred.length === 0 ? ops : deferred.concat(ops)
-    deferred = []
+    let all = ops
+    if (!beforeVerdict || touchesAny(deferred, ops)) {
+      all = deferred.length === 0 ? ops : deferred.concat(ops)
+      deferred = []
+    }
     roles.writeOps(all)
     for (const f of applyOps(kernel, all)) {
       alg.counters.inc('map_ops_failed')
@@ -212,12 +229,13 @@ export async function runDaemon (argv: string[]): Promise<number> {
       alg.counters.inc('conntrack_deleted', deleteConntrack(tuples))
     } catch (e) { log.warn({ code: shortCode('E310_CONNTRACK'), err: (e as Error).message, flows: tuples.length }, 'could not delete conntrack entries of ended calls') }
   }
-  // Deferred changes wait a few milliseconds so that, under load, many calls' removals share one
-  // nft transaction and one conntrack send instead of costing one each per wake-up.
+  // Deferred changes wait CLEANUP_MS so that many calls' removals share one nft transaction and
+  // one conntrack send instead of costing one each per wake-up: every one of those sends is loop
+  // time a packet arriving meanwhile waits for.
   const scheduleCleanup = (): void => {
     if (cleanupScheduled || (deferred.length === 0 && !alg.hasStaleFlows())) return
     cleanupScheduled = true
-    setTimeout(afterVerdicts, DEFER_MS)
+    setTimeout(afterVerdicts, CLEANUP_MS)
   }
   queue.onPackets(batch => {
     if (!roles.processes) {
@@ -236,7 +254,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
     queue.flush()
     latency.record(Number(process.hrtime.bigint() - t0) / 1000, batch.length)
     scheduleCleanup()
-    schedulePersist()
+    if (persistAfterBatch) schedulePersist()
   })
 
   // SIP over TCP: a spliced message is written once the changes it relies on are in (as a verdict).
