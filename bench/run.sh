@@ -2,20 +2,22 @@
 # sipalg benchmarks (issue 6, spec §7): every figure next to baselines measured in the same invocation.
 # Prints one table and writes it to bench/results/latest.md. Needs root (network namespaces), sipp, nft,
 # iptables, conntrack, tcpdump, cc. All netfilter changes happen in namespaces sipalg-<runid>-*, removed
-# on exit. Parts: PARTS="rewrite callrate latency media nftmaps" (default all).
+# on exit. Parts: PARTS="rewrite sipthru callrate latency media nftmaps trunk" (default all; trunk runs
+# TRUNK_SECONDS, default 180).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export RUNID=${RUNID:-bench$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 export WORK; WORK=$(mktemp -d /tmp/sipalg-bench.XXXXXX)
 RES=$WORK/results.jsonl; : >"$RES"
-PARTS=${PARTS:-"rewrite sipthru callrate latency media nftmaps"}
+PARTS=${PARTS:-"rewrite sipthru callrate latency media nftmaps trunk"}
 START=$(date +%s)
 . bench/lib.sh
 . bench/callrate.sh
 . bench/sipthru.sh
 . bench/latency.sh
 . bench/media.sh
+. bench/trunk.sh
 
 cleanup() {
   trap - EXIT INT TERM
@@ -52,7 +54,7 @@ if has rewrite; then
   timeout 60 node dist/bench/alg.js --json >>"$RES" || log "alg bench failed"
 fi
 
-if has sipthru || has callrate || has latency || has media; then
+if has sipthru || has callrate || has latency || has media || has trunk; then
   bash test/lab/lab.sh up "$RUNID" >/dev/null || { echo "lab up failed" >&2; exit 1; }
 fi
 if has sipthru; then
@@ -76,6 +78,10 @@ if has latency; then
   done
 fi
 if has media; then media_run; fi
+if has trunk; then
+  log "part 6: sustained trunk, $TRUNK_RATE calls/s for $TRUNK_SECONDS s, new source port per call"
+  trunk_run
+fi
 gw_reset 2>/dev/null || true
 if has nftmaps; then
   log "part 5: mapping install/remove latency"
