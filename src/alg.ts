@@ -43,6 +43,9 @@ const DROP: Verdict = { action: 'drop' }
 /** Where a SIP message travels: its direction, the inside phone and the far end (as the gateway sees them), the transport. */
 export interface MessageLeg { direction: Direction, phone: Endpoint, far: Endpoint, transport: 'udp' | 'tcp' }
 
+/** A kernel flow to delete: far end ↔ public port, or (phone set) the phone's own flow to the far end. */
+export interface StaleFlow { remote: Endpoint, publicPort: number, phone?: Endpoint }
+
 /** A kernel element found at start (restart adoption). */
 export interface KernelElement { map: MapName, key: ElemKey, data: ElemData, remainingMs: number }
 
@@ -59,8 +62,11 @@ export class Alg {
   private readonly limiter: RateLimiter
   private readonly onceAMinute: OncePerMinute
   private readonly publicIp: string
-  /** Kernel flows of ended streams (far ip:port → public port) for the shell to forget. */
-  private staleFlows: Array<{ remote: Endpoint, publicPort: number }> = []
+  /**
+   * Kernel flows for the shell to forget: of ended streams (far ip:port → public port), and flows a
+   * phone may have started before its stream was mapped (`phone` set: phone ip:port → far ip:port).
+   */
+  private staleFlows: StaleFlow[] = []
   /** `sipalg trace` listener: one event per SIP message. Unset (the default) costs nothing. */
   onMessage?: (e: TraceEvent) => void
   /** HEP export (src/hep/sender.ts): each SIP message as it arrived and as it leaves. Unset costs nothing. */
@@ -87,6 +93,8 @@ export class Alg {
       onStart: call => { this.counters.inc('calls_started'); this.signalling.callStarted(call.phone); this.log.info({ callId: call.callId, phone: `${call.phone.ip}:${call.phone.port}`, direction: call.outgoing ? 'outbound' : 'inbound' }, 'call started') },
       onStreamDropped: (_call, s, far) => { this.forgetFlows(s, far) },
       onForkDropped: (_call, s, far) => { this.forgetFlows(s, far) },
+      // Its flow started un-NATed (no mapping yet) would keep its addresses: forgotten once the mapping is in.
+      onLateStream: (_call, s, far) => { this.forgetPhoneFlows(s, far) },
       onFlowsNarrowed: (_call, _s, flows) => { for (const f of flows) this.staleFlows.push({ remote: { ip: f.ip, port: f.port }, publicPort: f.publicPort }) },
       onEnd: (call, reason) => { this.counters.inc('calls_ended'); this.signalling.callEnded(call.phone); this.limiter.ended(call.phone.ip); this.log.info({ callId: call.callId, reason, seconds: Math.round((this.now() - call.createdAt) / 1000) }, 'call ended') }
     }, now)
@@ -316,9 +324,19 @@ export class Alg {
     }
   }
 
+  /** The phone's flows to a far end's media that may predate the stream's mapping. */
+  private forgetPhoneFlows (s: Stream, far: FarStream[]): void {
+    for (const f of far) {
+      this.staleFlows.push({ remote: { ip: f.ip, port: f.rtpPort }, publicPort: s.pub.rtpPort, phone: { ip: s.priv.ip, port: s.priv.rtpPort } })
+      if (f.rtcpPort !== null && s.priv.rtcpPort !== null && s.pub.rtcpPort !== null) {
+        this.staleFlows.push({ remote: { ip: f.ip, port: f.rtcpPort }, publicPort: s.pub.rtcpPort, phone: { ip: s.priv.ip, port: s.priv.rtcpPort } })
+      }
+    }
+  }
+
   hasStaleFlows (): boolean { return this.staleFlows.length > 0 }
 
-  takeStaleFlows (): Array<{ remote: Endpoint, publicPort: number }> {
+  takeStaleFlows (): StaleFlow[] {
     const f = this.staleFlows
     this.staleFlows = []
     return f

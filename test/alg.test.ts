@@ -615,3 +615,17 @@ t.test('a registered phone and a port with keepalives keep their mapping after a
   alg.tick()
   t.ok(signallingMapped(alg, 5062), 'for the idle timeout (300 s), as before')
 })
+
+t.test('late offer: the phone\'s flow that may predate its mapping (answer in the ACK) is handed on to be forgotten', async t => {
+  const { alg } = makeAlg()
+  const inv = crlf(`INVITE sip:bob@${B} SIP/2.0\nVia: SIP/2.0/UDP ${A}:5060;branch=z9hG4bK-late\nMax-Forwards: 70\nFrom: <sip:alice@${A}>;tag=a-late\nTo: <sip:bob@${B}>\nCall-ID: late\nCSeq: 1 INVITE\nContact: <sip:alice@${A}:5060>\nContent-Length: 0\n\n`)
+  send(alg, A, 5060, B, 5060, inv)
+  send(alg, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, 'late', sdp(B, 6000)))
+  t.same(alg.takeStaleFlows(), [], 'nothing mapped yet')
+  const ack = send(alg, A, 5060, B, 5060, withBody(`ACK sip:bob@${B}:5060 SIP/2.0\nVia: SIP/2.0/UDP ${A}:5060;branch=z9hG4bK-late-ack\nMax-Forwards: 70\nFrom: <sip:alice@${A}>;tag=a-late\nTo: <sip:bob@${B}>;tag=b-late\nCall-ID: late\nCSeq: 1 ACK\nContent-Type: application/sdp\nContent-Length: {len}\n\n`, sdp(A, 4000, 'a=rtcp:4001\n')))
+  t.ok(ack.first, 'the answer\'s mapping is in the kernel before the ACK leaves')
+  t.same(alg.takeStaleFlows(), [
+    { remote: { ip: B, port: 6000 }, publicPort: 20000, phone: { ip: A, port: 4000 } },
+    { remote: { ip: B, port: 6001 }, publicPort: 20001, phone: { ip: A, port: 4001 } }
+  ], 'A\'s RTP and RTCP flows to B, by their private tuples')
+})

@@ -223,8 +223,11 @@ export async function runDaemon (argv: string[]): Promise<number> {
     cleanupScheduled = false
     commit(false)
     if (!alg.hasStaleFlows()) return
-    const tuples = alg.takeStaleFlows().flatMap(f => (['original', 'reply'] as const).map(direction =>
-      ({ proto: 'udp' as const, src: f.remote.ip, sport: f.remote.port, dst: publicIp, dport: f.publicPort, direction })))
+    const tuples = alg.takeStaleFlows().flatMap(f => f.phone === undefined
+      ? (['original', 'reply'] as const).map(direction =>
+          ({ proto: 'udp' as const, src: f.remote.ip, sport: f.remote.port, dst: publicIp, dport: f.publicPort, direction }))
+      // The phone's own flow, started before its mapping: found by its original (private) tuple.
+      : [{ proto: 'udp' as const, src: f.phone.ip, sport: f.phone.port, dst: f.remote.ip, dport: f.remote.port, direction: 'original' as const }])
     try {
       alg.counters.inc('conntrack_deleted', deleteConntrack(tuples))
     } catch (e) { log.warn({ code: shortCode('E310_CONNTRACK'), err: (e as Error).message, flows: tuples.length }, 'could not delete conntrack entries of ended calls') }

@@ -106,6 +106,11 @@ export interface CallEvents {
   onForkDropped?: (call: Call, stream: Stream, far: FarStream[]) => void
   /** A stream's pinhole narrowed (answer, latch, window end, re-INVITE): flows it admitted earlier and no longer allows go. */
   onFlowsNarrowed?: (call: Call, stream: Stream, flows: SeenFlow[]) => void
+  /**
+   * A stream got its ports after the far end's media was known (late offer: the answer in the ACK):
+   * the phone may already be sending to it, in a kernel flow that started before the mapping.
+   */
+  onLateStream?: (call: Call, stream: Stream, far: FarStream[]) => void
 }
 
 /** The parts of a SIP message call and registration tracking read (a parsed SipMessage has them). */
@@ -235,6 +240,8 @@ export class CallTable {
     call.streams.set(streamKey(req.ip, req.rtpPort), stream)
     this.index(call, stream)
     this.changed = true
+    const far = this.farStreams(call, req.index)
+    if (far.length > 0) this.events.onLateStream?.(call, stream, far)
     return { rtpPort: stream.pub.rtpPort, rtcpPort: stream.pub.rtcpPort }
   }
 
