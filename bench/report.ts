@@ -100,7 +100,7 @@ for (const r of of('trunk')) {
   // Flat: the second half of the run grew the daemon by less than a tenth of what it held at the middle.
   const flat = typeof rssMid === 'number' && typeof rssEnd === 'number' && rssMid > 0 ? (rssEnd - rssMid) / rssMid < 0.1 : null
   const good = r.failed === 0 && r.ok === r.calls && refused === 0 && flat === true
-  out.push(`| 6 | sustained trunk: ${n(r.rate)} calls/s for ${n(r.seconds)} s, new source port per call | ${n(r.ok)} of ${n(r.calls)} calls completed, ${n(r.failed)} failed (sipp reached ${n(r.achieved)}/s); refused_signalling ${n(refused)}; src_nat elements (its signalling ports) at the middle / end ${n(r.mid?.mappings?.src_nat)} / ${n(r.end?.mappings?.src_nat)}; daemon RSS start / middle / end ${mb(rss0)} / ${mb(rssMid)} / ${mb(rssEnd)} MB | – | – | 0 failed, 0 refused_signalling, RSS flat${ok(good)} |`)
+  out.push(`| 6 | sustained trunk: ${n(r.rate)} calls/s for ${n(r.seconds)} s, new source port per call | ${n(r.ok)} of ${n(r.calls)} calls completed, ${n(r.failed)} failed (sipp reached ${n(r.achieved)}/s); the daemon saw ${n(r.end?.callsStarted)} calls start, ${n(r.end?.callsEnded)} end; refused_signalling ${n(refused)}; src_nat elements (its signalling ports) at the middle / end ${n(r.mid?.mappings?.src_nat)} / ${n(r.end?.mappings?.src_nat)}; daemon RSS start / middle / end ${mb(rss0)} / ${mb(rssMid)} / ${mb(rssEnd)} MB | – | – | 0 failed, 0 refused_signalling, RSS flat${ok(good)} |`)
 }
 
 const notes = of('note')

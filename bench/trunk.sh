@@ -3,14 +3,16 @@
 # through sipalg. Each call's port needs a public signalling port; they must be freed as fast as
 # the trunk opens them (src/media/signalling.ts) or the ~54k public ports run out and calls are
 # refused (refused_signalling). Records the failed calls, the daemon's refusals, its mapped
-# signalling ports and its RSS at the start, the middle and the end.
+# signalling ports and its RSS at the start, the middle and the end. A daemon that falls behind
+# (the queue full: the kernel lets SIP pass without it, fail-open) misses BYEs: those calls stay
+# until their timeouts and hold memory, so failures and RSS growth there are CPU, not ports.
 TRUNK_RATE=${TRUNK_RATE:-500}
 TRUNK_SECONDS=${TRUNK_SECONDS:-180}
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # The daemon's refusals and mapped signalling ports, from its status document.
 trunk_status() {
-  sipalg_status | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{let j={};try{j=JSON.parse(s)}catch{}const c=j.counters??{};console.log(JSON.stringify({refusedSignalling:c.refused_signalling??0,callsStarted:c.calls_started??0,callsEnded:c.calls_ended??0,activeCalls:(j.calls??[]).length,mappings:j.mappings??null,lat:j.latencyUs??null}))})'
+  sipalg_status | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{let j={};try{j=JSON.parse(s)}catch{}const c=j.counters??{},q=j.queue??{};console.log(JSON.stringify({refusedSignalling:c.refused_signalling??0,callsStarted:c.calls_started??0,callsEnded:c.calls_ended??0,activeCalls:(j.calls??[]).length,mappings:j.mappings??null,queue:{failOpen:q.failOpenBypassesInferred??null,total:(q.kernel??{}).queueTotal??null},lat:j.latencyUs??null}))})'
 }
 
 trunk_run() {
