@@ -18,6 +18,9 @@ trunk_status() {
 trunk_run() {
   local scr="$WORK/trunk-screen.txt" calls=$(( TRUNK_RATE * TRUNK_SECONDS ))
   gw_mode sipalg || return 0
+  # sipp's per-call sockets take ephemeral ports: the whole unprivileged range (in A's namespace
+  # only), so the trunk uses more distinct source ports than the ~54k public signalling ports.
+  ip netns exec "$NS_A" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" || log "could not widen A's port range"
   sipp_uas_start
   local rss0 rss1 rss2 mid end
   rss0=$(rss_kb "$SIPALG_PID")
