@@ -54,15 +54,6 @@ const keyOf = (map: MapName, k: { ip?: string, sport?: number, port: number }): 
 const dataOf = (map: MapName, d: { ip?: string, port: number }): Buffer =>
   map === 'src_nat' ? portKey(d.port) : addrPortKey(d.ip ?? '0.0.0.0', d.port)
 
-const elementOf = (o: MapOp): string => `${o.map}|${o.key.ip ?? ''}|${o.key.sport ?? ''}|${o.key.port}`
-
-/** Whether any of `ops` is on an element one of `earlier` changes (then `earlier` must go first). */
-function touchesAny (earlier: MapOp[], ops: MapOp[]): boolean {
-  if (earlier.length === 0) return false
-  const ids = new Set(earlier.map(elementOf))
-  return ops.some(o => ids.has(elementOf(o)))
-}
-
 export function kernelMaps (nft: NftMaps): KernelMaps {
   return {
     apply: (ops: MapOp[]) => nft.apply(ops.map((o): NftOp => ({
@@ -193,9 +184,11 @@ export async function runDaemon (argv: string[]): Promise<number> {
   // Map changes go to the kernel before the verdicts only when a released message relies on them
   // (maps.mustPrecedeVerdict: the ports a phone advertises, a path not open yet); everything else
   // — removals at BYE/CANCEL/errors, narrowing a pinhole to the far end, refreshes — follows within
-  // CLEANUP_MS after the verdicts, coalesced, so packets never wait for it. Deferred ops join a
-  // batch sent before the verdicts only when one of its ops is on the same element (in order: a
-  // later add never overtakes an earlier delete of that key); ops on other elements are independent.
+  // CLEANUP_MS after the verdicts, coalesced, so most packets never wait for an nft transaction.
+  // Deferred ops ride along with the next batch, in order, so a later add never overtakes an
+  // earlier delete of the same key. (Holding them back from pre-verdict batches was tried: under a
+  // trunk's load the deferred batch grew large, and one stale op in it sends the whole batch op by
+  // op (applyOps), which cost more than riding along.)
   let deferred: MapOp[] = []
   const commit = (beforeVerdict: boolean): void => {
     const first = alg.maps.mustPrecedeVerdict
@@ -204,11 +197,8 @@ export async function runDaemon (argv: string[]): Promise<number> {
       if (ops.length > 0) deferred = deferred.concat(ops)
       return
     }
-    let all = ops
-    if (!beforeVerdict || touchesAny(deferred, ops)) {
-      all = deferred.length === 0 ? ops : deferred.concat(ops)
-      deferred = []
-    }
+    const all = deferred.length === 0 ? ops : deferred.concat(ops)
+    deferred = []
     roles.writeOps(all)
     for (const f of applyOps(kernel, all)) {
       alg.counters.inc('map_ops_failed')
