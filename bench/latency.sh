@@ -6,6 +6,9 @@ latency_run() { # MODE RATE
   local mode=$1 rate=$2 d="$WORK/lat-$1-$2" caps=()
   mkdir -p "$d"
   gw_mode "$mode" || return 0
+  # Diagnostic: LAT_SIPALG_FIFO=N runs the daemon (all its threads) SCHED_FIFO at priority N, to show
+  # how much of the tail is the daemon waiting for a CPU (plain NAT and the helper run in softirq).
+  if [ "$mode" = sipalg ] && [ -n "${LAT_SIPALG_FIFO:-}" ]; then chrt -a -f -p "$LAT_SIPALG_FIFO" "$SIPALG_PID" >/dev/null || log "chrt failed"; fi
   sipp_uas_start
   local ifc
   for ifc in lan0 wan0; do

@@ -134,6 +134,17 @@ for (const size of [...new Set(of('nftmaps').map(r => r.elements))]) {
   }
 }
 
+// 8. sustained trunk: a new source port per call, for minutes
+for (const r of of('trunk')) {
+  const mb = (kb: unknown): string => typeof kb === 'number' ? n(kb / 1024, 1) : '–'
+  const [rss0, rssMid, rssEnd] = (r.rssKb ?? []) as number[]
+  const refused = r.end?.refusedSignalling
+  // Flat: the second half of the run grew the daemon by less than a tenth of what it held at the middle.
+  const flat = typeof rssMid === 'number' && typeof rssEnd === 'number' && rssMid > 0 ? (rssEnd - rssMid) / rssMid < 0.1 : null
+  const good = r.failed === 0 && r.ok === r.calls && refused === 0 && flat === true
+  out.push(`| 8 | sustained trunk: ${n(r.rate)} calls/s for ${n(r.seconds)} s, new source port per call | ${n(r.ok)} of ${n(r.calls)} calls completed, ${n(r.failed)} failed (sipp reached ${n(r.achieved)}/s); the daemon saw ${n(r.end?.callsStarted)} calls start, ${n(r.end?.callsEnded)} end; refused_signalling ${n(refused)}; src_nat elements (its signalling ports) at the middle / end ${n(r.mid?.mappings?.src_nat)} / ${n(r.end?.mappings?.src_nat)}; daemon RSS start / middle / end ${mb(rss0)} / ${mb(rssMid)} / ${mb(rssEnd)} MB | – | – | 0 failed, 0 refused_signalling, RSS flat${ok(good)} |`)
+}
+
 const notes = of('note')
 if (notes.length > 0) { out.push('', '**Notes**', ''); for (const x of notes) out.push(`- ${x.text}`) }
 out.push('', 'Raw step records: bench/results/latest.jsonl.')

@@ -2,14 +2,15 @@
 # sipalg benchmarks (issue 6, spec §7): every figure next to baselines measured in the same invocation.
 # Prints one table and writes it to bench/results/latest.md. Needs root (network namespaces), sipp, nft,
 # iptables, conntrack, tcpdump, cc. All netfilter changes happen in namespaces sipalg-<runid>-*, removed
-# on exit. Parts: PARTS="rewrite sipthru callrate latency media nftmaps workers tcp" (default all).
+# on exit. Parts: PARTS="rewrite sipthru callrate latency media nftmaps workers tcp trunk" (default all; trunk runs
+# TRUNK_SECONDS, default 180).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export RUNID=${RUNID:-bench$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 export WORK; WORK=$(mktemp -d /tmp/sipalg-bench.XXXXXX)
 RES=$WORK/results.jsonl; : >"$RES"
-PARTS=${PARTS:-"rewrite sipthru callrate latency media nftmaps workers tcp"}
+PARTS=${PARTS:-"rewrite sipthru callrate latency media nftmaps workers tcp trunk"}
 START=$(date +%s)
 . bench/lib.sh
 . bench/callrate.sh
@@ -18,6 +19,7 @@ START=$(date +%s)
 . bench/media.sh
 . bench/workers.sh
 . bench/tcp.sh
+. bench/trunk.sh
 
 cleanup() {
   trap - EXIT INT TERM
@@ -54,7 +56,7 @@ if has rewrite; then
   timeout 60 node dist/bench/alg.js --json >>"$RES" || log "alg bench failed"
 fi
 
-if has sipthru || has callrate || has latency || has media || has workers || has tcp; then
+if has sipthru || has callrate || has latency || has media || has workers || has tcp || has trunk; then
   bash test/lab/lab.sh up "$RUNID" >/dev/null || { echo "lab up failed" >&2; exit 1; }
 fi
 if has sipthru; then

@@ -22,7 +22,7 @@ import { parsePortRange } from './validate.js'
 import { SignallingTable } from './media/signalling.js'
 import { CallTable, type Call, type CallPolicy, type FarStream, type Stream } from './dialog/calls.js'
 import { RegistrationTable, type RegistrationPolicy } from './dialog/registrations.js'
-import { isInitialInvite, track } from './dialog/methods.js'
+import { isInitialInvite, signallingUse, track } from './dialog/methods.js'
 import { restoreState, snapshot, type SavedState } from './dialog/state.js'
 import { Counters } from './counters.js'
 import { RateLimiter } from './media/limits.js'
@@ -48,11 +48,12 @@ const DROP: Verdict = { action: 'drop' }
 /** Where a SIP message travels: its direction, the inside phone and the far end (as the gateway sees them), the transport. */
 export interface MessageLeg { direction: Direction, phone: Endpoint, far: Endpoint, transport: 'udp' | 'tcp' }
 
+/** A kernel flow to delete: far end ↔ public port, or (phone set) the phone's own flow to the far end. */
 /** A kernel element found at start (restart adoption). */
 export interface KernelElement { map: MapName, key: ElemKey, data: ElemData, remainingMs: number }
 
 /** A media flow to forget: far ip:port → public port, or for an IPv6 phone → local (the phone) . publicPort (its own port). */
-export interface StaleFlow { remote: Endpoint, publicPort: number, local?: string }
+export interface StaleFlow { remote: Endpoint, publicPort: number, local?: string, phone?: Endpoint }
 
 export class Alg {
   readonly maps: MappingTable
@@ -67,7 +68,11 @@ export class Alg {
   private readonly limiter: RateLimiter
   private readonly onceAMinute: OncePerMinute
   private readonly publicIp: string
-  /** Kernel flows of ended streams (far ip:port → public port; IPv6: → the phone `local` itself) for the shell to forget. */
+  /**
+   * Kernel flows for the shell to forget: of ended streams (far ip:port → public port; IPv6: → the
+   * phone `local` itself), and flows a phone may have started before its stream was mapped (`phone`
+   * set: phone ip:port → far ip:port).
+   */
   private staleFlows: StaleFlow[] = []
   /** `sipalg trace` listener: one event per SIP message. Unset (the default) costs nothing. */
   onMessage?: (e: TraceEvent) => void
@@ -93,14 +98,16 @@ export class Alg {
     // IPv6: a canonical literal (the SDP summary made it so) that is not inside and not "::".
     this.callPolicy.farAddressUsable = ip => (ip.includes(':') ? ip !== '::' && canonicalIpv6(ip) === ip : ipv4ToNumber(ip) !== null) && !this.isInside(ip)
     this.applyPolicies(cfg)
-    this.signalling = new SignallingTable(this.maps, cfg.timeouts.signalling * 1000, p => this.ports.contains(p) || !signallingPortUsable(p))
+    this.signalling = new SignallingTable(this.maps, cfg.timeouts.signalling * 1000, p => this.ports.contains(p) || !signallingPortUsable(p), now)
     this.calls = new CallTable(this.maps, this.ports, this.callPolicy, {
-      onStart: call => { this.counters.inc('calls_started'); this.log.info({ callId: call.callId, phone: hostPort(call.phone.ip, call.phone.port), direction: call.outgoing ? 'outbound' : 'inbound' }, 'call started') },
+      onStart: call => { this.counters.inc('calls_started'); this.signalling.callStarted(call.phone); this.log.info({ callId: call.callId, phone: hostPort(call.phone.ip, call.phone.port), direction: call.outgoing ? 'outbound' : 'inbound' }, 'call started') },
       onStreamDropped: (_call, s, far) => { this.forgetFlows(s, far) },
       onForkDropped: (_call, s, far) => { this.forgetFlows(s, far) },
+      // Its flow started un-NATed (no mapping yet) would keep its addresses: forgotten once the mapping is in.
+      onLateStream: (_call, s, far) => { this.forgetPhoneFlows(s, far) },
       onFlowsNarrowed: (_call, _s, flows) => { for (const f of flows) this.staleFlows.push({ remote: { ip: f.ip, port: f.port }, publicPort: f.publicPort }) },
       onOtherFamily: (call, addresses) => { this.otherFamily(call, addresses) },
-      onEnd: (call, reason) => { this.counters.inc('calls_ended'); this.limiter.ended(call.phone.ip); this.log.info({ callId: call.callId, reason, seconds: Math.round((this.now() - call.createdAt) / 1000) }, 'call ended') }
+      onEnd: (call, reason) => { this.counters.inc('calls_ended'); this.signalling.callEnded(call.phone); this.limiter.ended(call.phone.ip); this.log.info({ callId: call.callId, reason, seconds: Math.round((this.now() - call.createdAt) / 1000) }, 'call ended') }
     }, now)
     this.registrations = new RegistrationTable(this.maps, this.registrationPolicy, this.publicIp, {
       onRegistered: reg => { this.log.info({ phone: `${reg.phone.ip}:${reg.phone.port}`, registrar: reg.registrar, aor: reg.aor, expires: Math.round((reg.expiresAt - this.now()) / 1000) }, 'registration') },
@@ -281,7 +288,7 @@ export class Alg {
     const { direction, phone, far } = leg
     const outbound = direction === 'outbound'
     const opsBefore = this.maps.pendingCount
-    const publicPort = outbound ? this.signalling.allocateAndInstall(phone) : this.signalling.lookupPrivate(phone)
+    const publicPort = outbound ? this.signalling.allocateAndInstall(phone, signallingUse(msg)) : this.signalling.lookupPrivate(phone)
     if (outbound && publicPort === null) {
       this.counters.inc('refused_signalling')
       return null
@@ -407,6 +414,16 @@ export class Alg {
     for (const f of far) {
       this.staleFlows.push({ remote: { ip: f.ip, port: f.rtpPort }, publicPort: s.pub.rtpPort, ...local })
       if (f.rtcpPort !== null && s.pub.rtcpPort !== null) this.staleFlows.push({ remote: { ip: f.ip, port: f.rtcpPort }, publicPort: s.pub.rtcpPort, ...local })
+    }
+  }
+
+  /** The phone's flows to a far end's media that may predate the stream's mapping. */
+  private forgetPhoneFlows (s: Stream, far: FarStream[]): void {
+    for (const f of far) {
+      this.staleFlows.push({ remote: { ip: f.ip, port: f.rtpPort }, publicPort: s.pub.rtpPort, phone: { ip: s.priv.ip, port: s.priv.rtpPort } })
+      if (f.rtcpPort !== null && s.priv.rtcpPort !== null && s.pub.rtcpPort !== null) {
+        this.staleFlows.push({ remote: { ip: f.ip, port: f.rtcpPort }, publicPort: s.pub.rtcpPort, phone: { ip: s.priv.ip, port: s.priv.rtcpPort } })
+      }
     }
   }
 

@@ -105,7 +105,9 @@ t.test('outbound call: rewrite, mappings before the verdict, pinhole narrowed by
   const bye = send(alg, A, 5060, B, 5060, request('BYE', 2, A, 5060, 'c1'))
   t.same(opsText(bye.ops).sort(), [
     `delete peer_dnat ${B}.20000`, `delete peer_dnat ${B}.20001`, `delete peer_dnat ${B}.5060`,
-    `delete src_nat ${A}.4000`, `delete src_nat ${A}.4001`
+    `delete src_nat ${A}.4000`, `delete src_nat ${A}.4001`,
+    // The port served this call only: its signalling mapping stays 32 s more, then goes.
+    `delete src_nat ${A}.5060`, `add src_nat ${A}.5060 : 5060`
   ].sort())
   t.equal(alg.calls.size, 0)
   t.equal(alg.ports.inUse, 0, 'media ports returned')
@@ -548,4 +550,82 @@ t.test('media latching off: a flow admitted before the answer is cut by the answ
   t.same(alg.takeStaleFlows(), [])
   send(alg, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, 'o1', sdp(B, 6000)))
   t.same(alg.takeStaleFlows(), [{ remote: { ip: '203.0.113.10', port: 27000 }, publicPort: 20000 }])
+})
+
+// A trunk or PBX that opens a new source port per call: each port's mapping serves one call and
+// must go within a transaction time of its end (src/media/signalling.ts, CALL_LINGER_MS), or the
+// public ports run out; a registered phone's port and a port with keepalives keep theirs.
+function wholeCall (alg: Alg, port: number, callId: string, rtp: number): MapOp[] {
+  send(alg, A, port, B, 5060, invite(A, port, rtp, callId))
+  send(alg, B, 5060, A, port, response('200 OK', 'INVITE', 1, A, port, callId, sdp(B, 6000)))
+  send(alg, A, port, B, 5060, request('ACK', 1, A, port, callId))
+  return endCall(alg, port, callId)
+}
+function endCall (alg: Alg, port: number, callId: string): MapOp[] {
+  const bye = send(alg, A, port, B, 5060, request('BYE', 2, A, port, callId))
+  const ok = send(alg, B, 5060, A, port, response('200 OK', 'BYE', 2, A, port, callId))
+  return [...bye.ops, ...ok.ops]
+}
+const signallingMapped = (alg: Alg, port: number): boolean =>
+  alg.maps.get('src_nat', { ip: A, port }) !== undefined && alg.signalling.lookupPrivate({ ip: A, port }) !== null
+
+t.test('a port used for one call only: its mapping ends 32 s after the call, the kernel element too', async t => {
+  const { alg, clock } = makeAlg()
+  const ops = wholeCall(alg, 40001, 'trunk-1', 4000)
+  t.same(ops.filter(o => o.map === 'src_nat' && o.key.port === 40001).map(o => `${o.op} ${o.timeoutMs ?? ''}`),
+    ['delete ', 'add 32000'], 'the element is replaced with a 32 s timeout after the BYE')
+  clock.now += 31_000
+  alg.tick()
+  t.ok(signallingMapped(alg, 40001), 'a retransmitted BYE 31 s later still finds the mapping')
+  clock.now += 2_000
+  alg.tick()
+  t.notOk(signallingMapped(alg, 40001), 'gone 33 s after the call, not after 300 s')
+  t.equal(alg.signalling.size, 0, 'its public port is free again')
+  t.same(alg.maps.takePending(), [], 'the kernel expired the element itself: no delete sent')
+})
+
+t.test('a call-only port with two calls keeps its mapping until the last one ended', async t => {
+  const { alg, clock } = makeAlg()
+  send(alg, A, 40002, B, 5060, invite(A, 40002, 4000, 'p-1'))
+  send(alg, B, 5060, A, 40002, response('200 OK', 'INVITE', 1, A, 40002, 'p-1', sdp(B, 6000)))
+  wholeCall(alg, 40002, 'p-2', 4010)
+  clock.now += 60_000
+  alg.tick()
+  t.ok(signallingMapped(alg, 40002), 'another call still lives on the port')
+  endCall(alg, 40002, 'p-1')
+  clock.now += 33_000
+  alg.tick()
+  t.notOk(signallingMapped(alg, 40002), 'gone 33 s after the last call')
+})
+
+t.test('a registered phone and a port with keepalives keep their mapping after a call', async t => {
+  const { alg, clock } = makeAlg()
+  const reg = crlf(`REGISTER sip:${B} SIP/2.0\nVia: SIP/2.0/UDP ${A}:5060;branch=z9hG4bK-lr\nFrom: <sip:alice@${B}>;tag=r\nTo: <sip:alice@${B}>\nCall-ID: linger-reg\nCSeq: 1 REGISTER\nContact: <sip:alice@${A}:5060>\nContent-Length: 0\n\n`)
+  send(alg, A, 5060, B, 5060, reg)
+  send(alg, B, 5060, A, 5060, crlf(`SIP/2.0 200 OK\nVia: SIP/2.0/UDP ${PUB}:5060;branch=z9hG4bK-lr\nFrom: <sip:alice@${B}>;tag=r\nTo: <sip:alice@${B}>;tag=s\nCall-ID: linger-reg\nCSeq: 1 REGISTER\nContact: <sip:alice@${PUB}:5060>;expires=600\nContent-Length: 0\n\n`))
+  const regOps = wholeCall(alg, 5060, 'reg-call', 4000)
+  t.notOk(regOps.some(o => o.map === 'src_nat' && o.key.port === 5060), 'the registered port is not touched at the call\'s end')
+  send(alg, A, 5062, B, 5060, '\r\n\r\n')
+  wholeCall(alg, 5062, 'ka-call', 4010)
+  clock.now += 33_000
+  alg.tick()
+  t.ok(signallingMapped(alg, 5060), 'the registered phone keeps its mapping')
+  t.ok(signallingMapped(alg, 5062), 'a port that sent keepalives keeps its mapping')
+  clock.now += 200_000
+  alg.tick()
+  t.ok(signallingMapped(alg, 5062), 'for the idle timeout (300 s), as before')
+})
+
+t.test('late offer: the phone\'s flow that may predate its mapping (answer in the ACK) is handed on to be forgotten', async t => {
+  const { alg } = makeAlg()
+  const inv = crlf(`INVITE sip:bob@${B} SIP/2.0\nVia: SIP/2.0/UDP ${A}:5060;branch=z9hG4bK-late\nMax-Forwards: 70\nFrom: <sip:alice@${A}>;tag=a-late\nTo: <sip:bob@${B}>\nCall-ID: late\nCSeq: 1 INVITE\nContact: <sip:alice@${A}:5060>\nContent-Length: 0\n\n`)
+  send(alg, A, 5060, B, 5060, inv)
+  send(alg, B, 5060, A, 5060, response('200 OK', 'INVITE', 1, A, 5060, 'late', sdp(B, 6000)))
+  t.same(alg.takeStaleFlows(), [], 'nothing mapped yet')
+  const ack = send(alg, A, 5060, B, 5060, withBody(`ACK sip:bob@${B}:5060 SIP/2.0\nVia: SIP/2.0/UDP ${A}:5060;branch=z9hG4bK-late-ack\nMax-Forwards: 70\nFrom: <sip:alice@${A}>;tag=a-late\nTo: <sip:bob@${B}>;tag=b-late\nCall-ID: late\nCSeq: 1 ACK\nContent-Type: application/sdp\nContent-Length: {len}\n\n`, sdp(A, 4000, 'a=rtcp:4001\n')))
+  t.ok(ack.first, 'the answer\'s mapping is in the kernel before the ACK leaves')
+  t.same(alg.takeStaleFlows(), [
+    { remote: { ip: B, port: 6000 }, publicPort: 20000, phone: { ip: A, port: 4000 } },
+    { remote: { ip: B, port: 6001 }, publicPort: 20001, phone: { ip: A, port: 4001 } }
+  ], 'A\'s RTP and RTCP flows to B, by their private tuples')
 })

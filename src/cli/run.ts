@@ -102,6 +102,11 @@ function kernelElements (nft: NftMaps, nft6?: NftMaps): KernelElement[] {
 function staleTuples (flows: StaleFlow[], publicIp: string): { v4: ConntrackTuple[], v6: ConntrackTuple[] } {
   const out = { v4: [] as ConntrackTuple[], v6: [] as ConntrackTuple[] }
   for (const f of flows) {
+    // The phone's own flow, started before its mapping: found by its original (private) tuple.
+    if (f.phone !== undefined) {
+      (f.phone.ip.includes(':') ? out.v6 : out.v4).push({ proto: 'udp', src: f.phone.ip, sport: f.phone.port, dst: f.remote.ip, dport: f.remote.port, direction: 'original' })
+      continue
+    }
     for (const direction of ['original', 'reply'] as const) {
       (f.local === undefined ? out.v4 : out.v6).push({ proto: 'udp', src: f.remote.ip, sport: f.remote.port, dst: f.local ?? publicIp, dport: f.publicPort, direction })
     }
@@ -180,6 +185,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
   const nft6 = ipv6 ? NftMaps.open(cfg.table, 6) : undefined
   const kernel = kernelMaps(nft, nft6)
   const DEFER_MS = 10
+  const CLEANUP_MS = 50
   const newAlg = (): Alg => new Alg(cfg, log, Date.now, b => { fixIpv4Udp(b) }, shard?.signallingPort)
   let alg = newAlg()
   const hep = startHep(cfg, () => alg, log)
@@ -202,7 +208,11 @@ export async function runDaemon (argv: string[]): Promise<number> {
   }, log)
   await roles.start(cfg.stateStore === null ? null : { iface: cfg.outsideIf ?? '', address: publicIp })
   const persist = (): void => { roles.writeState(alg.stateIfChanged()) }
-  // Calls change with the messages: written a few ms after a batch (coalesced), not once a second.
+  // A shared store (HA) gets call changes a few ms after their batch (coalesced): the standby must
+  // know a call to take it over. The state file is written at most once a second
+  // (src/store/file.ts), so the 1 s timer below saves it: a snapshot of every call after every
+  // batch would be thrown away, and it costs the loop time packets wait for.
+  const persistAfterBatch = store.kind !== 'file'
   let persistScheduled = false
   const schedulePersist = (): void => {
     if (persistScheduled) return
@@ -230,9 +240,11 @@ export async function runDaemon (argv: string[]): Promise<number> {
   // Map changes go to the kernel before the verdicts only when a released message relies on them
   // (maps.mustPrecedeVerdict: the ports a phone advertises, a path not open yet); everything else
   // — removals at BYE/CANCEL/errors, narrowing a pinhole to the far end, refreshes — follows within
-  // DEFER_MS after the verdicts, coalesced, so most packets never wait for an nft transaction.
+  // CLEANUP_MS after the verdicts, coalesced, so most packets never wait for an nft transaction.
   // Deferred ops ride along with the next batch, in order, so a later add never overtakes an
-  // earlier delete of the same key.
+  // earlier delete of the same key. (Holding them back from pre-verdict batches was tried: under a
+  // trunk's load the deferred batch grew large, and one stale op in it sends the whole batch op by
+  // op (applyOps), which cost more than riding along.)
   let deferred: MapOp[] = []
   const commit = (beforeVerdict: boolean): void => {
     const first = alg.maps.mustPrecedeVerdict
@@ -262,12 +274,13 @@ export async function runDaemon (argv: string[]): Promise<number> {
       alg.counters.inc('conntrack_deleted', deleteConntrack(tuples) + deleteConntrack6(v6))
     } catch (e) { log.warn({ code: shortCode('E310_CONNTRACK'), err: (e as Error).message, flows: tuples.length + v6.length }, 'could not delete conntrack entries of ended calls') }
   }
-  // Deferred changes wait a few milliseconds so that, under load, many calls' removals share one
-  // nft transaction and one conntrack send instead of costing one each per wake-up.
+  // Deferred changes wait CLEANUP_MS so that many calls' removals share one nft transaction and
+  // one conntrack send instead of costing one each per wake-up: every one of those sends is loop
+  // time a packet arriving meanwhile waits for.
   const scheduleCleanup = (): void => {
     if (cleanupScheduled || (deferred.length === 0 && !alg.hasStaleFlows())) return
     cleanupScheduled = true
-    setTimeout(afterVerdicts, DEFER_MS)
+    setTimeout(afterVerdicts, CLEANUP_MS)
   }
   // A worker answers other workers' handoffs like a batch of its own (one commit before the answers).
   shard?.start(queue, packets => {
@@ -296,7 +309,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
     queue.flush()
     latency.record(Number(process.hrtime.bigint() - t0) / 1000, batch.length)
     scheduleCleanup()
-    schedulePersist()
+    if (persistAfterBatch) schedulePersist()
   })
 
   // SIP over TCP: a spliced message is written once the changes it relies on are in (as a verdict).

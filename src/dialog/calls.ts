@@ -108,6 +108,11 @@ export interface CallEvents {
   onFlowsNarrowed?: (call: Call, stream: Stream, flows: SeenFlow[]) => void
   /** The far SDP names media of the other address family than the phone (ANAT, RFC 4091): passed, no pinhole for those. */
   onOtherFamily?: (call: Call, addresses: string[]) => void
+  /**
+   * A stream got its ports after the far end's media was known (late offer: the answer in the ACK):
+   * the phone may already be sending to it, in a kernel flow that started before the mapping.
+   */
+  onLateStream?: (call: Call, stream: Stream, far: FarStream[]) => void
 }
 
 /** The parts of a SIP message call and registration tracking read (a parsed SipMessage has them). */
@@ -244,6 +249,8 @@ export class CallTable {
     call.streams.set(streamKey(req.ip, req.rtpPort), stream)
     this.index(call, stream)
     this.changed = true
+    const far = this.farStreams(call, req.index)
+    if (far.length > 0) this.events.onLateStream?.(call, stream, far)
     return { rtpPort: stream.pub.rtpPort, rtcpPort: stream.pub.rtcpPort }
   }
 

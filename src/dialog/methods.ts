@@ -12,6 +12,7 @@
 
 import type { CallTable, Call, SipFacts, Tracked } from './calls.js'
 import type { RegistrationTable } from './registrations.js'
+import type { SignallingUse } from '../media/signalling.js'
 
 export interface Dialogs { calls: CallTable, registrations: RegistrationTable }
 
@@ -106,4 +107,18 @@ export function track (dialogs: Dialogs, call: Call | undefined, m: Tracked): vo
   const completes = handler?.({ calls: dialogs.calls, registrations: dialogs.registrations, m, call, senderSentSdpBefore }) === true
   if (ended(call)) return // BYE, or an error final while ringing
   dialogs.calls.messageDone(call, m, completes, farMediaChanged || call.state !== stateBefore)
+}
+
+/** Methods of INVITE dialogs: a port that carries only these serves calls, not a registered phone. */
+const CALL_METHODS = new Set(['INVITE', 'ACK', 'BYE', 'CANCEL', 'PRACK', 'UPDATE', 'INFO', 'REFER'])
+
+/**
+ * What a message sent from a phone's port says about that port (src/media/signalling.ts): an
+ * initial INVITE starts a call on it, other call methods serve a call, anything else (REGISTER,
+ * OPTIONS pings, SUBSCRIBE/NOTIFY, MESSAGE) makes it a long-lived port.
+ */
+export function signallingUse (msg: SipFacts): SignallingUse {
+  if (isInitialInvite(msg)) return 'call-start'
+  const method = msg.isRequest ? msg.method : msg.cseq?.method
+  return method !== undefined && CALL_METHODS.has(method) ? 'call' : 'long-lived'
 }

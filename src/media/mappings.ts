@@ -81,7 +81,7 @@ export class MappingTable {
     const id = entryId(map, key)
     const now = this.now()
     const old = this.entries.get(id)
-    let owners = new Set<string>()
+    let owners: Set<string> | undefined
     let inKernel = false
     if (old !== undefined && old.expiresAt > now) {
       const safe = old.expiresAt - now > EXPIRY_MARGIN_MS
@@ -99,6 +99,7 @@ export class MappingTable {
       }
     }
     if (beforeVerdict && !inKernel) this.firstNeeded = true
+    owners ??= new Set<string>()
     owners.add(owner)
     this.pending.push({ op: 'add', map, key, data, timeoutMs })
     this.entries.set(id, { map, key, data, timeoutMs, expiresAt: now + timeoutMs, refreshedAt: now, owners })

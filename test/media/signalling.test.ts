@@ -2,7 +2,7 @@
 // the verdict, found both ways, adopted after a restart, freed when its SNAT element expired.
 import t from 'tap'
 import { MappingTable } from '../../src/media/mappings.js'
-import { SignallingTable } from '../../src/media/signalling.js'
+import { CALL_LINGER_MS, SignallingTable } from '../../src/media/signalling.js'
 
 const phone = { ip: '10.0.1.23', port: 5060 }
 const other = { ip: '10.0.1.24', port: 5060 }
@@ -43,4 +43,41 @@ t.test('expired: the port is freed only once the SNAT element is gone; adopt cla
   s.adopt(phone, 5070)
   t.same(s.lookupPublic(5070), other, 'a port already held is not adopted twice')
   t.equal(s.allocateAndInstall({ ip: '10.0.1.25', port: 5070 }), 5071, 'an adopted port is taken')
+})
+
+t.test('a call-only port lingers CALL_LINGER_MS after its last call; a long-lived one keeps the idle timeout', async t => {
+  let now = 0
+  const maps = new MappingTable(() => now)
+  const s = new SignallingTable(maps, 300_000, () => false, () => now)
+  const trunk = { ip: '10.0.1.30', port: 40000 }
+  t.equal(s.allocateAndInstall(trunk, 'call-start'), 40000)
+  t.same(maps.takePending().map(o => o.timeoutMs), [300_000], 'while a call may start: the idle timeout')
+  s.callStarted(trunk)
+  s.callStarted(trunk)
+  s.callEnded(trunk)
+  t.same(maps.takePending(), [], 'one call still lives on it')
+  now += 20_000
+  s.callEnded(trunk)
+  t.same(maps.takePending(), [
+    { op: 'delete', map: 'src_nat', key: trunk, was: { port: 40000 } },
+    { op: 'add', map: 'src_nat', key: trunk, data: { port: 40000 }, timeoutMs: CALL_LINGER_MS }
+  ], 'replaced with the linger timeout')
+  t.notOk(maps.mustPrecedeVerdict, 'after the verdicts: the element is in the kernel')
+  s.allocateAndInstall(trunk, 'call')
+  now += CALL_LINGER_MS / 2
+  s.allocateAndInstall(trunk, 'call')
+  t.ok((maps.get('src_nat', trunk)?.expiresAt ?? 0) <= 20_000 + CALL_LINGER_MS + CALL_LINGER_MS / 2, 'a late BYE retransmission does not bring back the idle timeout')
+  s.callEnded(trunk)
+  now = 20_000 + CALL_LINGER_MS * 2 + 1
+  maps.sweep()
+  s.expired(trunk)
+  t.equal(s.lookupPrivate(trunk), null, 'freed')
+  t.equal(s.size, 0)
+
+  s.allocateAndInstall(phone)
+  s.allocateAndInstall(phone, 'call-start')
+  s.callStarted(phone)
+  maps.takePending()
+  s.callEnded(phone)
+  t.same(maps.takePending(), [], 'a long-lived port keeps its element')
 })
