@@ -82,6 +82,10 @@ fi
 if has media; then media_run; fi
 if has workers; then workers_run; fi
 if has tcp; then tcp_run; fi
+if has trunk; then
+  log "part 8: sustained trunk, $TRUNK_RATE calls/s for $TRUNK_SECONDS s, new source port per call"
+  trunk_run
+fi
 gw_reset 2>/dev/null || true
 if has nftmaps; then
   log "part 5: mapping install/remove latency"
