@@ -2,7 +2,7 @@
 // status, the config key — and the handoff channel over a real unix socket.
 
 import t from 'tap'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildConfig, defaults } from '../src/config.js'
@@ -300,6 +300,31 @@ t.test('the supervisor: a worker that cannot start stops the gateway with its ex
   const s = supervise({ cfg, n: 2, log: quiet, module: FAKE, args: [base, 'fail-start'], execArgv: [] })
   t.equal(await s.done, 75, 'worker 1\'s exit code (E202, a busy queue, in real life)')
   t.notOk(existsSync(join(dir, 'ready')), 'never ready')
+})
+
+t.test('the supervisor: worker 0 rebuilt the table, so the others put their elements back', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'sipalg-supervise-rebuild-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const base = join(dir, 'gw.sock')
+  const marker = join(dir, 'replayed')
+  const cfg = buildConfig([{ workers: 2, control_socket: base, public: '203.0.113.1' }])
+  const s = supervise({ cfg, n: 2, log: quiet, module: FAKE, args: [base, 'rebuild', marker], execArgv: [] })
+  await waitFor('worker 1 told to replay', () => existsSync(marker))
+  t.equal(readFileSync(marker, 'utf8'), 'replayed by w1\n', 'the other worker, not the one that rebuilt')
+  s.stop('test')
+  t.equal(await s.done, 0)
+})
+
+t.test('a worker hears that another rebuilt the table; only worker 0 heals the ruleset', async t => {
+  const w0 = new WorkerShard(0, 2, buildConfig([{ workers: 2 }]))
+  const w1 = new WorkerShard(1, 2, buildConfig([{ workers: 2 }]))
+  t.ok(w0.watchesRuleset)
+  t.notOk(w1.watchesRuleset, 'one healer for the shared table and rules')
+  let replays = 0
+  w1.onTableRebuilt(() => { replays++ })
+  process.emit('message', { sipalgReplay: true }, undefined)
+  process.emit('message', { sipalgWorkerReady: 0 }, undefined)
+  t.equal(replays, 1, 'only the replay message')
 })
 
 t.test('the supervisor refuses a state store with workers (E319)', async t => {

@@ -92,9 +92,10 @@ export async function preflight (p: PreflightPaths, log: Logger): Promise<void> 
   PacketQueue.open({ queue: p.queue, maxLen: 64 }).close()
   if (p.metricsPort !== 0) await checkPort(p.metricsPort, '127.0.0.1', w => new SipalgError('E107_PORT_IN_USE', { key: 'metrics_port', port: p.metricsPort, why: w }))
   // The transparent listener binds the wildcard address (src/netfilter/transparent.ts): so does the check.
+  // A live sipalg on the control socket is the likeliest owner of a taken listener port: said first.
+  await checkSocketFree(p.controlSocket)
   const tcpPort = p.tcpListenPort
   if (tcpPort !== null) await checkPort(tcpPort, '0.0.0.0', w => new SipalgError('E320_TCP_LISTEN_PORT_IN_USE', { port: tcpPort, why: w }))
-  await checkSocketFree(p.controlSocket)
   checkWritable('control_socket', p.controlSocket)
   if (p.readyFile !== null) checkWritable('ready_file', p.readyFile)
   checkStateFile(p.stateFile, log)

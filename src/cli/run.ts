@@ -15,7 +15,7 @@ import { SipalgError, shortCode } from '../errors.js'
 import { createLogger, logCoded } from '../log.js'
 import { applyOps, type KernelMaps, type MapName, type MapOp } from '../media/mappings.js'
 import { createTable, createTable6, tableScript, DEFAULT_MARK } from '../netfilter/table.js'
-import { RulesetWatch } from '../netfilter/watch.js'
+import { RulesetWatch, replayOps } from '../netfilter/watch.js'
 import { preflight } from './preflight.js'
 import { parsePortRange } from '../validate.js'
 import { PacketQueue, fixIpv4Udp } from '../netfilter/queue.js'
@@ -104,8 +104,13 @@ function staleTuples (flows: StaleFlow[], publicIp: string): { v4: ConntrackTupl
   for (const f of flows) {
     // The phone's own flow, started before its mapping: found by its original (private) tuple.
     if (f.phone !== undefined) {
-      (f.phone.ip.includes(':') ? out.v6 : out.v4).push({ proto: 'udp', src: f.phone.ip, sport: f.phone.port, dst: f.remote.ip, dport: f.remote.port, direction: 'original' })
-      continue
+      const v6 = f.phone.ip.includes(':')
+      ;(v6 ? out.v6 : out.v4).push({ proto: 'udp', src: f.phone.ip, sport: f.phone.port, dst: f.remote.ip, dport: f.remote.port, direction: 'original' })
+      // IPv4: the far end's flow to the public port, let in beside the phone's early one as a clash
+      // (its reply direction never hashed), goes too, or the phone's next packets, NATed to that
+      // same public port, would clash with it and be dropped. The next packet either way then
+      // starts one clean flow through the mapping (test/e2e/flows-setup.test.ts, late offer).
+      if (v6) continue
     }
     for (const direction of ['original', 'reply'] as const) {
       (f.local === undefined ? out.v4 : out.v6).push({ proto: 'udp', src: f.remote.ip, sport: f.remote.port, dst: f.local ?? publicIp, dport: f.publicPort, direction })
@@ -234,9 +239,19 @@ export async function runDaemon (argv: string[]): Promise<number> {
     kernel,
     entries: () => alg.maps.all(),
     log,
-    onHeal: () => { alg.counters.inc('ruleset_healed') }
+    onHeal: what => {
+      alg.counters.inc('ruleset_healed')
+      if (what === 'table') shard?.tableRebuilt()
+    }
   })
-  watch.start()
+  if (shard?.watchesRuleset ?? true) watch.start()
+  // Worker 0 rebuilt the shared table: this worker's elements went with the old one.
+  shard?.onTableRebuilt(() => {
+    const ops = replayOps(alg.maps.all(), Date.now())
+    const failed = applyOps(kernel, ops)
+    if (failed.length > 0) logCoded(log, 'error', 'E305_HEAL_FAILED', { what: `this worker's ${failed.length} of ${ops.length} mappings`, why: failed[0].error.message })
+    else log.info({ elements: ops.length }, 'put this worker\'s mappings back into the table worker 0 rebuilt')
+  })
   // Map changes go to the kernel before the verdicts only when a released message relies on them
   // (maps.mustPrecedeVerdict: the ports a phone advertises, a path not open yet); everything else
   // — removals at BYE/CANCEL/errors, narrowing a pinhole to the far end, refreshes — follows within

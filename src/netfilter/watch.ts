@@ -119,14 +119,16 @@ export class RulesetWatch {
 
   /**
    * Remembers the queue rules installed now (`sipalg rules install`) as the ones to keep, when
-   * they queue to this sipalg's queue (a second instance on another queue leaves them alone).
+   * they queue to this sipalg's queue, or to a balanced run of queues starting there (workers; the
+   * first worker watches for all). A second instance on another queue leaves them alone.
    */
   private learnQueueRules (): void {
     const seen = queueRulesSeen(this.d.rules('filter'))
     if (seen.chainRules === 0 || !seen.jump) { this.queueLines = null; return }
     const r = this.run('iptables', ['-w', '-t', 'filter', '-S', QUEUE_CHAIN])
     const lines = r.ok ? r.out.split('\n').filter(l => l.startsWith(`-A ${QUEUE_CHAIN} `)) : []
-    this.queueLines = lines.some(l => l.includes(`--queue-num ${this.d.queue} `) || l.endsWith(`--queue-num ${this.d.queue}`)) ? lines : null
+    const ours = (l: string): boolean => l.includes(`--queue-num ${this.d.queue} `) || l.endsWith(`--queue-num ${this.d.queue}`) || l.includes(`--queue-balance ${this.d.queue}:`)
+    this.queueLines = lines.some(ours) ? lines : null
   }
 
   /**

@@ -88,6 +88,10 @@ export function supervise (o: SuperviseOptions): Supervisor {
     w.pid = child.pid ?? null
     w.startedAt = Date.now()
     child.on('message', (m: unknown) => {
+      if (typeof (m as { sipalgTableRebuilt?: number } | null)?.sipalgTableRebuilt === 'number') {
+        for (const other of workers) if (other !== w && other.up) other.child?.send({ sipalgReplay: true })
+        return
+      }
       if ((m as { sipalgWorkerReady?: number } | null)?.sipalgWorkerReady !== w.index) return
       w.up = true
       const first = !w.everReady

@@ -100,6 +100,20 @@ export class WorkerShard {
     return own ?? batch
   }
 
+  /**
+   * One healer for the gateway's ruleset (src/netfilter/watch.ts): worker 0. Two would race to
+   * rebuild the shared table and restore the queue rules twice.
+   */
+  get watchesRuleset (): boolean { return this.index === 0 }
+
+  /** Worker 0 rebuilt the shared table: through the supervisor, the others put their elements back. */
+  tableRebuilt (): void { process.send?.({ sipalgTableRebuilt: this.index }) }
+
+  /** `replay` runs each time another worker rebuilt the table (its elements went with the old one). */
+  onTableRebuilt (replay: () => void): void {
+    process.on('message', (m: unknown) => { if ((m as { sipalgReplay?: boolean } | null)?.sipalgReplay === true) replay() })
+  }
+
   /** The supervisor counts a worker up once it says so. */
   ready (): void { process.send?.({ sipalgWorkerReady: this.index }) }
 

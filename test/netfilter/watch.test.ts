@@ -121,6 +121,17 @@ t.test('queue rules of another instance\'s queue are left alone', async t => {
   t.equal(w.status().queueRulesWatched, false, 'SIPALG queues to 0, this sipalg reads queue 1')
 })
 
+t.test('balanced queue rules (workers) are watched by the sipalg on their first queue only', async t => {
+  const balanced = installed.replaceAll('--queue-num 0', '--queue-balance 0:1')
+  const watched = (queue: number): boolean => new RulesetWatch({
+    table: 'sipalg', queue, script, createTable: () => {}, rules: table => (table === 'sipalg' ? ownRules() : table === 'filter' ? queueRules() : []),
+    kernel: { apply: () => {} }, entries: () => [], log: pino({ level: 'silent' }), onHeal: () => {},
+    run: () => ({ ok: true, out: balanced })
+  }).status().queueRulesWatched
+  t.equal(watched(0), true, 'worker 0 reads queue 0: it keeps the rules for all')
+  t.equal(watched(1), false, 'queue 1 is inside the run but not its start')
+})
+
 t.test('queue rules not installed at start are left alone', async t => {
   const w = new RulesetWatch({
     table: 'sipalg', queue: 0, script, createTable: () => {}, rules: table => (table === 'sipalg' ? ownRules() : []),
