@@ -417,8 +417,12 @@ export class Alg {
     }
   }
 
-  /** The phone's flows to a far end's media that may predate the stream's mapping. */
+  /**
+   * The phone's flows to a far end's media that may predate the stream's NAT mapping. An IPv6
+   * phone has no NAT to predate, and a flow before its pinhole was dropped, not tracked.
+   */
   private forgetPhoneFlows (s: Stream, far: FarStream[]): void {
+    if (isIpv6Phone(s.priv.ip)) return
     for (const f of far) {
       this.staleFlows.push({ remote: { ip: f.ip, port: f.rtpPort }, publicPort: s.pub.rtpPort, phone: { ip: s.priv.ip, port: s.priv.rtpPort } })
       if (f.rtcpPort !== null && s.priv.rtcpPort !== null && s.pub.rtcpPort !== null) {

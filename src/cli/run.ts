@@ -103,15 +103,11 @@ function staleTuples (flows: StaleFlow[], publicIp: string): { v4: ConntrackTupl
   const out = { v4: [] as ConntrackTuple[], v6: [] as ConntrackTuple[] }
   for (const f of flows) {
     // The phone's own flow, started before its mapping: found by its original (private) tuple.
-    if (f.phone !== undefined) {
-      const v6 = f.phone.ip.includes(':')
-      ;(v6 ? out.v6 : out.v4).push({ proto: 'udp', src: f.phone.ip, sport: f.phone.port, dst: f.remote.ip, dport: f.remote.port, direction: 'original' })
-      // IPv4: the far end's flow to the public port, let in beside the phone's early one as a clash
-      // (its reply direction never hashed), goes too, or the phone's next packets, NATed to that
-      // same public port, would clash with it and be dropped. The next packet either way then
-      // starts one clean flow through the mapping (test/e2e/flows-setup.test.ts, late offer).
-      if (v6) continue
-    }
+    // (IPv4 only.) The far end's flow to the public port, let in beside the phone's early one as a
+    // clash (its reply direction never hashed), goes with it below, or the phone's next packets,
+    // NATed to that same public port, would clash with it and be dropped. The next packet either
+    // way then starts one clean flow through the mapping (test/e2e/flows-setup.test.ts, late offer).
+    if (f.phone !== undefined) out.v4.push({ proto: 'udp', src: f.phone.ip, sport: f.phone.port, dst: f.remote.ip, dport: f.remote.port, direction: 'original' })
     for (const direction of ['original', 'reply'] as const) {
       (f.local === undefined ? out.v4 : out.v6).push({ proto: 'udp', src: f.remote.ip, sport: f.remote.port, dst: f.local ?? publicIp, dport: f.publicPort, direction })
     }
