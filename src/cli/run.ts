@@ -208,17 +208,20 @@ export async function runDaemon (argv: string[]): Promise<number> {
     kernelElements: () => kernelElements(nft, nft6).map(({ remainingMs, ...e }) => ({ ...e, expiresAt: Date.now() + remainingMs }))
   }, log)
   await roles.start(cfg.stateStore === null ? null : { iface: cfg.outsideIf ?? '', address: publicIp })
-  const persist = (): void => { roles.writeState(alg.stateIfChanged()) }
+  let lastPersistAt = 0
+  const persist = (): void => { lastPersistAt = Date.now(); roles.writeState(alg.stateIfChanged()) }
   // A shared store (HA) gets call changes a few ms after their batch (coalesced): the standby must
   // know a call to take it over. The state file is written at most once a second
-  // (src/store/file.ts), so the 1 s timer below saves it: a snapshot of every call after every
-  // batch would be thrown away, and it costs the loop time packets wait for.
-  const persistAfterBatch = store.kind !== 'file'
+  // (src/store/file.ts): a change is snapshotted a few ms after its batch when the last save is a
+  // second old (a sipalg killed right after a call began still hands it on), else with the next
+  // second — never a snapshot per batch, which would be thrown away and costs loop time.
+  const sharedStore = store.kind !== 'file'
   let persistScheduled = false
   const schedulePersist = (): void => {
     if (persistScheduled) return
     persistScheduled = true
-    setTimeout(() => { persistScheduled = false; persist() }, DEFER_MS)
+    const wait = sharedStore ? DEFER_MS : Math.max(DEFER_MS, lastPersistAt + 1000 - Date.now())
+    setTimeout(() => { persistScheduled = false; persist() }, wait)
   }
   const latency = new LatencyHistogram()
 
@@ -320,7 +323,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
     queue.flush()
     latency.record(Number(process.hrtime.bigint() - t0) / 1000, batch.length)
     scheduleCleanup()
-    if (persistAfterBatch) schedulePersist()
+    schedulePersist()
   })
 
   // SIP over TCP: a spliced message is written once the changes it relies on are in (as a verdict).
