@@ -32,9 +32,8 @@ import { traceEvent, type TraceEvent } from './trace/ladder.js'
 import { shortCode } from './errors.js'
 import type { SipHop } from './hep/legs.js'
 import { OncePerMinute } from './once-per-minute.js'
-import { canonicalIpv6, hostPort } from './ip6.js'
+import { canonicalIpv6, hostPort, looksIpv6 } from './ip6.js'
 import { sdpSummaryOf } from './rewrite/body.js'
-import { isIpv6Phone } from './dialog/calls.js'
 import type { MediaMapping, SdpSummary } from './rewrite/types.js'
 import { malformedHosts } from './sip/host.js'
 
@@ -250,7 +249,7 @@ export class Alg {
   private otherFamily (call: Call, addresses: string[]): void {
     this.counters.inc('sdp_other_family')
     if (!this.onceAMinute.first(`family ${call.key}`)) return
-    this.log.warn({ code: shortCode('E321_SDP_MIXED_FAMILIES'), callId: call.callId, phone: call.phone.ip, family: isIpv6Phone(call.phone.ip) ? 'ipv6' : 'ipv4', addresses: addresses.join(',') }, 'far SDP offers media of the other address family; passed as written, no pinhole for it (logged once per call)')
+    this.log.warn({ code: shortCode('E321_SDP_MIXED_FAMILIES'), callId: call.callId, phone: call.phone.ip, family: looksIpv6(call.phone.ip) ? 'ipv6' : 'ipv4', addresses: addresses.join(',') }, 'far SDP offers media of the other address family; passed as written, no pinhole for it (logged once per call)')
   }
 
   /**
@@ -410,7 +409,7 @@ export class Alg {
 
   /** Kernel flows between far media endpoints and a stream's public ports, for the shell to delete. */
   private forgetFlows (s: Stream, far: FarStream[]): void {
-    const local = isIpv6Phone(s.priv.ip) ? { local: s.priv.ip } : {}
+    const local = looksIpv6(s.priv.ip) ? { local: s.priv.ip } : {}
     for (const f of far) {
       this.staleFlows.push({ remote: { ip: f.ip, port: f.rtpPort }, publicPort: s.pub.rtpPort, ...local })
       if (f.rtcpPort !== null && s.pub.rtcpPort !== null) this.staleFlows.push({ remote: { ip: f.ip, port: f.rtcpPort }, publicPort: s.pub.rtcpPort, ...local })
@@ -422,7 +421,7 @@ export class Alg {
    * phone has no NAT to predate, and a flow before its pinhole was dropped, not tracked.
    */
   private forgetPhoneFlows (s: Stream, far: FarStream[]): void {
-    if (isIpv6Phone(s.priv.ip)) return
+    if (looksIpv6(s.priv.ip)) return
     for (const f of far) {
       this.staleFlows.push({ remote: { ip: f.ip, port: f.rtpPort }, publicPort: s.pub.rtpPort, phone: { ip: s.priv.ip, port: s.priv.rtpPort } })
       if (f.rtcpPort !== null && s.priv.rtcpPort !== null && s.pub.rtcpPort !== null) {

@@ -3,8 +3,8 @@
 // adds its own figures (uptime, latency, queue, per-flow traffic); src/cli/status.ts renders it.
 
 import type { StoreStats } from './store/store.js'
-import { isIpv6Phone, type CallTable, type Stream } from './dialog/calls.js'
-import { hostPort } from './ip6.js'
+import type { CallTable, Stream } from './dialog/calls.js'
+import { hostPort, looksIpv6 } from './ip6.js'
 import type { RegistrationTable } from './dialog/registrations.js'
 import type { MappingTable } from './media/mappings.js'
 
@@ -118,7 +118,7 @@ export function coreStatus (tables: { calls: CallTable, registrations: Registrat
     calls: [...calls.values()].map(c => ({
       callId: c.callId,
       phone: hostPort(c.phone.ip, c.phone.port),
-      ...(isIpv6Phone(c.phone.ip) ? { family: 'ipv6' as const } : {}),
+      ...(looksIpv6(c.phone.ip) ? { family: 'ipv6' as const } : {}),
       direction: c.outgoing ? 'out' : 'in',
       state: c.state,
       ageSeconds: seconds(now - c.createdAt),
@@ -127,7 +127,7 @@ export function coreStatus (tables: { calls: CallTable, registrations: Registrat
       flows: [...c.streams.values()].map(s => {
         const far = calls.farStreams(c, s.index)[0]
         const flow: FlowStatus = { media: s.media, publicPort: s.pub.rtpPort, far: far === undefined ? null : { ip: far.ip, port: far.rtpPort } }
-        if (isIpv6Phone(s.priv.ip)) flow.phone = s.priv.ip
+        if (looksIpv6(s.priv.ip)) flow.phone = s.priv.ip
         return flow
       })
     })),

@@ -6,6 +6,7 @@
 // What each SIP method does to a call is decided in ./methods.ts (the method table); this file
 // holds the state and the steps those handlers call.
 
+import { looksIpv6 } from '../ip6.js'
 import type { Endpoint, MediaGrant, MediaMapping, MediaRequest, SdpSummary } from '../rewrite/types.js'
 import type { ElemData, ElemKey, MapName, MappingTable } from '../media/mappings.js'
 import type { MediaPortPool } from '../media/ports.js'
@@ -153,8 +154,6 @@ export const streamKey = (ip: string, port: number): string => `${ip}:${port}`
  * An IPv6 phone's call: no NAT, so its streams keep their own ports (the media port pool is
  * IPv4's public ports) and its kernel elements are the firewall sets pinhole6 and media6.
  */
-export const isIpv6Phone = (ip: string): boolean => ip.includes(':')
-
 export class CallTable {
   private readonly calls = new Map<string, Call>()
   /** Phone media endpoints (private ip:port, RTP and RTCP) → their stream, for the first packets the kernel queues. */
@@ -209,7 +208,7 @@ export class CallTable {
    * has its media (the call died meanwhile): then it is forgotten.
    */
   restore (call: Call): boolean {
-    const v6 = isIpv6Phone(call.phone.ip)
+    const v6 = looksIpv6(call.phone.ip)
     const alive = call.streams.size > 0 &&
       [...call.streams.values()].every(s => this.maps.get(v6 ? 'media6' : 'src_nat', { ip: s.priv.ip, port: s.priv.rtpPort })?.data.port === s.pub.rtpPort)
     if (!alive || this.calls.has(call.key) || this.now() >= call.deadline) return false
@@ -237,13 +236,13 @@ export class CallTable {
       }
       this.dropStream(call, existing)
     }
-    const rtp = isIpv6Phone(req.ip) ? req.rtpPort : this.ports.take()
+    const rtp = looksIpv6(req.ip) ? req.rtpPort : this.ports.take()
     if (rtp === null) return null
     const stream: Stream = {
       index: req.index,
       media: req.media,
       priv: { ip: req.ip, rtpPort: req.rtpPort, rtcpPort: req.rtcpPort },
-      pub: { rtpPort: rtp, rtcpPort: req.rtcpPort === null ? null : isIpv6Phone(req.ip) ? req.rtcpPort : rtp + 1 },
+      pub: { rtpPort: rtp, rtcpPort: req.rtcpPort === null ? null : looksIpv6(req.ip) ? req.rtcpPort : rtp + 1 },
       allowedFarIps: []
     }
     call.streams.set(streamKey(req.ip, req.rtpPort), stream)
@@ -268,10 +267,10 @@ export class CallTable {
     }
     if (m.farSdp === undefined || m.phoneSent) return false
     const usable = this.policy.farAddressUsable ?? (() => true)
-    const v6 = isIpv6Phone(call.phone.ip)
-    const other = m.farSdp.streams.flatMap(s => s.ip !== null && s.port > 0 && isIpv6Phone(s.ip) !== v6 ? [s.ip] : [])
+    const v6 = looksIpv6(call.phone.ip)
+    const other = m.farSdp.streams.flatMap(s => s.ip !== null && s.port > 0 && looksIpv6(s.ip) !== v6 ? [s.ip] : [])
     if (other.length > 0) this.events.onOtherFamily?.(call, other)
-    const far = m.farSdp.streams.map(s => (s.ip !== null && s.ip !== '0.0.0.0' && s.port > 0 && isIpv6Phone(s.ip) === v6 && usable(s.ip)
+    const far = m.farSdp.streams.map(s => (s.ip !== null && s.ip !== '0.0.0.0' && s.port > 0 && looksIpv6(s.ip) === v6 && usable(s.ip)
       ? { ip: s.ip, rtpPort: s.port, rtcpPort: s.rtcpPort, payloadTypes: s.payloadTypes }
       : null))
     if (!far.some(f => f !== null)) return false
@@ -417,7 +416,7 @@ export class CallTable {
     const t = this.policy.elementMs
     for (const s of call.streams.values()) {
       const far = this.farAddresses(call, s.index)
-      if (isIpv6Phone(s.priv.ip)) { this.install6(call, s, far); continue }
+      if (looksIpv6(s.priv.ip)) { this.install6(call, s, far); continue }
       this.updateLatch(call, s, far)
       const want = this.dnatWanted(s, far)
       const before = this.dnatInstalled(s)
@@ -526,7 +525,7 @@ export class CallTable {
 
   private allowFarSignalling (call: Call, ip: string): void {
     // IPv6 SIP reaches the phone by the operator's own rules (its SIP port): nothing to DNAT.
-    if (isIpv6Phone(call.phone.ip)) return
+    if (looksIpv6(call.phone.ip)) return
     const openToAny = this.maps.get('any_dnat', { port: call.phonePublicPort }) !== undefined
     this.maps.set('peer_dnat', { ip, port: call.phonePublicPort }, call.phone, this.policy.elementMs, call.key, !openToAny)
   }
@@ -579,7 +578,7 @@ export class CallTable {
     if (s.pub.rtcpPort !== null) this.maps.release('any_dnat', { port: s.pub.rtcpPort }, call.key)
     this.maps.release('src_nat', { ip: s.priv.ip, port: s.priv.rtpPort }, call.key)
     if (s.priv.rtcpPort !== null) this.maps.release('src_nat', { ip: s.priv.ip, port: s.priv.rtcpPort }, call.key)
-    if (isIpv6Phone(s.priv.ip)) {
+    if (looksIpv6(s.priv.ip)) {
       for (const [, port] of this.portPairs(s)) this.maps.release('media6', { ip: s.priv.ip, port }, call.key)
     } else {
       this.ports.release(s.pub.rtpPort)

@@ -8,7 +8,7 @@
 // the packet over (src/workers/handoff.ts).
 
 import type { PortRange } from '../validate.js'
-import { ipv6FromBytes, parseIpv6 } from '../ip6.js'
+import { ipv6FromBytes, looksIpv6, parseIpv6 } from '../ip6.js'
 import type { ElemData, ElemKey, MapName } from '../media/mappings.js'
 
 /** Spreads IPv4 addresses that differ in their last bits (a /24 of phones) evenly (murmur3 finalizer). */
@@ -36,7 +36,7 @@ function ipv6ToNumber (ip: string): number {
 }
 
 export const ownerOfIp = (ip: string, n: number): number =>
-  ownerOfAddress(ip.includes(':') ? ipv6ToNumber(ip) : dottedToNumber(ip), n)
+  ownerOfAddress(looksIpv6(ip) ? ipv6ToNumber(ip) : dottedToNumber(ip), n)
 
 /**
  * The owner of a queued IPv4 packet: the owner of its inside address (the source of a packet from
