@@ -71,6 +71,7 @@ static napi_value Init(napi_env env, napi_value exports) {
   if (!ct_init(env, exports)) return NULL;
   if (!csum_init(env, exports)) return NULL;
   if (!tcp_init(env, exports)) return NULL;
+  if (!notify_init(env, exports)) return NULL;
   return exports;
 }
 

@@ -33,5 +33,6 @@ napi_value nft_init(napi_env env, napi_value exports);
 napi_value ct_init(napi_env env, napi_value exports);
 napi_value csum_init(napi_env env, napi_value exports);
 napi_value tcp_init(napi_env env, napi_value exports);
+napi_value notify_init(napi_env env, napi_value exports);
 
 #endif

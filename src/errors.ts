@@ -89,6 +89,10 @@ export const catalogue = {
     `tcp_listen_port ${d.port} cannot be bound (${d.why}); SIP over TCP is diverted to that port: stop what listens there (ss -ltnp 'sport = :${d.port}'), set tcp_listen_port: to a free port, or tcp: false to leave SIP over TCP unspliced`),
   E321_SDP_MIXED_FAMILIES: entry(0, d =>
     `the far end's SDP for call ${d.callId} offers media of the other address family than the phone ${d.phone} (${d.addresses}: ANAT or a dual-stack offer); passed as written, no pinhole for those streams: if the call has no audio, check that both ends offer the phone's family`),
+  E322_SYSTEMD_NOTIFY_FAILED: entry(0, d =>
+    `could not tell systemd "${d.what}" on $NOTIFY_SOCKET (${d.why}); with Type=notify systemd will think sipalg did not start or hangs and restart it: check that the unit's NotifyAccess is main, or run it with Type=simple and no WatchdogSec`),
+  E323_WORKER_HUNG_KILLED: entry(0, d =>
+    `worker ${d.worker} (queue ${d.queue}) has not answered for ${d.silentMs} ms (its event loop is stuck); killed so that it restarts and takes over its calls: report the log lines before this one`),
 } as const
 
 export type ErrorCode = keyof typeof catalogue

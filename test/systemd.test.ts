@@ -27,3 +27,16 @@ t.test('unit ordering and lifetime', async t => {
   t.same(s.get('RuntimeDirectoryPreserve'), ['yes'], 'the call state survives a restart')
   t.match(unit, /# Deliberately no PartOf=nftables\.service/, 'the choice is explained')
 })
+
+t.test('readiness, watchdog and scheduling', async t => {
+  const s = section('Service')
+  t.same(s.get('Type'), ['notify'], 'READY=1 once the queue is processed (src/cli/systemd.ts)')
+  t.same(s.get('NotifyAccess'), ['main'], 'only the main process (the supervisor with workers) notifies')
+  t.match(s.get('WatchdogSec')?.[0] ?? '', /^\d+s$/, 'a stuck event loop is killed and restarted')
+  t.same(s.get('Restart'), ['on-failure'], 'a watchdog kill counts as a failure: restarted')
+  t.same(s.get('CPUSchedulingPolicy'), ['rr'], 'real-time round-robin: the queue waits less for a CPU')
+  const prio = Number(s.get('CPUSchedulingPriority')?.[0])
+  t.ok(prio >= 1 && prio < 50, `priority ${prio}: below the kernel's threaded interrupts (50)`)
+  t.match(unit, /CPUSchedulingPolicy=other/, 'how to turn it off is written beside it')
+})
+

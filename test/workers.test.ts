@@ -292,6 +292,26 @@ t.test('the supervisor: starts the workers, restarts one that dies, answers for 
   t.notOk(existsSync(base), 'the control socket is removed')
 })
 
+t.test('the supervisor: a worker whose loop is stuck is killed and restarted (E323); systemd hears READY once, then STOPPING', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'sipalg-supervise-hang-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const base = join(dir, 'gw.sock')
+  const cfg = buildConfig([{ workers: 2, control_socket: base, ready_file: join(dir, 'ready'), public: '203.0.113.1' }])
+  const told: string[] = []
+  const notifier = { ready: (status: string) => { told.push(`ready ${status}`) }, stopping: () => { told.push('stopping') }, close: () => { told.push('close') } }
+  const s = supervise({ cfg, n: 2, log: quiet, module: FAKE, args: [base, 'hang', join(dir, 'hung')], execArgv: [], notifier, hungMs: 600 })
+  type Doc = { workers: Array<{ up: boolean, restarts: number, lastExit: { signal: string | null } | null }> }
+  const status = async (): Promise<Doc> => await askControl(base, 'status') as Doc
+  await waitFor('worker 1 killed and back', async () => { const w = (await status()).workers[1]; return w.restarts === 1 && w.up })
+  const w1 = (await status()).workers[1]
+  t.equal(w1.lastExit?.signal, 'SIGKILL', 'killed, not waited for')
+  t.same((await status()).workers.map(w => w.restarts), [0, 1], 'only the stuck one')
+  t.same(told, ['ready 2 workers on queues 0-1'], 'READY once, when both were first up (a restart is not a new start)')
+  s.stop('test')
+  t.equal(await s.done, 0)
+  t.same(told.slice(1), ['stopping', 'close'])
+})
+
 t.test('the supervisor: a worker that cannot start stops the gateway with its exit code', async t => {
   const dir = mkdtempSync(join(tmpdir(), 'sipalg-supervise-fail-'))
   t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })

@@ -32,6 +32,7 @@ import { startHep } from '../hep/start.js'
 import { startTcp, type TcpService } from '../tcp/daemon.js'
 import { resolveWorkers, workerConfig, workerFromEnv, WorkerShard } from '../workers/worker.js'
 import { runSupervisor } from '../workers/supervisor.js'
+import { startNotifier } from './systemd.js'
 
 export function runConfig (argv: string[]): { cfg: Config, pretty: boolean } {
   const args = parseCommand('run', argv)
@@ -360,12 +361,17 @@ export async function runDaemon (argv: string[]): Promise<number> {
   log.info({ queue: cfg.queue, ...(shard === null ? {} : { worker: `${shard.index}/${shard.count}` }), public: publicIp, inside: cfg.inside, table: cfg.table, mediaPorts: cfg.mediaPorts }, 'sipalg running')
   if (cfg.readyFile !== null) writeFileSync(cfg.readyFile, `${process.pid}\n`)
   shard?.ready()
+  // A worker answers to its supervisor, never to systemd.
+  const notifier = shard === null ? startNotifier(log) : null
+  notifier?.ready(`processing queue ${cfg.queue}`)
 
   return await new Promise<number>(resolve => {
     let stopping = false
     const stop = (sig: string): void => {
       if (stopping) return // a worker hears both its supervisor's SIGTERM and the disconnect
       stopping = true
+      notifier?.stopping()
+      notifier?.close()
       clearInterval(timer)
       watch.stop()
       tcp?.stop()

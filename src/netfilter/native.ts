@@ -96,6 +96,8 @@ export interface NativeAddon {
   tcpListen (ip: string | null, port: number, backlog: number, transparent: boolean): number
   /** A TCP socket bound to src (null/0 = any), non-blocking connect to dst started. Returns the fd. */
   tcpConnect (srcIp: string | null, srcPort: number, dstIp: string, dstPort: number, transparent: boolean): number
+  /** One datagram to systemd's $NOTIFY_SOCKET (a path or an @abstract name). */
+  sdNotify (socket: string, text: string): boolean
 }
 
 let cached: NativeAddon | undefined

@@ -15,7 +15,8 @@ import { preflight } from '../cli/preflight.js'
 import { askControl, serveControl, streamControl, type StreamClient } from '../cli/control.js'
 import { renderMetrics, serveMetricsText, sumMetrics, type MetricsSnapshot } from '../metrics.js'
 import { mergeStatus, type Seat, type WorkerDoc } from './merge.js'
-import { baseSocketPath, resolveWorkers, WORKER_ENV, workerPaths } from './worker.js'
+import { ALIVE_EVERY_MS, baseSocketPath, HUNG_MS, resolveWorkers, WORKER_ENV, workerPaths } from './worker.js'
+import { startNotifier, type Notifier } from '../cli/systemd.js'
 
 /** Back-off before restart k of a worker that keeps dying: 0.1 s doubling to 5 s; reset after a minute up. */
 export const restartDelayMs = (consecutive: number): number => Math.min(5000, 100 * 2 ** Math.min(consecutive, 6))
@@ -27,6 +28,8 @@ interface Worker extends Seat {
   consecutive: number
   everReady: boolean
   timer: NodeJS.Timeout | null
+  /** When it last said it was alive (or came up). */
+  aliveAt: number
 }
 
 export async function runSupervisor (argv: string[], cfg: Config, pretty: boolean): Promise<number> {
@@ -36,7 +39,7 @@ export async function runSupervisor (argv: string[], cfg: Config, pretty: boolea
   if (cfg.stateStore !== null) throw new SipalgError('E319_WORKERS_WITH_STATE_STORE', { workers: n })
   checkWorkersFit(n, parsePortRange(cfg.mediaPorts), cfg.queue)
   await preflight({ queue: cfg.queue, metricsPort: cfg.metricsPort, tcpListenPort: cfg.tcp ? cfg.tcpListenPort : null, controlSocket: baseSocketPath(cfg), readyFile: cfg.readyFile, stateFile: workerPaths(cfg, 0).state }, log)
-  const s = supervise({ cfg, n, log, module: process.argv[1], args: ['run', ...argv] })
+  const s = supervise({ cfg, n, log, module: process.argv[1], args: ['run', ...argv], notifier: startNotifier(log) })
   process.on('SIGHUP', s.reload)
   process.once('SIGTERM', () => { s.stop('SIGTERM') })
   process.once('SIGINT', () => { s.stop('SIGINT') })
@@ -52,6 +55,10 @@ export interface SuperviseOptions {
   args: string[]
   /** Node flags of the workers (default: this process's, e.g. --cpu-prof). */
   execArgv?: string[]
+  /** systemd's notifications (READY once every worker is up, the watchdog from this loop). */
+  notifier?: Notifier | null
+  /** A worker silent this long is killed and restarted (default HUNG_MS). */
+  hungMs?: number
 }
 
 export interface Supervisor {
@@ -73,7 +80,7 @@ export function supervise (o: SuperviseOptions): Supervisor {
   let finish: () => void = () => {}
   const gone = new Promise<void>(resolve => { finish = resolve })
   const workers: Worker[] = Array.from({ length: n }, (_, index) => ({
-    index, queue: cfg.queue + index, pid: null, up: false, restarts: 0, lastExit: null, child: null, startedAt: 0, consecutive: 0, everReady: false, timer: null
+    index, queue: cfg.queue + index, pid: null, up: false, restarts: 0, lastExit: null, child: null, startedAt: 0, consecutive: 0, everReady: false, timer: null, aliveAt: 0
   }))
   const tracers = new Set<Tracer>()
 
@@ -88,12 +95,14 @@ export function supervise (o: SuperviseOptions): Supervisor {
     w.pid = child.pid ?? null
     w.startedAt = Date.now()
     child.on('message', (m: unknown) => {
+      if ((m as { sipalgAlive?: number } | null)?.sipalgAlive === w.index) { w.aliveAt = Date.now(); return }
       if (typeof (m as { sipalgTableRebuilt?: number } | null)?.sipalgTableRebuilt === 'number') {
         for (const other of workers) if (other !== w && other.up) other.child?.send({ sipalgReplay: true })
         return
       }
       if ((m as { sipalgWorkerReady?: number } | null)?.sipalgWorkerReady !== w.index) return
       w.up = true
+      w.aliveAt = Date.now()
       const first = !w.everReady
       w.everReady = true
       for (const t of tracers) t.attach(w)
@@ -126,6 +135,7 @@ export function supervise (o: SuperviseOptions): Supervisor {
     if (w.index === 0) for (const other of workers.slice(1)) start(other)
     if (!workers.every(x => x.everReady)) return
     if (cfg.readyFile !== null) writeFileSync(cfg.readyFile, `${process.pid}\n`)
+    o.notifier?.ready(`${n} workers on queues ${cfg.queue}-${cfg.queue + n - 1}`)
     log.info({ workers: n, queues: `${cfg.queue}-${cfg.queue + n - 1}`, pids: workers.map(x => x.pid) }, 'sipalg running with workers')
   }
 
@@ -148,9 +158,25 @@ export function supervise (o: SuperviseOptions): Supervisor {
   })
   const metrics = cfg.metricsPort === 0 ? null : serveMetricsText(cfg.metricsPort, metricsText)
 
+  // A worker whose event loop is stuck handles nothing and does not exit by itself: kill it, and
+  // the exit handler restarts it like one that crashed.
+  const hungMs = o.hungMs ?? HUNG_MS
+  const hangCheck = setInterval(() => {
+    const now = Date.now()
+    for (const w of workers) {
+      if (!w.up || w.child === null || now - w.aliveAt < hungMs) continue
+      logCoded(log, 'error', 'E323_WORKER_HUNG_KILLED', { worker: w.index, queue: w.queue, silentMs: now - w.aliveAt })
+      w.up = false
+      w.child.kill('SIGKILL')
+    }
+  }, Math.min(ALIVE_EVERY_MS, hungMs)).unref()
+
   const stop = (why: string, code = 0): void => {
     if (stopping) return
     stopping = true
+    clearInterval(hangCheck)
+    o.notifier?.stopping()
+    o.notifier?.close()
     exitCode = code
     log.info({ why }, 'stopping the workers')
     for (const w of workers) {

@@ -51,7 +51,12 @@ export function workerConfig (cfg: Config, i: number, n: number): Config {
 }
 
 /** What `sipalg run` does differently as worker `index` of `count`. */
+/** How often a worker tells its supervisor it is alive; silent for HUNG_MS, it is killed (E323). */
+export const ALIVE_EVERY_MS = 1000
+export const HUNG_MS = 10_000
+
 export class WorkerShard {
+  private alive: NodeJS.Timeout | null = null
   private handoff: HandoffClient | null = null
   private server: Server | null = null
   private readonly isInside: (ip: string) => boolean
@@ -114,8 +119,14 @@ export class WorkerShard {
     process.on('message', (m: unknown) => { if ((m as { sipalgReplay?: boolean } | null)?.sipalgReplay === true) replay() })
   }
 
-  /** The supervisor counts a worker up once it says so. */
-  ready (): void { process.send?.({ sipalgWorkerReady: this.index }) }
+  /**
+   * The supervisor counts a worker up once it says so; from then on the worker says every
+   * ALIVE_EVERY_MS that its event loop turns (a silent one is killed: E323).
+   */
+  ready (): void {
+    process.send?.({ sipalgWorkerReady: this.index })
+    this.alive ??= setInterval(() => { process.send?.({ sipalgAlive: this.index }) }, ALIVE_EVERY_MS).unref()
+  }
 
   /** The status document's `worker` section (merged by the supervisor into `workers`). */
   stats (): WorkerSelfStatus {
@@ -123,6 +134,7 @@ export class WorkerShard {
   }
 
   close (): void {
+    if (this.alive !== null) clearInterval(this.alive)
     this.server?.close()
     this.handoff?.close()
   }

@@ -19,6 +19,8 @@ export interface SipalgOptions {
   /** Install the queue rules (default true). */
   rules?: boolean
   ruleArgs?: string[]
+  /** Extra environment of the daemon (e.g. systemd's NOTIFY_SOCKET). */
+  env?: Record<string, string>
 }
 
 export interface Sipalg {
@@ -60,7 +62,7 @@ export async function startSipalg (lab: Lab, opts: SipalgOptions = {}): Promise<
   if (opts.rules !== false) await installRules(lab, opts.ruleArgs)
   const tableAt = args.indexOf('--table')
   const table = tableAt < 0 ? 'sipalg' : args[tableAt + 1]
-  const child = lab.spawn('gw', 'node', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = lab.spawn('gw', 'node', args, { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env === undefined ? {} : { env: { ...process.env, ...opts.env } }) })
   let log = ''
   child.stdout?.on('data', (c: Buffer) => { log += c.toString() })
   child.stderr?.on('data', (c: Buffer) => { log += c.toString() })
