@@ -3,7 +3,7 @@
 
 import { askControl, socketPath } from './control.js'
 import { parseCommand } from './commands.js'
-import type { FlowStatus, HaStatus, StatusDoc } from '../status.js'
+import type { FlowStatus, HaStatus, StatusDoc, WorkerStatus } from '../status.js'
 
 function table (head: string[], rows: string[][]): string {
   if (rows.length === 0) return '  (none)\n'
@@ -37,8 +37,18 @@ export function renderStatus (s: StatusDoc): string {
       `${s.ruleset.queueRulesWatched ? '' : '; queue rules not watched (not installed when sipalg started)'}\n`
   }
   if (s.ha !== undefined && s.ha.role !== 'single') out += renderHa(s.ha)
+  if (s.workers !== undefined) out += renderWorkers(s.workers)
   out += `\nVerdict latency: p50 ≤ ${s.latencyUs.p50} µs, p99 ≤ ${s.latencyUs.p99} µs over ${s.latencyUs.packets} packets\n`
   return out
+}
+
+/** With workers: one line each — its queue, whether it is up, what it holds, and its handoffs. */
+export function renderWorkers (workers: readonly WorkerStatus[]): string {
+  const exit = (w: WorkerStatus): string => w.lastExit === null ? '' : `${w.lastExit.signal ?? `code ${String(w.lastExit.code)}`} at ${w.lastExit.at}`
+  const handoff = (w: WorkerStatus): string => w.handoff === null ? '' : `${w.handoff.sent} sent (${w.handoff.failed} passed unanswered), ${w.handoff.served} served, p99 ${w.handoff.rttUs.p99} µs`
+  return `\nWorkers (${workers.length})\n` + table(['#', 'QUEUE', 'PID', 'STATE', 'CALLS', 'REGS', 'PACKETS', 'RESTARTS', 'LAST EXIT', 'HANDOFF'],
+    workers.map(w => [String(w.index), String(w.queue), w.pid === null ? '–' : String(w.pid), w.up ? 'up' : 'restarting',
+      String(w.calls), String(w.registrations), String(w.packets), String(w.restarts), exit(w), handoff(w)]))
 }
 
 /** The gateway pair part: role, store health, and on a standby what it holds for a takeover. */
