@@ -161,7 +161,7 @@ export class Alg {
     const kind = classifyDatagram(udp.payload)
     if (kind === 'keepalive') {
       this.counters.inc('keepalives')
-      if (direction === 'outbound') this.signalling.allocateAndInstall(phone)
+      if (direction === 'outbound') this.signalling.allocateAndInstall(phone, 'long-lived', far)
       return ACCEPT
     }
     if (kind !== 'sip') return this.notSip(udp, 'not a SIP message')
@@ -287,7 +287,7 @@ export class Alg {
     const { direction, phone, far } = leg
     const outbound = direction === 'outbound'
     const opsBefore = this.maps.pendingCount
-    const publicPort = outbound ? this.signalling.allocateAndInstall(phone, signallingUse(msg)) : this.signalling.lookupPrivate(phone)
+    const publicPort = outbound ? this.signalling.allocateAndInstall(phone, signallingUse(msg), far) : this.signalling.lookupPrivate(phone)
     if (outbound && publicPort === null) {
       this.counters.inc('refused_signalling')
       return null
@@ -449,7 +449,9 @@ export class Alg {
     this.registrations.tick()
     for (const e of this.maps.sweep()) {
       if (e.map !== 'src_nat' || e.key.ip === undefined) continue
-      this.signalling.expired({ ip: e.key.ip, port: e.key.port })
+      const phone = { ip: e.key.ip, port: e.key.port }
+      const freed = this.signalling.expired(phone)
+      if (freed !== null && !looksIpv6(phone.ip)) for (const remote of freed.remotes) this.staleFlows.push({ remote, publicPort: freed.publicPort, phone })
       // A dead call's media left by a previous sipalg: its port is free again once the kernel let go.
       if (e.owners.has(ADOPTED) && e.owners.size === 1 && this.ports.contains(e.data.port)) this.ports.release(e.data.port)
     }

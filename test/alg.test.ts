@@ -582,6 +582,9 @@ t.test('a port used for one call only: its mapping ends 32 s after the call, the
   t.notOk(signallingMapped(alg, 40001), 'gone 33 s after the call, not after 300 s')
   t.equal(alg.signalling.size, 0, 'its public port is free again')
   t.same(alg.maps.takePending(), [], 'the kernel expired the element itself: no delete sent')
+  // Its conntrack flow lives on (120 s): the next phone given public port 40001 would clash with it.
+  t.same(alg.takeStaleFlows().filter(f => f.publicPort === 40001), [{ remote: { ip: B, port: 5060 }, publicPort: 40001, phone: { ip: A, port: 40001 } }],
+    'the port\'s flow to the far end is handed on to be forgotten with the mapping')
 })
 
 t.test('a call-only port with two calls keeps its mapping until the last one ended', async t => {

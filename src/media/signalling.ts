@@ -26,7 +26,13 @@ export const CALL_LINGER_MS = 32_000
 /** What a SIP message does on its phone's port (src/alg.ts decides, by the message's method). */
 export type SignallingUse = 'call' | 'call-start' | 'long-lived'
 
-interface PortUse { calls: number, longLived: boolean }
+/** Far ends remembered per port for the conntrack clean-up at expiry (a trunk's port talks to one). */
+const MAX_REMOTES = 4
+
+interface PortUse { calls: number, longLived: boolean, remotes: Endpoint[] }
+
+/** A public port given back: the kernel flows NATed through it, to forget before it serves another phone. */
+export interface FreedPort { publicPort: number, remotes: Endpoint[] }
 
 export class SignallingTable {
   private readonly byPrivate = new Map<string, number>()
@@ -44,8 +50,10 @@ export class SignallingTable {
    * installed or refreshed (before the verdict: the message advertises that port); null when no
    * port is free. `use` (default long-lived: keepalives, registrations, other endpoints a message
    * names) says what the port serves; a call-only port between calls keeps only its linger time.
+   * `far`: where the phone sent this message (its flow, NATed to the public port, is forgotten
+   * when the port is freed).
    */
-  allocateAndInstall (phone: Endpoint, use: SignallingUse = 'long-lived'): number | null {
+  allocateAndInstall (phone: Endpoint, use: SignallingUse = 'long-lived', far?: Endpoint): number | null {
     const id = `${phone.ip}:${phone.port}`
     let pub = this.byPrivate.get(id)
     if (pub === undefined) {
@@ -56,8 +64,9 @@ export class SignallingTable {
       this.byPublic.set(pub, phone)
     }
     let u = this.use.get(id)
-    if (u === undefined) { u = { calls: 0, longLived: false }; this.use.set(id, u) }
+    if (u === undefined) { u = { calls: 0, longLived: false, remotes: [] }; this.use.set(id, u) }
     if (use === 'long-lived') u.longLived = true
+    if (far !== undefined && u.remotes.length < MAX_REMOTES && !u.remotes.some(r => r.ip === far.ip && r.port === far.port)) u.remotes.push(far)
     const ttl = u.longLived || u.calls > 0 || use === 'call-start' ? this.idleMs : CALL_LINGER_MS
     this.maps.set('src_nat', phone, { port: pub }, ttl, SIGNALLING_OWNER, true)
     return pub
@@ -96,15 +105,22 @@ export class SignallingTable {
     this.byPublic.set(publicPort, phone)
   }
 
-  /** Frees ports whose SNAT element has expired (called with the mirror's sweep). */
-  expired (phone: Endpoint): void {
+  /**
+   * Frees a port whose SNAT element has expired (called with the mirror's sweep). Its flows outlive
+   * it in conntrack (120 s for a UDP flow seen both ways, against CALL_LINGER_MS): the caller
+   * forgets them, or the next phone given this public port would have its packets dropped as a
+   * clash with the old flow's reply tuple until that expired (a trunk's calls failing).
+   */
+  expired (phone: Endpoint): FreedPort | null {
     const id = `${phone.ip}:${phone.port}`
     const pub = this.byPrivate.get(id)
-    if (pub === undefined || this.maps.get('src_nat', phone) !== undefined) return
+    if (pub === undefined || this.maps.get('src_nat', phone) !== undefined) return null
+    const remotes = this.use.get(id)?.remotes ?? []
     this.byPrivate.delete(id)
     this.byPublic.delete(pub)
     this.use.delete(id)
     this.pool.release(pub)
+    return { publicPort: pub, remotes }
   }
 
   /** Private ports mapped now (status, bench: the trunk's port use). */

@@ -70,7 +70,7 @@ t.test('a call-only port lingers CALL_LINGER_MS after its last call; a long-live
   s.callEnded(trunk)
   now = 20_000 + CALL_LINGER_MS * 2 + 1
   maps.sweep()
-  s.expired(trunk)
+  t.same(s.expired(trunk), { publicPort: 40000, remotes: [] }, 'freed (no far end named here)')
   t.equal(s.lookupPrivate(trunk), null, 'freed')
   t.equal(s.size, 0)
 
@@ -81,3 +81,19 @@ t.test('a call-only port lingers CALL_LINGER_MS after its last call; a long-live
   s.callEnded(phone)
   t.same(maps.takePending(), [], 'a long-lived port keeps its element')
 })
+
+t.test('expired: the far ends the port sent to come back with the freed port, at most four', async t => {
+  let now = 0
+  const maps = new MappingTable(() => now)
+  const s = new SignallingTable(maps, 1000, () => false)
+  const sbc = { ip: '203.0.113.9', port: 5060 }
+  s.allocateAndInstall(phone, 'call-start', sbc)
+  s.allocateAndInstall(phone, 'call', sbc)
+  for (let p = 5070; p < 5076; p++) s.allocateAndInstall(phone, 'long-lived', { ip: '203.0.113.10', port: p })
+  t.equal(s.expired(phone), null, 'still mapped')
+  now = CALL_LINGER_MS + 1
+  maps.sweep()
+  t.same(s.expired(phone), { publicPort: 5060, remotes: [sbc, { ip: '203.0.113.10', port: 5070 }, { ip: '203.0.113.10', port: 5071 }, { ip: '203.0.113.10', port: 5072 }] }, 'each once, bounded')
+  t.equal(s.expired(phone), null, 'freed once')
+})
+
