@@ -61,13 +61,16 @@ for (const [pattern, label] of [['percall', 'per-call media ports, one SIP sourc
 // 3. latency
 for (const rate of [...new Set(of('latency').map(r => r.rate))]) {
   const get = (mode: string): Row | undefined => of('latency').find(r => r.rate === rate && r.mode === mode)
-  const s = get('sipalg'); const p = get('plain'); const h = get('helper')
-  if (s === undefined) continue
-  const fmt = (r?: Row): string => r === undefined ? '–' : `${n(r.p50, 0)} / ${n(r.p99, 0)} / ${n(r.p999, 0)} µs (${r.packets} pkts${r.unmatched > 0 ? `, ${r.unmatched} unmatched` : ''}${r.failed > 0 ? `, ${r.failed} failed calls` : ''})`
-  const add50 = s.p50 !== null && p?.p50 != null ? s.p50 - p.p50 : null
-  const add99 = s.p99 !== null && p?.p99 != null ? s.p99 - p.p99 : null
-  const hist = s.histogram ? `; daemon's own histogram (batch processing only, bucket bounds): p50 ≤ ${s.histogram.p50}, p99 ≤ ${s.histogram.p99} µs, mean ${s.histogram.mean} µs` : ''
-  out.push(`| 3 | SIP packet transit through the gateway at ${rate} calls/s, p50 / p99 / p99.9 (wire, lan0⇄wan0) | ${fmt(s)}; added vs plain: p50 +${n(add50)} µs, p99 +${n(add99)} µs${hist} | plain NAT ${fmt(p)}; kernel SIP helper ${fmt(h)} | p50 ${ratio(s.p50, p?.p50)}, p99 ${ratio(s.p99, p?.p99)} of plain | added p50 < 100 µs${ok(add50 === null ? null : add50 < 100)}, p99 < 1 ms${ok(add99 === null ? null : add99 < 1000)} |`)
+  const p = get('plain'); const h = get('helper')
+  for (const [mode, how] of [['sipalg', 'normal priority'], ['sipalg-rt', 'SCHED_RR 5, as systemd/sipalg.service runs it']] as const) {
+    const s = get(mode)
+    if (s === undefined) continue
+    const fmt = (r?: Row): string => r === undefined ? '–' : `${n(r.p50, 0)} / ${n(r.p99, 0)} / ${n(r.p999, 0)} µs (${r.packets} pkts${r.unmatched > 0 ? `, ${r.unmatched} unmatched` : ''}${r.failed > 0 ? `, ${r.failed} failed calls` : ''})`
+    const add50 = s.p50 !== null && p?.p50 != null ? s.p50 - p.p50 : null
+    const add99 = s.p99 !== null && p?.p99 != null ? s.p99 - p.p99 : null
+    const hist = s.histogram ? `; daemon's own histogram (batch processing only, bucket bounds): p50 ≤ ${s.histogram.p50}, p99 ≤ ${s.histogram.p99} µs, mean ${s.histogram.mean} µs` : ''
+    out.push(`| 3 | SIP packet transit through the gateway at ${rate} calls/s, p50 / p99 / p99.9 (wire, lan0⇄wan0), daemon at ${how} | ${fmt(s)}; added vs plain: p50 +${n(add50)} µs, p99 +${n(add99)} µs${hist} | plain NAT ${fmt(p)}; kernel SIP helper ${fmt(h)} | p50 ${ratio(s.p50, p?.p50)}, p99 ${ratio(s.p99, p?.p99)} of plain | added p50 < 100 µs${ok(add50 === null ? null : add50 < 100)}, p99 < 1 ms${ok(add99 === null ? null : add99 < 1000)} |`)
+  }
 }
 
 // 4. media
@@ -105,6 +108,16 @@ for (const size of [...new Set(of('nftmaps').map(r => r.elements))]) {
     const handed = hops.reduce((a, h) => a + (h?.sent ?? 0), 0)
     out.push(`| 6 | SIP datagrams/s with 0 loss, one phone, sipalg with ${w} worker(s) | ${n(sip(w))}/s${w === 1 ? '' : ` (${n(handed)} packets handed between workers)`} | kernel SIP helper ${n(helperSip)}/s | ${ratio(sip(w), helperSip)} of helper${scale} | ≥ 1× helper${ok(sip(w) !== undefined && helperSip !== undefined ? (sip(w) as number) >= helperSip : null)} |`)
     out.push(`| 6 | max calls/s with 0 failures, one SIP 5-tuple, sipalg with ${w} worker(s) | ${n(calls(w))} | kernel SIP helper ${n(helperCalls)} | ${ratio(calls(w), helperCalls)} of helper${w === 1 ? '' : `; ${ratio(calls(w), calls(1))} of 1 worker`} | ≥ 1× helper${ok(calls(w) !== undefined && helperCalls !== undefined ? (calls(w) as number) >= helperCalls : null)} |`)
+  }
+  // One phone per worker's shard, calls placed from all of them at once: where N workers can spread the load.
+  const multi = (mode: string, w: number): Row | undefined => of('workers_multi_best').find(r => r.mode === mode && r.workers === w)
+  const mh = multi('helper', 0)
+  for (const w of [...new Set(of('workers_multi_best').filter(r => r.mode === 'sipalg').map(r => r.workers as number))].sort((a, b) => a - b)) {
+    const m = multi('sipalg', w)
+    const one = multi('sipalg', 1)
+    const stop = of('workers_multi').filter(r => r.mode === 'sipalg' && r.workers === w && r.clean !== true)[0]
+    const why = stop === undefined ? 'no failure up to the last step' : `stopped at ${n(stop.rate)}/s: ${n(stop.failed)} of ${n(stop.calls)} calls failed`
+    out.push(`| 6 | max calls/s with 0 failures, ${n(m?.phones)} phones (one per worker's shard) calling at once, sipalg with ${w} worker(s) | ${n(m?.best)} (${why}) | kernel SIP helper ${n(mh?.best)} (same phones) | ${ratio(m?.best, mh?.best)} of helper${w === 1 ? '' : `; ${ratio(m?.best, one?.best)} of 1 worker`} | ≥ 1× helper${ok(m !== undefined && mh !== undefined ? m.best >= mh.best : null)} |`)
   }
   for (const h of of('handoff')) {
     out.push(`| 6 | the hop between two workers alone (${h.bytes}-byte packet to another process over a unix socket and back, no ALG) | p50 ≤ ${n(h.p50)} µs, p99 ≤ ${n(h.p99)} µs (mean ${n(h.mean)} µs) one at a time; ${n(h.batchedPerSec)} packets/s with 64 in flight | – | – | (the price of a packet read by a worker that does not own its phone) |`)

@@ -73,7 +73,7 @@ if has callrate; then
 fi
 if has latency; then
   for rate in ${LAT_RATES:-100 1000}; do
-    for mode in plain helper sipalg; do
+    for mode in plain helper sipalg sipalg-rt; do
       log "part 3: wire latency at $rate calls/s, $mode"
       latency_run "$mode" "$rate"
     done

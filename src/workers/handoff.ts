@@ -93,7 +93,7 @@ interface Pending { id: number, owner: number, sentAt: bigint }
  * core can rewrite) would otherwise hold every packet past the timeout; past this many, new ones
  * pass as they came at once, as the kernel does when a queue is full.
  */
-export const MAX_IN_FLIGHT = 1024
+export const MAX_IN_FLIGHT = 4096
 
 /** The reader's side: hands packets to their owners and gives the kernel the answers. */
 export class HandoffClient {
