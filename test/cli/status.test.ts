@@ -7,7 +7,7 @@ import type { StatusDoc } from '../../src/status.js'
 const doc: StatusDoc = {
   uptimeSeconds: 42,
   publicIp: '203.0.113.1',
-  calls: [{ callId: '1-7263@10.0.1.23', phone: '10.0.1.23:5060', direction: 'out', state: 'confirmed', ageSeconds: 3, media: ['10.0.1.23:16000 → 20000 ⇐ 203.0.113.9:6000'], flows: [{ far: { ip: '203.0.113.9', port: 6000 }, in: { packets: 150 }, out: { packets: 149 } }] }],
+  calls: [{ callId: '1-7263@10.0.1.23', phone: '10.0.1.23:5060', direction: 'out', state: 'confirmed', ageSeconds: 3, media: ['10.0.1.23:16000 → 20000 ⇐ 203.0.113.9:6000'], flows: [{ media: 'audio', publicPort: 20000, far: { ip: '203.0.113.9', port: 6000 }, in: { packets: 150, bytes: 25800 }, out: { packets: 149, bytes: 25628 } }] }],
   registrations: [{ phone: '10.0.1.24:5060', publicPort: 5061, registrar: '203.0.113.9:5060', aor: 'sip:carol@example.net', expiresInSeconds: 290 }],
   mappings: { src_nat: 3, peer_dnat: 2 },
   counters: { queued: 12 },
