@@ -79,8 +79,10 @@ t.test('SIP over TCP through a transparent splice', { skip: nativeBuilt() ? fals
 
   await t.test('an unreachable far end resets the phone\'s leg', async t => {
     const r = await client('a', { scenario: 'refused', ip: ADDR.c, port: 5060 })
-    t.equal(r.connected, true, 'the phone\'s connect succeeds first (the gateway accepted it)')
-    t.equal(r.error, 'ECONNRESET', 'then it is reset')
+    // Reset, not refused: the gateway accepted the phone's connection first. (On a loaded machine
+    // the reset can arrive before the client's loop saw its connect complete: then it never says
+    // "connected", but the error is still the reset.)
+    t.equal(r.error, 'ECONNRESET', 'the phone\'s leg is reset (accepted, then reset; not ECONNREFUSED)')
     const e = await splice.until(o => o.event === 'upstream-error')
     t.equal(e.code, 'ECONNREFUSED')
   })
