@@ -34,12 +34,9 @@ export function watchdogIntervalMs (env: NotifyEnv, pid: number): number | null 
   return Math.max(1, Math.floor(usec / 2000))
 }
 
-/**
- * A notifier when systemd started this process with a notification socket, else null.
- * `healthy` is asked before each ping: the supervisor answers for its workers.
- */
+/** A notifier when systemd started this process with a notification socket, else null. */
 export function systemdNotifier (env: NotifyEnv, pid: number, send: (socket: string, text: string) => void,
-  onError: (what: string, e: Error) => void, healthy: () => boolean = () => true): Notifier | null {
+  onError: (what: string, e: Error) => void): Notifier | null {
   const socket = env.NOTIFY_SOCKET
   if (socket === undefined || socket === '') return null
   const failed = new Set<string>()
@@ -54,7 +51,7 @@ export function systemdNotifier (env: NotifyEnv, pid: number, send: (socket: str
     }
   }
   const every = watchdogIntervalMs(env, pid)
-  const timer = every === null ? null : setInterval(() => { if (healthy()) say('WATCHDOG=1') }, every)
+  const timer = every === null ? null : setInterval(() => { say('WATCHDOG=1') }, every)
   timer?.unref()
   return {
     ready: status => { say(`READY=1\nSTATUS=${status}\nMAINPID=${pid}`) },
@@ -64,7 +61,7 @@ export function systemdNotifier (env: NotifyEnv, pid: number, send: (socket: str
 }
 
 /** The notifier of this process (null outside systemd), sending through the addon, failures logged as E322. */
-export function startNotifier (log: Logger, healthy?: () => boolean): Notifier | null {
+export function startNotifier (log: Logger): Notifier | null {
   return systemdNotifier(process.env, process.pid, (socket, text) => { loadNative().sdNotify(socket, text) },
-    (what, e) => { logCoded(log, 'warn', 'E322_SYSTEMD_NOTIFY_FAILED', { what, why: e.message }) }, healthy)
+    (what, e) => { logCoded(log, 'warn', 'E322_SYSTEMD_NOTIFY_FAILED', { what, why: e.message }) })
 }
