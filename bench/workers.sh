@@ -55,7 +55,10 @@ multi_run() {
     read -r rc rt fail ok < <(multi_step "$r" $ips)
     local clean=false
     if [ "$rc" = 0 ] && [ "$fail" = 0 ] && [ "$ok" = "$calls" ] && awk -v a="$rt" -v r="$r" 'BEGIN{exit !(a >= 0.9*r)}'; then clean=true; fi
-    echo "{\"part\":\"workers_multi\",\"mode\":\"$mode\",\"workers\":$w,\"phones\":$n,\"rate\":$r,\"calls\":$calls,\"achieved\":$rt,\"ok\":$ok,\"failed\":$fail,\"rc\":$rc,\"clean\":$clean}" >>"$RES"
+    # What the daemon saw: each worker's handoffs and calls, the counters that mean trouble.
+    local extra=""
+    [ "$mode" = sipalg ] && extra=$(sipalg_status | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{const j=JSON.parse(s);console.log(JSON.stringify({workers:(j.workers??[]).map(x=>({calls:x.calls,packets:x.packets,handoff:x.handoff&&{sent:x.handoff.sent,failed:x.handoff.failed,served:x.handoff.served}})),queue:{failOpen:j.queue?.failOpenBypassesInferred,enobufs:j.queue?.enobufs},counters:Object.fromEntries(Object.entries(j.counters??{}).filter(([k])=>/refused|fail|malformed|dropped|calls_/.test(k)))}))}catch{console.log("{}")}})')
+    echo "{\"part\":\"workers_multi\",\"mode\":\"$mode\",\"workers\":$w,\"phones\":$n,\"rate\":$r,\"calls\":$calls,\"achieved\":$rt,\"ok\":$ok,\"failed\":$fail,\"rc\":$rc,\"clean\":$clean${extra:+,\"sipalg\":$extra}}" >>"$RES"
     log "multi-phone $mode workers=$w phones=$n r=$r achieved=$rt ok=$ok failed=$fail rc=$rc clean=$clean"
     [ "$clean" = true ] || break
     best=$(awk -v a="$rt" 'BEGIN{printf "%d", a}')
