@@ -9,6 +9,7 @@
 
 import type { PortRange } from '../validate.js'
 import { ipv6FromBytes, looksIpv6, parseIpv6 } from '../ip6.js'
+import { ipv4ToNumber } from '../rewrite/cidr.js'
 import type { ElemData, ElemKey, MapName } from '../media/mappings.js'
 
 /** Spreads IPv4 addresses that differ in their last bits (a /24 of phones) evenly (murmur3 finalizer). */
@@ -22,11 +23,6 @@ export function mixAddress (addr: number): number {
 /** The worker (0..n-1) that owns an inside address (a 32-bit number). */
 export const ownerOfAddress = (addr: number, n: number): number => n <= 1 ? 0 : mixAddress(addr) % n
 
-function dottedToNumber (ip: string): number {
-  const p = ip.split('.')
-  return (((Number(p[0]) << 24) | (Number(p[1]) << 16) | (Number(p[2]) << 8) | Number(p[3])) >>> 0)
-}
-
 /** An IPv6 address folded to 32 bits (its groups xor-ed pairwise), so a /64 of phones spreads like a /24. */
 function ipv6ToNumber (ip: string): number {
   const g = parseIpv6(ip) ?? []
@@ -36,7 +32,7 @@ function ipv6ToNumber (ip: string): number {
 }
 
 export const ownerOfIp = (ip: string, n: number): number =>
-  ownerOfAddress(looksIpv6(ip) ? ipv6ToNumber(ip) : dottedToNumber(ip), n)
+  ownerOfAddress(looksIpv6(ip) ? ipv6ToNumber(ip) : ipv4ToNumber(ip) ?? 0, n)
 
 /**
  * The owner of a queued IPv4 packet: the owner of its inside address (the source of a packet from
@@ -51,6 +47,11 @@ export function packetOwner (pkt: Uint8Array, isInside: (ip: string) => boolean,
   const dst = version === 4 ? `${pkt[16]}.${pkt[17]}.${pkt[18]}.${pkt[19]}` : ipv6FromBytes(pkt, 24)
   const srcIn = isInside(src)
   if (srcIn === isInside(dst)) return null
+  // IPv4: the address is already a number in the header; no second parse of the string per packet.
+  if (version === 4) {
+    const o = srcIn ? 12 : 16
+    return ownerOfAddress(((pkt[o] << 24) | (pkt[o + 1] << 16) | (pkt[o + 2] << 8) | pkt[o + 3]) >>> 0, n)
+  }
   return ownerOfIp(srcIn ? src : dst, n)
 }
 

@@ -30,11 +30,16 @@ Content-Length: ${Buffer.byteLength(b)}
 `) + b, 'latin1')
 }
 
-t.test('an inside IPv6 phone: nothing rewritten, its SDP still read', async t => {
-  const raw = inviteWith('[2001:db8:1::23]:5060', '[2001:db8:1::23]:5060', 'v=0\no=- 1 1 IN IP6 2001:db8:1::23\ns=-\nc=IN IP6 2001:db8:1::23\nt=0 0\nm=audio 16000 RTP/AVP 0\na=rtcp:16001 IN IP6 2001:db8:1::23\n')
+/** The message as sipalg would send it on from `phone` (outbound). */
+function rewriteFrom (raw: Buffer, phone: string): ReturnType<typeof rewriteMessage> {
   const p = parseSip(raw)
   if (!p.ok) throw new Error(p.reason)
-  const r = rewriteMessage(p.msg, 'outbound', ctx('2001:db8:1::23'))
+  return rewriteMessage(p.msg, 'outbound', ctx(phone))
+}
+
+t.test('an inside IPv6 phone: nothing rewritten, its SDP still read', async t => {
+  const raw = inviteWith('[2001:db8:1::23]:5060', '[2001:db8:1::23]:5060', 'v=0\no=- 1 1 IN IP6 2001:db8:1::23\ns=-\nc=IN IP6 2001:db8:1::23\nt=0 0\nm=audio 16000 RTP/AVP 0\na=rtcp:16001 IN IP6 2001:db8:1::23\n')
+  const r = rewriteFrom(raw, '2001:db8:1::23')
   t.equal(r.changed, false)
   t.ok(r.bytes.equals(raw))
   t.same(r.media, [])
@@ -54,9 +59,7 @@ m=audio 4002 RTP/AVP 0
 c=IN IP6 2001:db8:1::23
 a=mid:2
 `)
-  const p = parseSip(raw)
-  if (!p.ok) throw new Error(p.reason)
-  const r = rewriteMessage(p.msg, 'outbound', ctx('10.0.1.23'))
+  const r = rewriteFrom(raw, '10.0.1.23')
   const out = r.bytes.toString('latin1')
   t.match(out, 'c=IN IP4 203.0.113.1')
   t.match(out, 'm=audio 30000 RTP/AVP 0')
@@ -66,9 +69,7 @@ a=mid:2
 
 t.test('bracketed IPv6 hosts and malformed literals in an IPv4 phone\'s message are left as written', async t => {
   const raw = inviteWith('[fe80::1%eth0]:5060', '[2001:db8:1::23]:5060', 'v=0\no=- 1 1 IN IP4 10.0.1.23\ns=-\nc=IN IP6 fe80::1%eth0\nt=0 0\nm=audio 4000 RTP/AVP 0\n')
-  const p = parseSip(raw)
-  if (!p.ok) throw new Error(p.reason)
-  const r = rewriteMessage(p.msg, 'outbound', ctx('10.0.1.23'))
+  const r = rewriteFrom(raw, '10.0.1.23')
   const out = r.bytes.toString('latin1')
   t.match(out, 'Via: SIP/2.0/UDP [fe80::1%eth0]:5060;')
   t.match(out, 'Contact: <sip:alice@[2001:db8:1::23]:5060>')
