@@ -19,5 +19,7 @@ if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then
   echo "every test passed, but tap failed: coverage below the thresholds in package.json (see the summary above)?"
   fail=1
 fi
+# What failed and where, last, so the tail of a CI log names it.
+[ "$fail" -gt 0 ] && node test/failures.mjs "$log"
 echo "$pass passed, $fail failed"
 exit "$rc"

@@ -58,7 +58,10 @@ export function divertScript (s: TproxySpec): string {
     `add table ${t}`,
     `add chain ${t} ${DIVERT_CHAIN} { type filter hook prerouting priority dstnat + 10; policy accept; }`,
     `flush chain ${t} ${DIVERT_CHAIN}`,
-    `add rule ${t} ${DIVERT_CHAIN} meta l4proto tcp socket transparent 1 ${mark} accept`,
+    // wildcard 0: a connected socket only. The listener is transparent too and bound to any address,
+    // so without it a reply to any forwarded connection whose port is the listen port (a phone's
+    // ephemeral port 50600) was taken in and reset (test/netfilter/tproxy.test.ts).
+    `add rule ${t} ${DIVERT_CHAIN} meta l4proto tcp socket transparent 1 socket wildcard 0 ${mark} accept`,
     `add rule ${t} ${DIVERT_CHAIN} fib daddr type local return`,
     `add rule ${t} ${DIVERT_CHAIN} tcp dport { ${ports} } tproxy ip to :${s.listenPort} ${mark} accept`,
     ''

@@ -13,7 +13,7 @@ t.test('the divert chain: after dstnat, established transparent sockets first, o
   const script = divertScript({ table: 'sipalg', sipPorts: [5060, 5080], listenPort: 50600, ...DEFAULT_TPROXY })
   const rules = script.split('\n').filter(l => l.startsWith('add rule'))
   t.match(script, /type filter hook prerouting priority dstnat \+ 10;/)
-  t.match(rules[0], /socket transparent 1 meta mark set meta mark and 0xffff0000 or 0x5a10 accept$/)
+  t.match(rules[0], /socket transparent 1 socket wildcard 0 meta mark set meta mark and 0xffff0000 or 0x5a10 accept$/)
   t.match(rules[1], /fib daddr type local return$/)
   t.match(rules[2], /tcp dport \{ 5060, 5080 \} tproxy ip to :50600 meta mark set .* accept$/)
   const bad = { table: 'sipalg', listenPort: 50600, ...DEFAULT_TPROXY }
@@ -68,6 +68,13 @@ t.test('SIP over TCP through a transparent splice', { skip: nativeBuilt() ? fals
     const conn = await farEnd.until(o => o.event === 'conn' && o.port === 5060)
     t.equal(conn.remote, ADDR.gwPublic, 'the far end sees the gateway\'s public address')
     t.equal(conn.remotePort, 5060, 'and the port the upstream leg bound: the phone\'s own 5060 here')
+  })
+
+  await t.test('a forwarded connection whose port is the listen port is not taken in', async t => {
+    // 50600 is in the ephemeral range: a phone's connection to anything from it must cross untouched.
+    const r = await client('a2', { scenario: 'echo-fin', ip: ADDR.b, port: 5070, localPort: 50600 })
+    t.equal(r.got, 'helloafter-fin', 'plain NAT both ways, the listener never saw the replies')
+    t.notOk(r.timedOut)
   })
 
   await t.test('a FIN from the far end crosses too', async t => {
