@@ -21,7 +21,7 @@ export class RewriteRun {
   private readonly changes: PositionedChange[] = []
   private readonly notes: string[] = []
   private leftAlone: LeftAloneReason | undefined
-  private readonly publicPorts = new Map<string, number | null>()
+  private readonly asked: Array<Endpoint & { publicPort: number | null }> = []
   private readonly otherInsideSeen = new Set<string>()
 
   constructor (msg: SipMessage, ctx: RewriteContext) {
@@ -62,15 +62,13 @@ export class RewriteRun {
 
   /** Public signalling port for a private endpoint, asked once per endpoint per message. */
   publicPortFor (priv: Endpoint): number | null {
-    const key = `${priv.ip}:${priv.port}`
-    let port = this.publicPorts.get(key)
-    if (port === undefined) {
-      port = this.ctx.mapSignalling(priv)
-      if (port !== null && !isPort(port)) port = null
-      this.publicPorts.set(key, port)
-      if (port === null) this.leave('refused', `signalling mapping for ${key} refused`)
-      else this.signalling ??= { private: { ip: priv.ip, port: priv.port }, publicPort: port }
-    }
+    // Via and Contact name the same endpoint in nearly every message: a short list, no key strings.
+    for (const a of this.asked) if (a.ip === priv.ip && a.port === priv.port) return a.publicPort
+    let port = this.ctx.mapSignalling(priv)
+    if (port !== null && !isPort(port)) port = null
+    this.asked.push({ ip: priv.ip, port: priv.port, publicPort: port })
+    if (port === null) this.leave('refused', `signalling mapping for ${priv.ip}:${priv.port} refused`)
+    else this.signalling ??= { private: { ip: priv.ip, port: priv.port }, publicPort: port }
     return port
   }
 

@@ -43,7 +43,7 @@ export interface ParsedSdp {
   eol: '\r\n' | '\n'
 }
 
-const DIRECTIONS = new Set(['sendrecv', 'sendonly', 'recvonly', 'inactive'])
+const DIRECTIONS: ReadonlyArray<NonNullable<SdpStream['direction']>> = ['sendrecv', 'sendonly', 'recvonly', 'inactive']
 
 /** Space-separated tokens of text[start,end), at most `max` of them. */
 function tokens (text: string, start: number, end: number, max: number): SdpToken[] {
@@ -58,14 +58,30 @@ function tokens (text: string, start: number, end: number, max: number): SdpToke
   return out
 }
 
+const isBlank = (c: number): boolean => c === 0x20 || c === 0x09
+
 /** c= "IN IP4 addr[/ttl[/n]]" or "IN IP6 addr[/n]": the address token without the multicast suffix. */
 function connectionAddress (text: string, start: number, end: number): SdpAddress | undefined {
-  const all = tokens(text, start, end, 3)
-  const t = all[2]
-  if (t === undefined) return undefined
-  const addrType = all[1].value.toUpperCase()
-  const slash = t.value.indexOf('/')
-  return slash < 0 ? { ...t, addrType } : { value: t.value.slice(0, slash), start: t.start, end: t.start + slash, addrType }
+  // Scanned in place (one c= per stream in every offer and answer): nettype, addrtype, address.
+  let i = start
+  let typeStart = 0
+  let typeEnd = 0
+  for (let field = 0; field < 2; field++) {
+    while (i < end && isBlank(text.charCodeAt(i))) i++
+    const s = i
+    while (i < end && !isBlank(text.charCodeAt(i))) i++
+    if (i === s) return undefined
+    typeStart = s
+    typeEnd = i
+  }
+  while (i < end && isBlank(text.charCodeAt(i))) i++
+  const s = i
+  while (i < end && !isBlank(text.charCodeAt(i))) i++
+  if (i === s) return undefined
+  const slash = text.indexOf('/', s)
+  const e = slash >= 0 && slash < i ? slash : i
+  const addrType = typeEnd - typeStart === 3 && text.startsWith('IP4', typeStart) ? 'IP4' : text.slice(typeStart, typeEnd).toUpperCase()
+  return { value: text.slice(s, e), start: s, end: e, addrType }
 }
 
 export function parseSdp (text: string, start: number, end: number): ParsedSdp {
@@ -131,22 +147,33 @@ export function parseSdp (text: string, start: number, end: number): ParsedSdp {
   return sdp
 }
 
+/** Whether the attribute name at text[start,end) is `name` (compared in place: no slice per a= line). */
+const isName = (text: string, start: number, end: number, name: string): boolean =>
+  end - start === name.length && text.startsWith(name, start)
+
 function parseAttribute (text: string, start: number, end: number, sdp: ParsedSdp, media: SdpMedia | undefined): void {
-  const colon = text.indexOf(':', start)
-  const nameEnd = colon < 0 || colon > end ? end : colon
-  const name = text.slice(start, nameEnd)
-  if (DIRECTIONS.has(name)) {
-    const d = name as SdpStream['direction']
-    if (media === undefined) sdp.sessionDirection ??= d
-    else media.direction ??= d
-  } else if (name === 'ice-ufrag' || name === 'candidate') {
-    sdp.ice = true
-  } else if (media !== undefined && name === 'rtcp-mux') {
-    media.rtcpMux = true
-  } else if (media !== undefined && name === 'rtcp' && nameEnd < end && media.rtcpPort === undefined) {
-    const t = tokens(text, nameEnd + 1, end, 4)
-    media.rtcpPort = t[0]
-    media.rtcpAddr = t[3] === undefined ? undefined : { ...t[3], addrType: t[2].value.toUpperCase() }
+  let nameEnd = start
+  while (nameEnd < end && text.charCodeAt(nameEnd) !== 0x3a) nameEnd++
+  // Most a= lines (rtpmap, fmtp, ptime) are none of these: told apart by length before any compare.
+  switch (nameEnd - start) {
+    case 8:
+    case 9:
+      for (let k = 0; k < DIRECTIONS.length; k++) {
+        const d = DIRECTIONS[k]
+        if (!isName(text, start, nameEnd, d)) continue
+        if (media === undefined) sdp.sessionDirection ??= d
+        else media.direction ??= d
+        return
+      }
+      if (isName(text, start, nameEnd, 'ice-ufrag') || isName(text, start, nameEnd, 'candidate')) sdp.ice = true
+      else if (media !== undefined && isName(text, start, nameEnd, 'rtcp-mux')) media.rtcpMux = true
+      return
+    case 4:
+      if (media !== undefined && nameEnd < end && media.rtcpPort === undefined && text.startsWith('rtcp', start)) {
+        const t = tokens(text, nameEnd + 1, end, 4)
+        media.rtcpPort = t[0]
+        media.rtcpAddr = t[3] === undefined ? undefined : { ...t[3], addrType: t[2].value.toUpperCase() }
+      }
   }
 }
 

@@ -38,6 +38,24 @@ export function canonicalHeaderName (name: string): string {
 
 const seenNames = new Map<string, string>()
 
+/** Names as phones and proxies write them, by length: matched in place, without a slice or a hash. */
+const AS_WRITTEN: ReadonlyArray<ReadonlyArray<readonly [string, string]>> = (() => {
+  const names = ['Via', 'From', 'To', 'Call-ID', 'CSeq', 'Contact', 'Content-Type', 'Content-Length', 'Max-Forwards',
+    'User-Agent', 'Allow', 'Supported', 'Record-Route', 'Route', 'Expires', 'Server', 'Allow-Events', 'Session-Expires',
+    'Min-SE', 'Require', 'Accept', 'Authorization', 'Proxy-Authorization', 'WWW-Authenticate', 'Event', 'Date', 'Reason',
+    'P-Asserted-Identity', 'Privacy', 'RSeq', 'RAck', 'v', 'f', 't', 'i', 'm', 'l', 'c', 'k']
+  const byLength: Array<Array<readonly [string, string]>> = []
+  for (const n of names) (byLength[n.length] ??= []).push([n, canonicalHeaderName(n)])
+  return byLength
+})()
+
+/** canonicalHeaderName of text[start,end), for names written the usual way without allocating. */
+export function canonicalHeaderNameAt (text: string, start: number, end: number): string {
+  const candidates = AS_WRITTEN[end - start]
+  if (candidates !== undefined) for (const [written, canonical] of candidates) if (text.startsWith(written, start)) return canonical
+  return canonicalHeaderName(text.slice(start, end))
+}
+
 // Only these headers are comma-separated lists. Others (auth challenges, Date, User-Agent...)
 // contain commas that are not separators, so splitting them would corrupt their values.
 const LIST_HEADERS = new Set([

@@ -2,7 +2,7 @@
 // the header lines are indexed once, and everything else (Via, Contact, tags) is parsed lazily
 // from those offsets. Nothing here re-serializes: edits go through ByteEditor.
 import { parseNameAddr, type NameAddr } from './address.js'
-import { canonicalHeaderName, isListHeader } from './headers.js'
+import { canonicalHeaderName, canonicalHeaderNameAt, isListHeader } from './headers.js'
 import { type Range, HT, SP, paramValue, skipLws, splitList, trimEnd } from './text.js'
 import { type Via, parseVia } from './via.js'
 
@@ -143,15 +143,14 @@ export class SipMessage {
         const colon = text.indexOf(':', pos)
         if (colon < 0 || colon > contentEnd) throw new NotSip('header line without colon')
         const nameEnd = trimEnd(text, pos, colon)
-        const rawName = text.slice(pos, nameEnd)
-        for (let k = 0; k < rawName.length; k++) {
-          const c = rawName.charCodeAt(k)
+        for (let k = pos; k < nameEnd; k++) {
+          const c = text.charCodeAt(k)
           if (c >= 128 || TOKEN[c] !== 1) throw new NotSip('bad header name')
         }
-        if (rawName.length === 0) throw new NotSip('empty header name')
+        if (nameEnd === pos) throw new NotSip('empty header name')
         const valueStart = skipLws(text, colon + 1, contentEnd)
         this.fields.push({
-          name: canonicalHeaderName(rawName), valueStart,
+          name: canonicalHeaderNameAt(text, pos, nameEnd), valueStart,
           valueEnd: trimEnd(text, valueStart, contentEnd), lineEnd: nl + 1
         })
       }
@@ -185,9 +184,22 @@ export class SipMessage {
     return out
   }
 
+  /** valueRanges(name)[0] without splitting the header's other lines (the top Via of many). */
+  firstValueRange (name: string): Range | undefined {
+    const canonical = canonicalHeaderName(name)
+    const list = isListHeader(canonical)
+    for (const f of this.fields) {
+      if (f.name !== canonical) continue
+      if (!list) return { start: f.valueStart, end: f.valueEnd }
+      const first = splitList(this.text, f.valueStart, f.valueEnd)[0]
+      if (first !== undefined) return first
+    }
+    return undefined
+  }
+
   /** First value of a header (long or compact name), folding collapsed to one space. */
   header (name: string): string | undefined {
-    const r = this.valueRanges(name)[0]
+    const r = this.firstValueRange(name)
     return r === undefined ? undefined : this.valueText(r)
   }
 
@@ -202,7 +214,7 @@ export class SipMessage {
   get toTag (): string | undefined { return this.tagOf('to') }
 
   private tagOf (name: string): string | undefined {
-    const r = this.valueRanges(name)[0]
+    const r = this.firstValueRange(name)
     if (r === undefined) return undefined
     const a = parseNameAddr(this.text, r)
     const tag = a === undefined ? undefined : paramValue(a.params, 'tag')
@@ -213,7 +225,7 @@ export class SipMessage {
   get to (): NameAddr | undefined { return this.nameAddrOf('to') }
 
   private nameAddrOf (name: string): NameAddr | undefined {
-    const r = this.valueRanges(name)[0]
+    const r = this.firstValueRange(name)
     return r === undefined ? undefined : parseNameAddr(this.text, r)
   }
 
@@ -267,7 +279,7 @@ export class SipMessage {
 
   get topVia (): Via | undefined {
     if (this.cachedVia === null) {
-      const r = this.valueRanges('via')[0]
+      const r = this.firstValueRange('via')
       this.cachedVia = r === undefined ? undefined : parseVia(this.text, r)
     }
     return this.cachedVia
