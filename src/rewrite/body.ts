@@ -21,14 +21,23 @@ export function sdpSummaryOf (msg: SipMessage): SdpSummary | undefined {
   return body === undefined ? undefined : summarizeSdp(body.sdp)
 }
 
+const SDP_TYPE = 'application/sdp'
+
+/** Whether a Content-Type value text[start,end) is application/sdp (any case, parameters ignored). */
+function isSdpType (text: string, start: number, end: number): boolean {
+  // The value as nearly everyone writes it, compared in place; anything else the long way.
+  if (end - start === SDP_TYPE.length && text.startsWith(SDP_TYPE, start)) return true
+  const type = text.slice(start, end)
+  const semi = type.indexOf(';')
+  return (semi < 0 ? type : type.slice(0, semi)).trim().toLowerCase() === SDP_TYPE
+}
+
 function locateSdpIn (msg: SipMessage, note: (detail: string) => void): LocatedSdp | undefined {
   const framing = msg.framing
   if (!framing.ok || framing.bodyEnd === msg.bodyStart) return undefined
   const typeField = msg.firstField('content-type')
-  const type = typeField === undefined ? undefined : msg.text.slice(typeField.valueStart, typeField.valueEnd)
-  if (type !== undefined) {
-    const semi = type.indexOf(';')
-    if ((semi < 0 ? type : type.slice(0, semi)).trim().toLowerCase() !== 'application/sdp') return undefined
+  if (typeField !== undefined) {
+    if (!isSdpType(msg.text, typeField.valueStart, typeField.valueEnd)) return undefined
   } else if (!msg.text.startsWith('v=', msg.bodyStart)) return undefined
   const end = framing.bodyEnd
   if (end < msg.raw.length) note(`${msg.raw.length - end} bytes past Content-Length kept as written`)

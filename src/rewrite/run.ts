@@ -22,7 +22,7 @@ export class RewriteRun {
   private readonly notes: string[] = []
   private leftAlone: LeftAloneReason | undefined
   private readonly asked: Array<Endpoint & { publicPort: number | null }> = []
-  private readonly otherInsideSeen = new Set<string>()
+  private otherInsideSeen: Set<string> | undefined
 
   constructor (msg: SipMessage, ctx: RewriteContext) {
     this.msg = msg
@@ -51,6 +51,7 @@ export class RewriteRun {
     // bracketed host or an IP6 SDP address stays as written even when it is inside.
     if (ip === '0.0.0.0' || ip.includes(':') || !this.ctx.isInside(ip)) return 'public'
     if (ip === this.ctx.phone.ip || this.ctx.trustedProxy === true) return 'map'
+    this.otherInsideSeen ??= new Set()
     if (!this.otherInsideSeen.has(ip)) {
       this.otherInsideSeen.add(ip)
       this.note(`${ip} is another inside host than the sender ${this.ctx.phone.ip}; left as written`)
@@ -58,7 +59,7 @@ export class RewriteRun {
     return 'other-inside'
   }
 
-  get namedOtherInsideHost (): boolean { return this.otherInsideSeen.size > 0 }
+  get namedOtherInsideHost (): boolean { return this.otherInsideSeen !== undefined }
 
   /** Public signalling port for a private endpoint, asked once per endpoint per message. */
   publicPortFor (priv: Endpoint): number | null {
@@ -79,7 +80,12 @@ export class RewriteRun {
       this.note(`${field}: overlapping edit skipped`)
       return false
     }
-    this.changes.push({ field, before, after, at: start })
+    // In message order as they come (see ByteEditor.replace), equal positions in the order made.
+    let i = this.changes.length
+    while (i > 0 && this.changes[i - 1].at > start) i--
+    const change = { field, before, after, at: start }
+    if (i === this.changes.length) this.changes.push(change)
+    else this.changes.splice(i, 0, change)
     return true
   }
 
@@ -99,7 +105,7 @@ export class RewriteRun {
       if (this.namedOtherInsideHost) leftAlone = 'refused'
       else leftAlone = direction === 'outbound' ? 'already-public' : 'no-private-address'
     }
-    const changes = this.changes.sort((a, b) => a.at - b.at).map(c => ({ field: c.field, before: c.before, after: c.after }))
+    const changes = this.changes.map(c => ({ field: c.field, before: c.before, after: c.after }))
     const result: RewriteResult = { bytes, changed, changes, media: this.media }
     if (leftAlone !== undefined) result.leftAlone = leftAlone
     if (this.notes.length > 0) result.detail = this.notes.join('; ')

@@ -45,20 +45,32 @@ export interface ParsedSdp {
 
 const DIRECTIONS: ReadonlyArray<NonNullable<SdpStream['direction']>> = ['sendrecv', 'sendonly', 'recvonly', 'inactive']
 
+const isBlank = (c: number): boolean => c === 0x20 || c === 0x09
+
 /** Space-separated tokens of text[start,end), at most `max` of them. */
 function tokens (text: string, start: number, end: number, max: number): SdpToken[] {
   const out: SdpToken[] = []
   let i = start
   while (i < end && out.length < max) {
-    while (i < end && (text.charCodeAt(i) === 0x20 || text.charCodeAt(i) === 0x09)) i++
+    while (i < end && isBlank(text.charCodeAt(i))) i++
     const s = i
-    while (i < end && text.charCodeAt(i) !== 0x20 && text.charCodeAt(i) !== 0x09) i++
+    while (i < end && !isBlank(text.charCodeAt(i))) i++
     if (i > s) out.push({ value: text.slice(s, i), start: s, end: i })
   }
   return out
 }
 
-const isBlank = (c: number): boolean => c === 0x20 || c === 0x09
+/** The n-th (0-based) space-separated token of text[start,end), the ones before it skipped unread. */
+function nthToken (text: string, start: number, end: number, n: number): SdpToken | undefined {
+  let i = start
+  for (let k = 0; ; k++) {
+    while (i < end && isBlank(text.charCodeAt(i))) i++
+    if (i >= end) return undefined
+    const s = i
+    while (i < end && !isBlank(text.charCodeAt(i))) i++
+    if (k === n) return { value: text.slice(s, i), start: s, end: i }
+  }
+}
 
 /** c= "IN IP4 addr[/ttl[/n]]" or "IN IP6 addr[/n]": the address token without the multicast suffix. */
 function connectionAddress (text: string, start: number, end: number): SdpAddress | undefined {
@@ -101,7 +113,7 @@ export function parseSdp (text: string, start: number, end: number): ParsedSdp {
       const v = pos + 2
       switch (type) {
         case 0x6f: // o=
-          if (current === undefined) sdp.origin = tokens(text, v, lineEnd, 6)[5]
+          if (current === undefined) sdp.origin = nthToken(text, v, lineEnd, 5)
           break
         case 0x63: { // c=
           const addr = connectionAddress(text, v, lineEnd)
@@ -124,7 +136,7 @@ export function parseSdp (text: string, start: number, end: number): ParsedSdp {
             port: parsePort(portToken.value),
             portCount: Number.isInteger(count) && count > 0 && count <= 65535 ? count : 1,
             proto: t[2]?.value ?? '',
-            payloadTypes: t.slice(3).filter(f => /^\d{1,3}$/.test(f.value) && Number(f.value) <= 127).map(f => Number(f.value)),
+            payloadTypes: payloadTypes(t),
             conn: undefined,
             rtcpPort: undefined,
             rtcpAddr: undefined,
@@ -150,6 +162,17 @@ export function parseSdp (text: string, start: number, end: number): ParsedSdp {
 /** Whether the attribute name at text[start,end) is `name` (compared in place: no slice per a= line). */
 const isName = (text: string, start: number, end: number, name: string): boolean =>
   end - start === name.length && text.startsWith(name, start)
+
+/** The m= format tokens after proto that are RTP payload types (numbers 0..127). */
+function payloadTypes (t: SdpToken[]): number[] {
+  const out: number[] = []
+  for (let k = 3; k < t.length; k++) {
+    const v = t[k].value
+    const n = v.length <= 3 ? parsePort(v) : null
+    if (n !== null && n <= 127) out.push(n)
+  }
+  return out
+}
 
 function parseAttribute (text: string, start: number, end: number, sdp: ParsedSdp, media: SdpMedia | undefined): void {
   let nameEnd = start

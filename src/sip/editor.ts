@@ -24,7 +24,13 @@ export class ByteEditor {
       const bothNonEmpty = e.end > e.start && end > start
       if (bothNonEmpty ? start < e.end && e.start < end : (start > e.start && start < e.end) || (e.start > start && e.start < end)) return false
     }
-    this.edits.push({ start, end, text, seq: this.edits.length })
+    // Kept in position order as they come (a handful per message, mostly appended), so serialize
+    // needs no sort and no sort's scratch arrays.
+    const edit = { start, end, text, seq: this.edits.length }
+    let i = this.edits.length
+    while (i > 0 && byPosition(this.edits[i - 1], edit) > 0) i--
+    if (i === this.edits.length) this.edits.push(edit)
+    else this.edits.splice(i, 0, edit)
     return true
   }
 
@@ -38,7 +44,7 @@ export class ByteEditor {
   /** @param text the raw bytes as latin1, when the caller already has them (saves a decode). */
   serialize (text?: string): Buffer {
     if (this.edits.length === 0) return this.raw
-    const edits = this.edits.length === 1 ? this.edits : this.edits.slice().sort(byPosition)
+    const edits = this.edits
     const source = text ?? this.raw.toString('latin1')
     // One string built from slices and one native encode beat a Buffer.copy/write per edit.
     let out = ''
