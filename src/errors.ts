@@ -54,9 +54,9 @@ export const catalogue = {
   E302_STATE_CORRUPT: entry(0, d =>
     `state file ${d.path} cannot be used (${d.why}); starting without the saved calls (moved to ${d.movedTo}); calls in progress keep their kernel mappings until they expire; if it happens again, report it with that file`),
   E303_TABLE_HEALED: entry(0, d =>
-    `nft table ip ${d.table} was ${d.what} by someone else (a firewall reload?); re-created it with ${d.elements} mappings of live calls and registrations; to avoid the gap, add sipalg's rules to your firewall config (README "Firewall reloads")`),
+    `nft table ${d.family} ${d.table} was ${d.what} by someone else (a firewall reload?); re-created it with ${d.elements} mappings of live calls and registrations; to avoid the gap, add sipalg's rules to your firewall config (README "Firewall reloads")`),
   E304_QUEUE_RULES_HEALED: entry(0, d =>
-    `sipalg's queue rules (iptables chain SIPALG and its jump from FORWARD) were ${d.what}; re-installed them. Add them to your firewall's own config (README "Firewall reloads") so a reload keeps them`),
+    `sipalg's queue rules (${d.family === 'ip6' ? 'ip6tables' : 'iptables'} chain SIPALG and its jump from FORWARD) were ${d.what}; re-installed them. Add them to your firewall's own config (README "Firewall reloads") so a reload keeps them`),
   E305_HEAL_FAILED: entry(0, d => `could not put back ${d.what}: ${d.why}; SIP may pass unrewritten until it works; sipalg retries every second`),
   E306_RELOAD_FAILED: entry(0, d => `config reload failed (${d.why}); keeping the running config; fix the file and send SIGHUP again`),
   E307_INTERNAL: entry(70, d =>

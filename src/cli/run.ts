@@ -14,7 +14,7 @@ import { loadConfigFile } from './config-file.js'
 import { SipalgError, shortCode } from '../errors.js'
 import { createLogger, logCoded } from '../log.js'
 import { applyOps, type KernelMaps, type MapName, type MapOp } from '../media/mappings.js'
-import { createTable, createTable6, tableScript, DEFAULT_MARK } from '../netfilter/table.js'
+import { createTable, createTable6, table6Script, tableScript, DEFAULT_MARK } from '../netfilter/table.js'
 import { RulesetWatch, replayOps } from '../netfilter/watch.js'
 import { preflight } from './preflight.js'
 import { parsePortRange } from '../validate.js'
@@ -234,8 +234,10 @@ export async function runDaemon (argv: string[]): Promise<number> {
     table: cfg.table,
     queue: cfg.queue,
     script: tableScript(tableSpec),
-    createTable: () => { createTable(tableSpec); if (ipv6) createTable6(tableSpec); tcp?.reinstall() },
+    createTable: () => { createTable(tableSpec); tcp?.reinstall() },
     rules: t => nft.rules(t),
+    // Listed over the ip6 socket: `table ip6 <table>` and ip6tables-nft's `ip6 filter`.
+    ipv6: nft6 === undefined ? undefined : { script: table6Script(tableSpec), createTable: () => { createTable6(tableSpec) }, rules: t => nft6.rules(t) },
     kernel,
     entries: () => alg.maps.all(),
     log,

@@ -82,7 +82,7 @@ export interface NativeAddon {
   nftList (h: Handle, map: string): NativeSetElem[]
   nftClose (h: Handle): void
   nftStats (h: Handle): { batches: number, ops: number, errors: number }
-  /** Every rule of `table ip <table>` (any table, not only the handle's): chain and netlink payload. */
+  /** Every rule of `table <family> <table>` in the handle's family (ip, or ip6 when opened with 6; any table, not only the handle's): chain and netlink payload. */
   nftRules (h: Handle, table: string): NativeRule[]
   /** [reply 0|1, src, dst, sport, dport] per entry; returns how many existed and were deleted. */
   ctDeleteMany (tuples: Uint32Array): number

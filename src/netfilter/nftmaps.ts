@@ -143,8 +143,9 @@ export class NftMaps {
   }
 
   /**
-   * The rules of any `table ip <table>` on this socket (one netlink dump, ~20 µs for a handful):
-   * how src/netfilter/watch.ts sees, without running nft, that a table or chain was flushed.
+   * The rules of any `table ip <table>` on this socket (`table ip6 <table>` on one opened with
+   * family 6, e.g. ip6tables-nft's `filter`; one netlink dump, ~20 µs for a handful): how
+   * src/netfilter/watch.ts sees, without running nft, that a table or chain was flushed.
    * An absent table lists no rules.
    */
   rules (table: string): NativeRule[] {

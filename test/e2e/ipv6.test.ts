@@ -1,7 +1,8 @@
 // IPv6 phones behind a gateway whose ip6 FORWARD policy is DROP (only established/related and the
 // SIP port pass by the operator's own rules): sipalg in firewall mode opens exactly the negotiated
 // media, only from the far end's SDP address, and nothing stays open after the BYE. IPv6 is never
-// rewritten. Then one IPv4 NAT call and one IPv6 call at once through the same daemon.
+// rewritten. A reload of the IPv6 firewall alone mid-call (table ip6 sipalg and the ip6tables jump
+// gone) is repaired. Then one IPv4 NAT call and one IPv6 call at once through the same daemon.
 
 import t from 'tap'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -101,6 +102,43 @@ t.test('IPv6 firewall gateway', async t => {
     t.equal(await udpFlows6(lab, 16100), '', 'no conntrack entry left')
     const status = await alg.status()
     t.ok((status.counters.ipv6_messages_outbound ?? 0) > 0, 'status counts IPv6 SIP')
+  })
+
+  await t.test('a reload of the IPv6 firewall alone mid-call: table ip6 and the ip6tables jump come back, the rest of the call has audio', async t => {
+    const logFrom = alg.log().length
+    const pinholes = [`${ADDR6.b} . ${ADDR6.a} . 16300`, `${ADDR6.b} . ${ADDR6.a} . 16301`]
+    const present = async (): Promise<string[]> => await set6(lab, 'pinhole6').catch(() => [])
+    const jumped = async (): Promise<boolean> => (await lab.sh('gw', 'ip6tables', ['-S', 'FORWARD'])).includes('--comment sipalg -j SIPALG')
+    let back: string[] = []
+    let jumpBack = false
+    let after = { atA: 0, atB: 0 }
+    const r = await call6(lab, 'a', ADDR6.a, 16300, 'b', ADDR6.b, 26300, async () => {
+      for (let i = 0; i < 30 && (await present()).length < 2; i++) await sleep(100)
+      // Both at once, as one reload of the IPv6 firewall would; the IPv4 table and iptables stay.
+      await lab.sh('gw', 'sh', ['-c', 'nft delete table ip6 sipalg && ip6tables -w -D FORWARD -m comment --comment sipalg -j SIPALG'])
+      for (let i = 0; i < 30 && (back.length < 2 || !jumpBack); i++) { await sleep(100); back = await present(); jumpBack = await jumped() }
+      // The call's media flows forgotten: from now on its audio passes only as new flows, through
+      // the replayed pinhole6/media6 elements and the restored jump to SIPALG's ct-mark accept.
+      for (const dir of ['--dport', '--sport']) await lab.exec('gw', 'conntrack', ['-D', '-f', 'ipv6', '-p', 'udp', dir, '16300'], { timeoutMs: 5000 })
+      const capA = tcpdump(lab, 'a', `udp and src host ${ADDR6.b} and dst port 16300`)
+      const capB = tcpdump(lab, 'b', `udp and src host ${ADDR6.a} and dst port 26300`)
+      await Promise.all([capA.ready, capB.ready])
+      await sleep(500)
+      const lines = async (c: ReturnType<typeof tcpdump>): Promise<number> => (await c.stop()).filter(l => l.includes(' > ')).length
+      after = { atA: await lines(capA), atB: await lines(capB) }
+    }, 5000)
+    t.same(back.sort(), pinholes, 'the live pinholes are back in the re-created table ip6')
+    t.ok(jumpBack, 'the jump to SIPALG is back in ip6tables\' FORWARD')
+    t.ok(r.caller.ok && r.callee.ok, `call completes (${r.caller.error ?? ''} ${r.callee.error ?? ''})`)
+    t.ok(after.atA > 5 && after.atB > 5, `audio both ways after the repair, as new flows (${after.atA} at A, ${after.atB} at B)`)
+    for (let i = 0; i < 20 && (await present()).length > 0; i++) await sleep(100)
+    t.same(await set6(lab, 'pinhole6'), [], 'the BYE was queued to sipalg again: pinholes removed (from a table that is there)')
+    const log = alg.log().slice(logFrom)
+    t.match(log, /"code":"E303","family":"ip6"[^\n]*E303: nft table ip6 sipalg was deleted by someone else/, 'E303 says table ip6')
+    t.match(log, /"code":"E304","family":"ip6"[^\n]*\(ip6tables chain SIPALG[^\n]*unhooked from FORWARD/, 'E304 says ip6tables')
+    t.notMatch(log, /"family":"ip"[,}]/, 'nothing of IPv4 was repaired')
+    const status = await alg.status() as unknown as { ruleset: { tableHeals: number, queueRuleHeals: number } }
+    t.match(status.ruleset, { tableHeals: 1, queueRuleHeals: 1 }, 'counted in status')
   })
 
   await t.test('a sipalg killed mid-call: the next one adopts the IPv6 pinholes and removes them at BYE', async t => {
