@@ -57,7 +57,7 @@ export const catalogue = {
     `nft table ${d.family} ${d.table} was ${d.what} by someone else (a firewall reload?); re-created it with ${d.elements} mappings of live calls and registrations; to avoid the gap, add sipalg's rules to your firewall config (README "Firewall reloads")`),
   E304_QUEUE_RULES_HEALED: entry(0, d =>
     `sipalg's queue rules (${d.family === 'ip6' ? 'ip6tables' : 'iptables'} chain SIPALG and its jump from FORWARD) were ${d.what}; re-installed them. Add them to your firewall's own config (README "Firewall reloads") so a reload keeps them`),
-  E305_HEAL_FAILED: entry(0, d => `could not put back ${d.what}: ${d.why}; SIP may pass unrewritten until it works; sipalg retries every second`),
+  E305_HEAL_FAILED: entry(0, d => `could not put back ${d.what}: ${d.why}; SIP may pass unrewritten until it works; sipalg retries every 250 ms`),
   E306_RELOAD_FAILED: entry(0, d => `config reload failed (${d.why}); keeping the running config; fix the file and send SIGHUP again`),
   E307_INTERNAL: entry(70, d =>
     `internal error (${d.why}); this is a sipalg bug: report it with this line and "sipalg doctor" output (SIPALG_DEBUG=1 prints the stack)`),
