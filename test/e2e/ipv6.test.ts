@@ -5,7 +5,7 @@
 // gone) is repaired. Then one IPv4 NAT call and one IPv6 call at once through the same daemon.
 
 import t from 'tap'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { ADDR6, Lab, type Role } from '../lab/lab.js'
@@ -149,6 +149,11 @@ t.test('IPv6 firewall gateway', async t => {
     let second: Sipalg | undefined
     const r = await call6(lab, 'a', ADDR6.a, 16200, 'b', ADDR6.b, 26200, async () => {
       for (let i = 0; i < 30 && (await set6(lab, 'pinhole6')).length === 0; i++) await sleep(100)
+      // The state is saved within a second of a change: a sipalg killed before that hands nothing on
+      // (CI once killed it 0.2 s after the answer). Wait until the file holds the answered call.
+      const saved = (): boolean => existsSync(state) && readFileSync(state, 'utf8').includes('"confirmed"')
+      for (let i = 0; i < 50 && !saved(); i++) await sleep(100)
+      t.ok(saved(), 'the state file held the answered call before the kill')
       await first.stop('SIGKILL')
       second = await startSipalg(lab, { args: ['--firewall', '--inside', ADDR6.insideNet, '--state-file', state] })
       t.same((await set6(lab, 'pinhole6')).length, 2, 'the pinholes outlived the killed sipalg')
