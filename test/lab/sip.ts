@@ -129,7 +129,7 @@ export interface Capture {
 
 /** tcpdump on `role`'s eth0, one direction (default inbound), with a filter: its output lines once stopped. */
 export function tcpdump (lab: Lab, role: Exclude<Role, 'gw'>, filter: string,
-  opts: { direction?: 'in' | 'out', extraArgs?: string[] } = {}): { ready: Promise<void>, stop: () => Promise<string[]> } {
+  opts: { direction?: 'in' | 'out', extraArgs?: string[] } = {}): { ready: Promise<void>, lines: () => string[], stop: () => Promise<string[]> } {
   const p: ChildProcess = lab.spawn(role, 'tcpdump', ['-i', 'eth0', '-nn', '-l', '-q', ...(opts.extraArgs ?? []), '-Q', opts.direction ?? 'in', filter])
   let out = ''
   let err = ''
@@ -145,6 +145,8 @@ export function tcpdump (lab: Lab, role: Exclude<Role, 'gw'>, filter: string,
   ready.catch(() => { /* reported by whoever awaits it */ })
   return {
     ready,
+    /** What it printed so far (tcpdump -l writes a line per packet as it sees it). */
+    lines: () => out.split('\n').filter(l => l !== ''),
     stop: async () => {
       await lab.stop(p, 'SIGINT', 3000)
       return out.split('\n')
