@@ -11,6 +11,7 @@ const SIZES = (process.env.NFT_SIZES ?? '10 1000 10000').split(/\s+/).map(Number
 const ITER = Number(process.env.NFT_ITER ?? 400)
 const PROC_ITER = Number(process.env.NFT_PROC_ITER ?? 10)
 const INTERACTIVE_ITER = Number(process.env.NFT_I_ITER ?? 100)
+const PACED_ITER = Number(process.env.NFT_PACED_ITER ?? 100)
 
 function nft (input: string): void {
   const r = spawnSync('nft', ['-f', '-'], { input, encoding: 'utf8' })
@@ -110,6 +111,26 @@ async function main (): Promise<void> {
       ])
       del.push(us(t0))
     }
+    // The same batches one every 10 ms, the process idle in between, as a gateway at 100 calls/s
+    // issues them: what an idle gap costs the kernel's commit (warm back-to-back figures above).
+    const iadd: number[] = []; const idel: number[] = []
+    for (let i = 0; i < PACED_ITER; i++) {
+      const a = ip(i + 1, 173); const f = ip(i + 1, 193)
+      await new Promise(resolve => setTimeout(resolve, 10))
+      let t0 = process.hrtime.bigint()
+      maps.apply([
+        { op: 'add', map: 'src_nat', key: addrPortKey(a, 4000), data: portKey(20000 + (i % 40000)), timeoutMs: 60_000 },
+        { op: 'add', map: 'peer_dnat', key: addrPortKey(f, 7000), data: addrPortKey(a, 4000), timeoutMs: 60_000 }
+      ])
+      iadd.push(us(t0))
+      await new Promise(resolve => setTimeout(resolve, 10))
+      t0 = process.hrtime.bigint()
+      maps.apply([
+        { op: 'delete', map: 'src_nat', key: addrPortKey(a, 4000) },
+        { op: 'delete', map: 'peer_dnat', key: addrPortKey(f, 7000) }
+      ])
+      idel.push(us(t0))
+    }
     maps.close()
     const padd: number[] = []; const pdel: number[] = []
     for (let i = 0; i < PROC_ITER; i++) {
@@ -127,6 +148,7 @@ async function main (): Promise<void> {
       addP50: pct(a, 0.5), addP99: pct(a, 0.99), delP50: pct(d, 0.5), delP99: pct(d, 0.99), ...(way === 'netlink' ? { fillMs: Math.round(fillMs) } : {})
     })
     console.log(row('netlink', add, del))
+    console.log(row('netlink paced', iadd, idel))
     console.log(row('nft -f process', padd, pdel))
     console.log(row('nft -i', ia.add, ia.del))
   }
