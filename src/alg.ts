@@ -226,6 +226,10 @@ export class Alg {
     if (this.onMessage !== undefined) {
       try { this.traceMessage(opsBefore, msg, leg, result) } catch { /* trace only */ }
     }
+    if (this.onSip !== undefined) {
+      // Nothing translated: the "public" end is the phone itself (src/hep/legs.ts sends it once).
+      try { this.onSip({ direction, callId: msg.callId, phone, public: phone, far, arrived: msg.raw, left: msg.raw }) } catch { /* export only */ }
+    }
     this.counters.inc('passed')
   }
 

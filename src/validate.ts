@@ -3,6 +3,7 @@
 // wraps that into its own catalogue entry (E101 for a flag, E103 for a config key).
 
 import { ipv4ToNumber, parseCidr } from './rewrite/cidr.js'
+import { canonicalIpv6 } from './ip6.js'
 
 export type Checked<T> = { ok: true, value: T } | { ok: false, why: string, example: string }
 
@@ -105,15 +106,20 @@ export function markMask (text: string): Checked<string> {
 }
 
 /**
- * A HEP collector: udp://HOST:PORT with an IPv4 address or a host name (HEP over TCP or TLS is not
+ * A HEP collector: udp://HOST:PORT with an IPv4 address, a host name or a [bracketed IPv6] one (HEP over TCP or TLS is not
  * sent: a UDP datagram per message is what keeps a dead collector from costing anything).
  */
 export function hepUrl (text: string): Checked<{ host: string, port: number }> {
   const example = 'udp://127.0.0.1:9060'
-  const m = /^udp:\/\/([A-Za-z0-9.-]{1,253}):(\d{1,5})$/.exec(text.trim())
+  const m = /^udp:\/\/(?:([A-Za-z0-9.-]{1,253})|\[([0-9A-Fa-f:.]{2,45})\]):(\d{1,5})$/.exec(text.trim())
   if (m === null) return bad('not udp://HOST:PORT', example)
-  const p = port(m[2])
+  const p = port(m[3])
   if (!p.ok) return bad('has no UDP port 1-65535', example)
+  if (m[2] !== undefined) {
+    // A collector reached over IPv6: udp://[2001:db8::5]:9060, the literal in brackets as in a URL.
+    const v6 = canonicalIpv6(m[2])
+    return v6 === null ? bad('has no valid IPv6 address in its brackets', example) : good({ host: v6, port: p.value })
+  }
   if (/^[\d.]+$/.test(m[1]) && !isIpv4(m[1])) return bad('has no valid IPv4 address', example)
   return good({ host: m[1], port: p.value })
 }

@@ -9,6 +9,7 @@ import { buildConfig } from '../src/config.js'
 import { buildUdp, buildUdp6 } from '../src/netfilter/packet.js'
 import { ipv6Bytes } from '../src/ip6.js'
 import type { MapOp } from '../src/media/mappings.js'
+import { hopLegs, type SipHop } from '../src/hep/legs.js'
 
 const A = '2001:db8:1::23'; const B = '2001:db8:2::9'; const C = '2001:db8:2::10'
 const A4 = '10.0.1.23'; const B4 = '203.0.113.9'; const PUB = '203.0.113.1'
@@ -202,4 +203,22 @@ t.test('sipalg trace shows IPv6 messages with bracketed endpoints and the pinhol
   t.equal(events.length, 2)
   t.match(JSON.stringify(events[0]), `[${A}]:5060`)
   t.match(JSON.stringify(events[1]), 'pinhole6')
+})
+
+t.test('HEP: an IPv6 message is reported once, as written, phone and far end by their own addresses', async t => {
+  const { alg } = makeAlg()
+  const hops: SipHop[] = []
+  alg.onSip = hop => { hops.push(hop) }
+  const text = invite(A, B, sdp6(A, 16000), 'hep6')
+  send(alg, A, B, text)
+  t.equal(hops.length, 1)
+  t.match(hops[0], { direction: 'outbound', callId: 'hep6', phone: { ip: A, port: 5060 }, public: { ip: A, port: 5060 }, far: { ip: B, port: 5060 } })
+  t.equal(hops[0].arrived.toString('latin1'), text)
+  t.equal(hops[0].left, hops[0].arrived, 'nothing translated: the same bytes')
+  t.equal(hopLegs(hops[0], 1, { captureId: 1 }).length, 1, 'which the exporter sends once')
+  send(alg, B, A, ok200(A, B, 'hep6', 1, 'INVITE', sdp6(B, 26000)))
+  t.match(hops[1], { direction: 'inbound', phone: { ip: A }, far: { ip: B } })
+  alg.onSip = () => { throw new Error('collector code failing') }
+  t.equal(send(alg, A, B, request('BYE', A, B, 'hep6', 2)).action, 'accept', 'a failing listener never costs the message')
+  t.equal(alg.counters.snapshot().internal_errors ?? 0, 0)
 })

@@ -8,6 +8,7 @@
 // receiver that reads by position never mistakes it for the payload.
 
 import { ipv4ToNumber } from '../rewrite/cidr.js'
+import { ipv6Bytes, looksIpv6 } from '../ip6.js'
 
 /** Chunk types of HEP3 (vendor 0, the generic chunks). */
 export const CHUNK = {
@@ -15,6 +16,8 @@ export const CHUNK = {
   IP_PROTOCOL: 0x0002,
   IPV4_SRC: 0x0003,
   IPV4_DST: 0x0004,
+  IPV6_SRC: 0x0005,
+  IPV6_DST: 0x0006,
   SRC_PORT: 0x0007,
   DST_PORT: 0x0008,
   TIME_SEC: 0x0009,
@@ -27,6 +30,7 @@ export const CHUNK = {
 } as const
 
 const AF_INET = 2
+const AF_INET6 = 10
 const IPPROTO_UDP = 17
 const PROTOCOL_SIP = 1
 const CHUNK_HEAD = 6
@@ -67,17 +71,33 @@ function ipv4 (type: number, ip: string): Buffer {
   return u32(type, n)
 }
 
+function ipv6 (type: number, ip: string): Buffer {
+  const b = ipv6Bytes(ip)
+  if (b === null) throw new RangeError(`HEP: not an IPv6 address: ${ip}`)
+  return chunk(type, b)
+}
+
+/** The family chunk's value and the two address chunks: both ends of one family. */
+function addresses (m: HepMessage): { family: number, src: Buffer, dst: Buffer } {
+  const v6 = looksIpv6(m.src.ip)
+  if (v6 !== looksIpv6(m.dst.ip)) throw new RangeError(`HEP: ${m.src.ip} and ${m.dst.ip} are of two address families`)
+  return v6
+    ? { family: AF_INET6, src: ipv6(CHUNK.IPV6_SRC, m.src.ip), dst: ipv6(CHUNK.IPV6_DST, m.dst.ip) }
+    : { family: AF_INET, src: ipv4(CHUNK.IPV4_SRC, m.src.ip), dst: ipv4(CHUNK.IPV4_DST, m.dst.ip) }
+}
+
 /**
- * The HEP3 packet of one SIP datagram. Throws RangeError for what cannot be encoded (an address
- * that is not IPv4, a port or id out of range, a packet over 64 KiB): the sender counts it as an
+ * The HEP3 packet of one SIP datagram, IPv4 or IPv6. Throws RangeError for what cannot be encoded
+ * (an address that is no IP literal, two families, a port or id out of range, a packet over 64 KiB): the sender counts it as an
  * error and the SIP itself is untouched.
  */
 export function encodeHep3 (m: HepMessage): Buffer {
   for (const p of [m.src.port, m.dst.port]) if (!Number.isInteger(p) || p < 0 || p > 0xffff) throw new RangeError(`HEP: bad port ${p}`)
   if (!Number.isInteger(m.captureId) || m.captureId < 0 || m.captureId > 0xffffffff) throw new RangeError(`HEP: bad capture id ${m.captureId}`)
   const sec = Math.floor(m.timeUs / 1e6)
+  const addr = addresses(m)
   const chunks = [
-    u8(CHUNK.IP_FAMILY, AF_INET),
+    u8(CHUNK.IP_FAMILY, addr.family),
     u8(CHUNK.IP_PROTOCOL, IPPROTO_UDP),
     u16(CHUNK.SRC_PORT, m.src.port),
     u16(CHUNK.DST_PORT, m.dst.port),
@@ -85,8 +105,8 @@ export function encodeHep3 (m: HepMessage): Buffer {
     u32(CHUNK.TIME_USEC, Math.floor(m.timeUs - sec * 1e6)),
     u8(CHUNK.PROTOCOL_TYPE, PROTOCOL_SIP),
     u32(CHUNK.CAPTURE_ID, m.captureId),
-    ipv4(CHUNK.IPV4_SRC, m.src.ip),
-    ipv4(CHUNK.IPV4_DST, m.dst.ip),
+    addr.src,
+    addr.dst,
     ...(m.authKey === undefined ? [] : [chunk(CHUNK.AUTH_KEY, Buffer.from(m.authKey, 'utf8'))]),
     chunk(CHUNK.PAYLOAD, m.payload),
     ...(m.correlationId === undefined ? [] : [chunk(CHUNK.CORRELATION_ID, Buffer.from(m.correlationId, 'latin1'))])

@@ -4,6 +4,7 @@
 //
 //   outbound  arrived  phone (private) → far end       left  public ip:port → far end  (rewritten)
 //   inbound   arrived  far end → public ip:port        left  far end → phone (private) (rewritten)
+//   IPv6      one message, phone ⇄ far end as written (nothing is translated)
 //
 // Pure: a hop in, two HEP messages out.
 
@@ -25,9 +26,18 @@ export interface SipHop {
 
 export interface HepIdentity { captureId: number, authKey?: string }
 
-/** Arrived, then left: the left leg a microsecond later, so collectors keep the order. */
-export function hopLegs (hop: SipHop, timeUs: number, id: HepIdentity): [HepMessage, HepMessage] {
+/**
+ * Arrived, then left: the left leg a microsecond later, so collectors keep the order. A hop nothing
+ * translated (IPv6: no NAT, the message passes as written) is one message: a second, identical one
+ * would show in Homer as a retransmission.
+ */
+export function hopLegs (hop: SipHop, timeUs: number, id: HepIdentity): HepMessage[] {
   const common = { captureId: id.captureId, authKey: id.authKey, correlationId: hop.callId }
+  if (hop.public.ip === hop.phone.ip && hop.public.port === hop.phone.port && hop.left === hop.arrived) {
+    return [hop.direction === 'outbound'
+      ? { ...common, src: hop.phone, dst: hop.far, timeUs, payload: hop.arrived }
+      : { ...common, src: hop.far, dst: hop.phone, timeUs, payload: hop.arrived }]
+  }
   if (hop.direction === 'outbound') {
     return [
       { ...common, src: hop.phone, dst: hop.far, timeUs, payload: hop.arrived },

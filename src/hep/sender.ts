@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks'
 import type { Counters } from '../counters.js'
 import { hepUrl } from '../validate.js'
 import { encodeHep3 } from './encode.js'
+import { looksIpv6 } from '../ip6.js'
 import { hopLegs, type HepIdentity, type SipHop } from './legs.js'
 
 /** Datagrams allowed to wait in the socket before new ones are counted as errors and dropped. */
@@ -54,10 +55,11 @@ export class HepSender {
   }
 
   /** The collector's address, once the socket is connected (for logs and tests). */
-  get target (): string { return `${this.host}:${this.port}` }
+  get target (): string { return looksIpv6(this.host) ? `[${this.host}]:${this.port}` : `${this.host}:${this.port}` }
 
   private connect (): void {
-    const s = createSocket('udp4')
+    // A bracketed collector address (src/validate.ts hepUrl) is kept as the bare IPv6 literal.
+    const s = createSocket(looksIpv6(this.host) ? 'udp6' : 'udp4')
     this.socket = s
     s.unref()
     s.on('error', err => { this.failed(err.message) })

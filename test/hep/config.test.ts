@@ -28,6 +28,10 @@ t.test('the file', async t => {
   t.match(refused(() => buildConfig([{ hep_id: 4294967296 }])).message, 'config key "hep_id"')
   t.match(refused(() => buildConfig([{ hep: 'udp://127.0.0.1:0' }])).message, 'has no UDP port')
   t.match(refused(() => buildConfig([{ hep: 'udp://300.1.2.3:9060' }])).message, 'has no valid IPv4 address')
+  t.equal(buildConfig([{ hep: 'udp://[2001:db8::5]:9060' }]).hep, 'udp://[2001:db8::5]:9060', 'an IPv6 collector, bracketed')
+  t.match(refused(() => buildConfig([{ hep: 'udp://[2001:db8::1::2]:9060' }])).message, 'has no valid IPv6 address in its brackets')
+  t.match(refused(() => buildConfig([{ hep: 'udp://2001:db8::5:9060' }])).message, 'not udp://HOST:PORT')
+  t.same(hepUrl('udp://[2001:DB8:0::5]:9060'), { ok: true, value: { host: '2001:db8::5', port: 9060 } }, 'the socket gets the bare literal')
 })
 
 t.test('the flags', async t => {

@@ -51,7 +51,9 @@ t.test('optional chunks left out when not configured', async t => {
 })
 
 t.test('what cannot be encoded is refused, never written wrong', async t => {
-  t.throws(() => encodeHep3({ ...msg, src: { ip: '2001:db8::1', port: 5060 } }), RangeError)
+  t.throws(() => encodeHep3({ ...msg, src: { ip: '2001:db8::1', port: 5060 } }), /two address families/)
+  t.throws(() => encodeHep3({ ...msg, src: { ip: 'fe80::1%eth0', port: 5060 }, dst: { ip: '2001:db8:2::9', port: 5060 } }), /not an IPv6 address/)
+  t.throws(() => encodeHep3({ ...msg, src: { ip: '10.0.1.256', port: 5060 } }), /not an IPv4 address/)
   t.throws(() => encodeHep3({ ...msg, dst: { ip: '203.0.113.9', port: 70000 } }), RangeError)
   t.throws(() => encodeHep3({ ...msg, captureId: -1 }), RangeError)
   t.throws(() => encodeHep3({ ...msg, payload: Buffer.alloc(65_500) }), /do not fit/)
@@ -70,4 +72,28 @@ t.test('two legs: arrived on one side of the NAT, left on the other', async t =>
   const [ia, il] = hopLegs({ direction: 'inbound', callId: 'c1', phone, public: pub, far, arrived: INVITE, left }, 1000, id)
   t.match(ia, { src: far, dst: pub, payload: INVITE }, 'inbound arrives at the public address')
   t.match(il, { src: far, dst: phone, payload: left, timeUs: 1001 }, 'and leaves to the private phone')
+})
+
+t.test('an IPv6 datagram: family AF_INET6 and the 16-byte address chunks where IPv4 has its own', async t => {
+  const pkt = encodeHep3({ ...msg, src: { ip: '2001:db8:1::23', port: 5060 }, dst: { ip: '2001:DB8:2:0::9', port: 5062 } })
+  const got = chunks(pkt)
+  t.same(got.map(([type]) => type), [CHUNK.IP_FAMILY, CHUNK.IP_PROTOCOL, CHUNK.SRC_PORT, CHUNK.DST_PORT, CHUNK.TIME_SEC, CHUNK.TIME_USEC,
+    CHUNK.PROTOCOL_TYPE, CHUNK.CAPTURE_ID, CHUNK.IPV6_SRC, CHUNK.IPV6_DST, CHUNK.AUTH_KEY, CHUNK.PAYLOAD, CHUNK.CORRELATION_ID])
+  t.same(got[0][1], Buffer.from([10]), 'AF_INET6')
+  t.same(got[8][1], Buffer.from('20010db8000100000000000000000023', 'hex'), 'source address, 16 bytes')
+  t.same(got[9][1], Buffer.from('20010db8000200000000000000000009', 'hex'), 'destination, whatever the case and zeros it was written with')
+  t.same(got[11][1], INVITE)
+})
+
+t.test('a hop nothing translated (IPv6) is one message, not two identical ones', async t => {
+  const phone = { ip: '2001:db8:1::23', port: 5060 }
+  const far = { ip: '2001:db8:2::9', port: 5060 }
+  const out = hopLegs({ direction: 'outbound', callId: 'c6', phone, public: phone, far, arrived: INVITE, left: INVITE }, 1000, { captureId: 7 })
+  t.match(out, [{ src: phone, dst: far, payload: INVITE, timeUs: 1000, correlationId: 'c6' }])
+  t.equal(out.length, 1)
+  const inbound = hopLegs({ direction: 'inbound', callId: 'c6', phone, public: phone, far, arrived: INVITE, left: INVITE }, 1000, { captureId: 7 })
+  t.match(inbound, [{ src: far, dst: phone, payload: INVITE }])
+  t.equal(inbound.length, 1)
+  t.equal(hopLegs({ direction: 'outbound', phone, public: phone, far, arrived: INVITE, left: Buffer.from(INVITE) }, 1000, { captureId: 7 }).length, 2,
+    'bytes that changed are two legs, whatever the addresses')
 })
