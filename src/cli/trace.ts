@@ -18,6 +18,7 @@ import { classifyDatagram, parseSip } from '../sip/message.js'
 import { parseUdp } from '../netfilter/packet.js'
 import { Ladder, renderLadder, traceEvent, type TraceEvent, type TraceMapping } from '../trace/ladder.js'
 import { PcapError, readPcap, type PcapPacket } from '../trace/pcap.js'
+import { hostPort } from '../ip6.js'
 
 export interface TraceIo {
   stdout: NodeJS.WritableStream
@@ -66,7 +67,14 @@ export function traceCapture (packets: PcapPacket[], opts: CaptureOptions): Capt
     const msg = res.msg
     const outbound = direction === 'outbound'
     const phone = outbound ? { ip: u.src, port: u.srcPort } : { ip: u.dst, port: u.dstPort }
-    const far = outbound ? `${u.dst}:${u.dstPort}` : `${u.src}:${u.srcPort}`
+    const far = outbound ? hostPort(u.dst, u.dstPort) : hostPort(u.src, u.srcPort)
+    if (u.family === 6) {
+      // IPv6 is never rewritten (src/alg.ts processIpv6); its pinholes need the call state the
+      // daemon keeps, so they show in the live trace only.
+      const r = { changes: [], detail: 'IPv6: passed as written; its pinholes show in the live trace only' }
+      out.events.push(traceEvent(p.at, msg, direction, hostPort(phone.ip, phone.port), far, r, [], []))
+      continue
+    }
     const call = `${msg.callId ?? '-'}|${phone.ip}:${phone.port}`
     // The same private stream in the same call keeps its public ports (re-INVITE, UPDATE, ACK).
     const mapMedia = (req: MediaRequest): MediaGrant | null => {

@@ -1,23 +1,29 @@
 // A small reader for captures: classic libpcap (what `tcpdump -w` writes; both byte orders,
 // microsecond and nanosecond timestamps) and pcapng (the default of Wireshark and dumpcap; see
 // readPcapng). Link types: Ethernet (with VLAN tags), Linux cooked v1/v2, raw IP and BSD loopback.
-// Yields the IPv4 packet of each record; everything else is skipped.
+// Yields the IP packet (IPv4 or IPv6) of each record; everything else is skipped.
 
 export class PcapError extends Error {}
 
 export interface PcapPacket {
   /** Capture time, milliseconds since the epoch. */
   at: number
-  /** The IPv4 packet (header onwards). */
+  /** The IPv4 or IPv6 packet (header onwards). */
   ip: Buffer
 }
 
-export const LINKTYPE = { NULL: 0, ETHERNET: 1, RAW_OLD: 12, RAW: 101, LINUX_SLL: 113, IPV4: 228, LINUX_SLL2: 276 } as const
+export const LINKTYPE = { NULL: 0, ETHERNET: 1, RAW_OLD: 12, RAW: 101, LINUX_SLL: 113, IPV4: 228, IPV6: 229, LINUX_SLL2: 276 } as const
 
 const ETH_IPV4 = 0x0800
+const ETH_IPV6 = 0x86dd
 const ETH_VLAN = [0x8100, 0x88a8, 0x9100]
+/** BSD loopback's address family word for IPv6: 24 (NetBSD/OpenBSD), 28 (FreeBSD), 30 (macOS). */
+const NULL_AF_INET6 = [24, 28, 30]
 
-/** Offset of the IP header in a link-layer frame, or -1 when the frame holds no IPv4. */
+const isIpType = (type: number): boolean => type === ETH_IPV4 || type === ETH_IPV6
+const nullFamily = (f: Buffer): number => f.readUInt32LE(0) < 256 ? f.readUInt32LE(0) : f.readUInt32BE(0)
+
+/** Offset of the IP header in a link-layer frame, or -1 when the frame holds neither IPv4 nor IPv6. */
 function ipOffset (linkType: number, f: Buffer): number {
   switch (linkType) {
     case LINKTYPE.ETHERNET: {
@@ -25,12 +31,18 @@ function ipOffset (linkType: number, f: Buffer): number {
       if (f.length < off + 2) return -1
       let type = f.readUInt16BE(off)
       while (ETH_VLAN.includes(type) && f.length >= off + 6) { off += 4; type = f.readUInt16BE(off) }
-      return type === ETH_IPV4 ? off + 2 : -1
+      return isIpType(type) ? off + 2 : -1
     }
-    case LINKTYPE.LINUX_SLL: return f.length >= 16 && f.readUInt16BE(14) === ETH_IPV4 ? 16 : -1
-    case LINKTYPE.LINUX_SLL2: return f.length >= 20 && f.readUInt16BE(0) === ETH_IPV4 ? 20 : -1
-    case LINKTYPE.NULL: return f.length >= 4 && (f.readUInt32LE(0) === 2 || f.readUInt32BE(0) === 2) ? 4 : -1
-    case LINKTYPE.RAW: case LINKTYPE.RAW_OLD: case LINKTYPE.IPV4: return f.length > 0 && f[0] >> 4 === 4 ? 0 : -1
+    case LINKTYPE.LINUX_SLL: return f.length >= 16 && isIpType(f.readUInt16BE(14)) ? 16 : -1
+    case LINKTYPE.LINUX_SLL2: return f.length >= 20 && isIpType(f.readUInt16BE(0)) ? 20 : -1
+    case LINKTYPE.NULL: {
+      if (f.length < 4) return -1
+      const family = nullFamily(f)
+      return family === 2 || NULL_AF_INET6.includes(family) ? 4 : -1
+    }
+    case LINKTYPE.RAW: case LINKTYPE.RAW_OLD: return f.length > 0 && (f[0] >> 4 === 4 || f[0] >> 4 === 6) ? 0 : -1
+    case LINKTYPE.IPV4: return f.length > 0 && f[0] >> 4 === 4 ? 0 : -1
+    case LINKTYPE.IPV6: return f.length > 0 && f[0] >> 4 === 6 ? 0 : -1
     default: return -1
   }
 }
@@ -38,13 +50,13 @@ function ipOffset (linkType: number, f: Buffer): number {
 export interface Pcap {
   linkType: number
   packets: PcapPacket[]
-  /** Records skipped: not IPv4 or a link type without IP. */
+  /** Records skipped: neither IPv4 nor IPv6, or a link type without IP. */
   skipped: number
   /** The file ended inside a record (a capture still being written, or cut). */
   truncated: boolean
 }
 
-/** One captured frame: its IPv4 packet kept, or counted as skipped. */
+/** One captured frame: its IP packet kept, or counted as skipped. */
 function addFrame (out: Pcap, linkType: number, at: number, frame: Buffer): void {
   const ip = ipOffset(linkType, frame)
   if (ip < 0) out.skipped++

@@ -2,11 +2,12 @@
 // way tcpdump -w writes them) with a real-shaped call, drawn as the ladder of what sipalg would do.
 
 import t from 'tap'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { buildUdp } from '../../src/netfilter/packet.js'
+import { buildUdp, buildUdp6 } from '../../src/netfilter/packet.js'
+import { ipv6Bytes } from '../../src/ip6.js'
 import { readPcap } from '../../src/trace/pcap.js'
 import { runTrace } from '../../src/cli/trace.js'
 
@@ -165,4 +166,40 @@ t.test('not a capture, no --public: errors from the catalogue', async t => {
   const r = await trace(empty)
   t.equal(r.code, 0)
   t.match(r.err, /no SIP between the inside networks and the outside/)
+})
+
+t.test('IPv6 in a capture: Ethernet 0x86dd and raw IPv6 frames read, the message drawn as passed as written', async t => {
+  const A6 = '2001:db8:1::23'
+  const B6 = '2001:db8:2::9'
+  const inv6 = sip(`INVITE sip:bob@[${B6}]:5060 SIP/2.0
+Via: SIP/2.0/UDP [${A6}]:5060;branch=z9hG4bK-v6-1
+From: <sip:alice@[${A6}]>;tag=v6a
+To: <sip:bob@[${B6}]>
+Call-ID: v6call@example.com
+CSeq: 1 INVITE
+Contact: <sip:alice@[${A6}]:5060>
+Max-Forwards: 70
+`, `v=0\r\no=- 1 1 IN IP6 ${A6}\r\ns=-\r\nc=IN IP6 ${A6}\r\nt=0 0\r\nm=audio 16000 RTP/AVP 0\r\n`)
+  const ip6 = buildUdp6(ipv6Bytes(A6) as Buffer, 5060, ipv6Bytes(B6) as Buffer, 5060, inv6)
+  const eth6 = Buffer.concat([Buffer.from('02000000000102000000000286dd', 'hex'), ip6])
+  const file = join(dir, 'v6.pcap')
+  writeFileSync(file, pcapFile(1, [{ sec: T0, usec: 0, frame: eth6 }, { sec: T0, usec: 1000, frame: ether(packets[0].ip) }]))
+  t.equal(readPcap(readFileSync(file)).packets.length, 2, 'both families read')
+  const r = await trace(file, ['--inside', '2001:db8:1::/64'])
+  t.equal(r.code, 0)
+  t.match(r.out, `── Call-ID v6call@example.com   phone [${A6}]:5060   far end [${B6}]:5060`)
+  const v6block = r.out.slice(r.out.indexOf('v6call'), r.out.indexOf(`Call-ID ${CALL}`))
+  t.match(v6block, /│─+>┼─+>│/, 'drawn as passed as it came (┼)')
+  t.notMatch(v6block, /src_nat|any_dnat|→/, 'no rewrite, no IPv4 mapping')
+  const json = (await trace(file, ['--inside', '2001:db8:1::/64', '--json'])).out.trim().split('\n').map(l => JSON.parse(l))
+  t.match(json[0], { callId: 'v6call@example.com', direction: 'outbound', detail: /IPv6: passed as written/ })
+  t.match(r.out, `── Call-ID ${CALL}`, 'the IPv4 call beside it as before')
+  const raw6 = join(dir, 'v6raw.pcap')
+  writeFileSync(raw6, pcapFile(229, [{ sec: T0, usec: 0, frame: ip6 }]))
+  t.equal(readPcap(readFileSync(raw6)).packets.length, 1, 'LINKTYPE_IPV6')
+  writeFileSync(raw6, pcapFile(101, [{ sec: T0, usec: 0, frame: ip6 }]))
+  t.equal(readPcap(readFileSync(raw6)).packets.length, 1, 'raw IP holding IPv6')
+  const loop6 = Buffer.concat([Buffer.from([30, 0, 0, 0]), ip6])
+  writeFileSync(raw6, pcapFile(0, [{ sec: T0, usec: 0, frame: loop6 }]))
+  t.equal(readPcap(readFileSync(raw6)).packets.length, 1, 'BSD loopback, AF_INET6 of macOS')
 })
