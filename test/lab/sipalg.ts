@@ -66,7 +66,9 @@ export async function startSipalg (lab: Lab, opts: SipalgOptions = {}): Promise<
   let log = ''
   child.stdout?.on('data', (c: Buffer) => { log += c.toString() })
   child.stderr?.on('data', (c: Buffer) => { log += c.toString() })
-  const deadline = Date.now() + 10_000
+  // Ready within a second on a quiet machine; 20 s leaves room for a supervisor and its workers
+  // starting on a CI machine busy with another lab (10 s was once too short).
+  const deadline = Date.now() + 20_000
   while (!existsSync(ready)) {
     if (child.exitCode !== null || Date.now() > deadline) {
       throw new Error(`sipalg did not start (exit ${String(child.exitCode)}):\n${log}`)
