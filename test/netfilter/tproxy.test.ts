@@ -10,13 +10,13 @@ import { DEFAULT_TPROXY, checkTproxySpec, divertScript } from '../../src/netfilt
 const peer = resolve(fixtures, 'tcp-peer.mjs')
 
 t.test('the divert chain: after dstnat, established transparent sockets first, own addresses left alone', async t => {
-  const script = divertScript({ table: 'sipalg', sipPorts: [5060, 5080], listenPort: 50600, ...DEFAULT_TPROXY })
+  const script = divertScript({ family: 'ip', table: 'sipalg', sipPorts: [5060, 5080], listenPort: 50600, ...DEFAULT_TPROXY })
   const rules = script.split('\n').filter(l => l.startsWith('add rule'))
   t.match(script, /type filter hook prerouting priority dstnat \+ 10;/)
   t.match(rules[0], /socket transparent 1 socket wildcard 0 meta mark set meta mark and 0xffff0000 or 0x5a10 accept$/)
   t.match(rules[1], /fib daddr type local return$/)
   t.match(rules[2], /tcp dport \{ 5060, 5080 \} tproxy ip to :50600 meta mark set .* accept$/)
-  const bad = { table: 'sipalg', listenPort: 50600, ...DEFAULT_TPROXY }
+  const bad = { family: 'ip' as const, table: 'sipalg', listenPort: 50600, ...DEFAULT_TPROXY }
   t.throws(() => checkTproxySpec({ ...bad, sipPorts: [] }), /bad ports/)
   t.throws(() => checkTproxySpec({ ...bad, sipPorts: [70000] }), /bad ports/)
   t.throws(() => checkTproxySpec({ ...bad, sipPorts: [5060], mark: { value: 0x10000, mask: 0xffff } }), /inside its mask/)

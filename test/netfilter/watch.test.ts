@@ -144,7 +144,7 @@ t.test('queue rules not installed at start are left alone', async t => {
 })
 
 t.test('the SIP/TCP divert chain, expected once SIP over TCP is up: deleted alone, it heals the table', async t => {
-  const divert = divertScript({ table: 'sipalg', sipPorts: [5060], listenPort: 50600, ...DEFAULT_TPROXY })
+  const divert = divertScript({ family: 'ip', table: 'sipalg', sipPorts: [5060], listenPort: 50600, ...DEFAULT_TPROXY })
   const withDivert = (): NativeRule[] => [...ownRules(), rule('tcp_divert'), rule('tcp_divert'), rule('tcp_divert')]
   let own = ownRules()
   let created = 0
