@@ -164,6 +164,26 @@ t.test('the SIP/TCP divert chain, expected once SIP over TCP is up: deleted alon
   t.equal(w.status().tableHeals, 1)
 })
 
+t.test('the IPv6 divert chain is expected in table ip6: deleted alone, it heals that table, not IPv4\'s', async t => {
+  const divert6 = divertScript({ family: 'ip6', table: 'sipalg', sipPorts: [5060], listenPort: 50600, ...DEFAULT_TPROXY })
+  const own6 = [rule('media_mark'), rule('media_mark')]
+  let six = [...own6, rule('tcp_divert'), rule('tcp_divert'), rule('tcp_divert')]
+  const created: string[] = []
+  const w = new RulesetWatch({
+    table: 'sipalg', queue: 0, script, createTable: () => { created.push('ip') }, rules: table => (table === 'sipalg' ? ownRules() : []),
+    ipv6: { script: 'add rule ip6 sipalg media_mark a\nadd rule ip6 sipalg media_mark b\n', createTable: () => { created.push('ip6'); six = [...own6, rule('tcp_divert'), rule('tcp_divert'), rule('tcp_divert')] }, rules: table => (table === 'sipalg' ? six : []) },
+    kernel: { apply: () => {} }, entries: () => [], log: pino({ level: 'silent' }), onHeal: () => {}
+  })
+  w.expectAlso(divert6)
+  w.check()
+  t.same(created, [], 'both tables intact')
+  six = own6
+  w.check()
+  t.same(created, ['ip6'], 'the IPv6 chain deleted alone: table ip6 is put back, the IPv4 table left alone')
+  w.check()
+  t.same(created, ['ip6'], 'and stays healed')
+})
+
 // IPv6: the rules of `table ip6 sipalg` and of ip6tables-nft's `ip6 filter` as the kernel dumped them
 // over sipalg's ip6 socket (NftMaps.open('sipalg', 6).rules) in a lab namespace, after createTable6
 // (outside wan0), `sipalg-rules.sh install` and the operator's `ip6tables -A FORWARD -p udp --dport 5060
