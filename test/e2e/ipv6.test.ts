@@ -7,7 +7,7 @@
 // the same pinholes as over UDP; its IPv6 interception goes at stop, or by `rules uninstall` after a crash.
 
 import t from 'tap'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { ADDR6, Lab, type Role } from '../lab/lab.js'
@@ -191,6 +191,10 @@ t.test('IPv6 firewall gateway', async t => {
     let second: Sipalg | undefined
     const r = await call6(lab, 'a', ADDR6.a, 16200, 'b', ADDR6.b, 26200, async () => {
       for (let i = 0; i < 30 && (await set6(lab, 'pinhole6')).length === 0; i++) await sleep(100)
+      // The state file is written at most once a second (src/store/file.ts): killed before that, the
+      // call would be lost by design. Wait until it is saved (a loaded machine's phones can start late).
+      const saved = (): boolean => { try { return (JSON.parse(readFileSync(state, 'utf8')) as { calls: unknown[] }).calls.length > 0 } catch { return false } }
+      for (let i = 0; i < 30 && !saved(); i++) await sleep(100)
       await first.stop('SIGKILL')
       second = await startSipalg(lab, { args: ['--firewall', '--inside', ADDR6.insideNet, '--state-file', state] })
       t.same((await set6(lab, 'pinhole6')).length, 2, 'the pinholes outlived the killed sipalg')
