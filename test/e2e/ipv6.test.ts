@@ -114,7 +114,10 @@ t.test('IPv6 firewall gateway', async t => {
     // The operator lets SIP over TCP through too; without sipalg's divert it would cross FORWARD unseen and the media be dropped.
     const sipTcp = ['--dport', '--sport'].map(dir => ['FORWARD', '-p', 'tcp', dir, '5060', '-j', 'ACCEPT'])
     for (const r of sipTcp) await lab.sh('gw', 'ip6tables', ['-A', ...r])
-    t.teardown(async () => { for (const r of sipTcp) await lab.sh('gw', 'ip6tables', ['-D', ...r]) })
+    // A common INPUT rule the spliced legs must survive (each leg its own conntrack entry, none INVALID).
+    const invalid = ['INPUT', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP']
+    await lab.sh('gw', 'ip6tables', ['-I', ...invalid])
+    t.teardown(async () => { for (const r of [...sipTcp, invalid]) await lab.sh('gw', 'ip6tables', ['-D', ...r]) })
     t.match((await lab.exec('gw', 'nft', ['list', 'chain', 'ip6', 'sipalg', 'tcp_divert'])).stdout, /socket transparent 1 socket wildcard 0 [^\n]*accept\n\s*fib daddr type local return\n\s*tcp dport 5060 tproxy to :50600 /,
       'the IPv6 divert chain is in table ip6 sipalg')
     t.match(await lab.sh('gw', 'ip', ['-6', 'rule']), /fwmark 0x5a10\/0xffff lookup 5060/, 'with its ip -6 rule')

@@ -31,14 +31,16 @@ let rtpTimer = null
 /**
  * SIP over UDP or TCP: `listen(cb)` binds port 5060 (TCP: listens) and calls cb once ready, then
  * `onMessage(text, reply)` for each message; `send` goes to FAR_IP:5060 (TCP: on the caller's
- * one connection), `reply` back where the message came from; `resend` says whether retransmitting helps.
+ * connection, a new one once it was closed or refused), `reply` back where the message came from;
+ * `resend()` says whether sending again helps (UDP: always; TCP: only when the connection is gone,
+ * e.g. the callee was not listening yet).
  */
 const udpSignalling = () => {
   const sock = dgram.createSocket(family)
   let handler = () => {}
   sock.on('message', (raw, r) => { sipFrom ??= r.address; handler(raw.toString('latin1'), bytes => sock.send(bytes, r.port, r.address)) })
   return {
-    resend: true,
+    resend: () => true,
     listen: cb => sock.bind(5060, localIp, cb),
     onMessage: h => { handler = h },
     send: bytes => sock.send(bytes, 5060, farIp),
@@ -70,11 +72,16 @@ const tcpSignalling = () => {
     })
   }
   return {
-    resend: false,
+    resend: () => conn === null,
     listen: cb => (role === 'uas' ? server.listen(5060, localIp, cb) : cb()),
     onMessage: h => { handler = h },
     send: bytes => {
-      if (conn === null) { conn = net.connect({ host: farIp, port: 5060, localAddress: localIp }); wire(conn) }
+      if (conn === null) {
+        const c = net.connect({ host: farIp, port: 5060, localAddress: localIp })
+        c.on('close', () => { if (conn === c) conn = null })
+        conn = c
+        wire(c)
+      }
       conn.write(bytes)
     },
     close: () => { conn?.destroy(); server.close() }
@@ -121,10 +128,14 @@ media.on('message', (_m, r) => { rtpIn++; const k = `${r.address}.${r.port}`; so
 
 const header = (text, name) => (new RegExp(`^${name}:\\s*(.*)$`, 'mi').exec(text) ?? [])[1]?.trim()
 
-/** Sends to the far end until `done()` is true (UDP: every 500 ms, at most 8 times; TCP: once). */
+/** Sends to the far end until `done()` is true, every 500 ms while sending again helps, at most 8 times. */
 const retransmit = (bytes, done) => {
   let n = 0
-  const send = () => { if (done() || n++ >= (sip.resend ? 8 : 1)) return; sip.send(bytes); setTimeout(send, 500) }
+  const send = () => {
+    if (done() || n >= 8) return
+    if (n++ === 0 || sip.resend()) sip.send(bytes)
+    setTimeout(send, 500)
+  }
   send()
 }
 
