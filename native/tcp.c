@@ -1,6 +1,7 @@
 /*
- * TCP sockets Node's `net` cannot make: IP_TRANSPARENT, needed by the SIP/TCP splice
- * (src/netfilter/transparent.ts, docs/tcp-splice.md).
+ * TCP sockets Node's `net` cannot make: IP_TRANSPARENT (IPV6_TRANSPARENT for IPv6), needed by the
+ * SIP/TCP splice (src/netfilter/transparent.ts, docs/tcp-splice.md). IPv4 or IPv6 by the addresses
+ * given (no address: IPv4).
  *
  * tcpListen: a listening socket that accepts connections an nft `tproxy` rule diverts to it; the
  *   accepted socket's local address is the connection's original destination. Without IP_TRANSPARENT
@@ -21,22 +22,47 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
-/* Reads an IPv4 dotted quad (or "" / null = INADDR_ANY) and a port from two JS values. */
-static int get_addr(napi_env env, napi_value ip, napi_value port, struct sockaddr_in *sa, const char *fn) {
-  memset(sa, 0, sizeof *sa);
-  sa->sin_family = AF_INET;
+/* An IPv4 or IPv6 socket address; the family is the one its address string is written in. */
+typedef union {
+  struct sockaddr sa;
+  struct sockaddr_in v4;
+  struct sockaddr_in6 v6;
+} sock_addr;
+
+static socklen_t addr_len(const sock_addr *a) {
+  return a->sa.sa_family == AF_INET6 ? sizeof a->v6 : sizeof a->v4;
+}
+
+static unsigned addr_port(const sock_addr *a) {
+  return ntohs(a->sa.sa_family == AF_INET6 ? a->v6.sin6_port : a->v4.sin_port);
+}
+
+/*
+ * Reads an address and a port from two JS values. An address with a ':' is IPv6, any other IPv4;
+ * "" / null is the any-address of `family` (AF_INET when 0, so the IPv4 calls are what they were).
+ * A `family` other than 0 must match the address written (a source of the destination's family).
+ */
+static int get_addr(napi_env env, napi_value ip, napi_value port, int family, sock_addr *a, const char *fn) {
+  memset(a, 0, sizeof *a);
+  char buf[64] = "";
+  size_t n = 0;
   napi_valuetype t;
   napi_typeof(env, ip, &t);
   if (t == napi_string) {
-    char buf[64];
-    size_t n = 0;
     if (napi_get_value_string_utf8(env, ip, buf, sizeof buf, &n) != napi_ok) return -1;
-    if (n > 0 && inet_pton(AF_INET, buf, &sa->sin_addr) != 1) {
-      sa_throw(env, K_ARG, 0, "%s: not an IPv4 address: %s", fn, buf);
-      return -1;
-    }
   } else if (t != napi_null && t != napi_undefined) {
     sa_throw(env, K_ARG, 0, "%s: address must be a string", fn);
+    return -1;
+  }
+  int written = n == 0 ? 0 : strchr(buf, ':') != NULL ? AF_INET6 : AF_INET;
+  if (family != 0 && written != 0 && written != family) {
+    sa_throw(env, K_ARG, 0, "%s: %s is not of the destination's address family", fn, buf);
+    return -1;
+  }
+  a->sa.sa_family = (sa_family_t)(family != 0 ? family : written != 0 ? written : AF_INET);
+  void *where = a->sa.sa_family == AF_INET6 ? (void *)&a->v6.sin6_addr : (void *)&a->v4.sin_addr;
+  if (n > 0 && inet_pton(a->sa.sa_family, buf, where) != 1) {
+    sa_throw(env, K_ARG, 0, "%s: not an %s address: %s", fn, a->sa.sa_family == AF_INET6 ? "IPv6" : "IPv4", buf);
     return -1;
   }
   uint32_t p = 0;
@@ -44,18 +70,26 @@ static int get_addr(napi_env env, napi_value ip, napi_value port, struct sockadd
     sa_throw(env, K_ARG, 0, "%s: port must be 0..65535", fn);
     return -1;
   }
-  sa->sin_port = htons((uint16_t)p);
+  if (a->sa.sa_family == AF_INET6) a->v6.sin6_port = htons((uint16_t)p);
+  else a->v4.sin_port = htons((uint16_t)p);
   return 0;
 }
 
-/* A TCP socket with SO_REUSEADDR and (when asked) IP_TRANSPARENT, bound to sa; -errno on failure. */
-static int bound_socket(const struct sockaddr_in *sa, int transparent) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+/*
+ * A TCP socket with SO_REUSEADDR and (when asked) IP_TRANSPARENT / IPV6_TRANSPARENT, bound to a;
+ * -errno on failure. An IPv6 socket is IPv6 only: its listener shares the port with the IPv4 one,
+ * whose connections stay on it.
+ */
+static int bound_socket(const sock_addr *a, int transparent) {
+  int v6 = a->sa.sa_family == AF_INET6;
+  int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
   int one = 1;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-      (transparent && setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one) < 0) ||
-      bind(fd, (const struct sockaddr *)sa, sizeof *sa) < 0) {
+      (v6 && setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) ||
+      (transparent && (v6 ? setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one)
+                          : setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one)) < 0) ||
+      bind(fd, &a->sa, addr_len(a)) < 0) {
     int e = errno;
     close(fd);
     return -e;
@@ -63,11 +97,13 @@ static int bound_socket(const struct sockaddr_in *sa, int transparent) {
   return fd;
 }
 
-static napi_value throw_sock(napi_env env, int err, const char *what, const struct sockaddr_in *sa) {
-  char ip[INET_ADDRSTRLEN] = "?";
-  inet_ntop(AF_INET, &sa->sin_addr, ip, sizeof ip);
-  if (err == EPERM && !sa_has_cap_net_admin()) return sa_throw(env, K_NOT_ROOT, err, "%s %s:%u", what, ip, ntohs(sa->sin_port));
-  return sa_throw(env, K_SOCKET, err, "%s %s:%u", what, ip, ntohs(sa->sin_port));
+static napi_value throw_sock(napi_env env, int err, const char *what, const sock_addr *a) {
+  char ip[INET6_ADDRSTRLEN] = "?";
+  int v6 = a->sa.sa_family == AF_INET6;
+  inet_ntop(a->sa.sa_family, v6 ? (const void *)&a->v6.sin6_addr : (const void *)&a->v4.sin_addr, ip, sizeof ip);
+  const char *open = v6 ? "[" : "", *close_ = v6 ? "]" : "";
+  const char *kind = err == EPERM && !sa_has_cap_net_admin() ? K_NOT_ROOT : K_SOCKET;
+  return sa_throw(env, kind, err, "%s %s%s%s:%u", what, open, ip, close_, addr_port(a));
 }
 
 static int get_bool(napi_env env, napi_value v) {
@@ -87,9 +123,9 @@ static int get_args(napi_env env, napi_callback_info info, size_t n, napi_value 
 /* tcpListen(ip|null, port, backlog, transparent) -> fd */
 static napi_value js_tcp_listen(napi_env env, napi_callback_info info) {
   napi_value argv[4], res;
-  struct sockaddr_in sa;
+  sock_addr sa;
   if (get_args(env, info, 4, argv, "tcpListen: (ip, port, backlog, transparent)") < 0 ||
-      get_addr(env, argv[0], argv[1], &sa, "tcpListen") < 0)
+      get_addr(env, argv[0], argv[1], 0, &sa, "tcpListen") < 0)
     return NULL;
   uint32_t backlog = 0;
   if (napi_get_value_uint32(env, argv[2], &backlog) != napi_ok || backlog == 0 || backlog > 65535)
@@ -108,18 +144,20 @@ static napi_value js_tcp_listen(napi_env env, napi_callback_info info) {
 /* tcpConnect(srcIp|null, srcPort, dstIp, dstPort, transparent) -> fd, connect in progress */
 static napi_value js_tcp_connect(napi_env env, napi_callback_info info) {
   napi_value argv[5], res;
-  struct sockaddr_in src, dst;
+  sock_addr src, dst;
+  /* The destination decides the family; the source (or its any-address) follows it. */
   if (get_args(env, info, 5, argv, "tcpConnect: (srcIp, srcPort, dstIp, dstPort, transparent)") < 0 ||
-      get_addr(env, argv[0], argv[1], &src, "tcpConnect") < 0 || get_addr(env, argv[2], argv[3], &dst, "tcpConnect") < 0)
+      get_addr(env, argv[2], argv[3], 0, &dst, "tcpConnect") < 0 || get_addr(env, argv[0], argv[1], dst.sa.sa_family, &src, "tcpConnect") < 0)
     return NULL;
-  if (dst.sin_addr.s_addr == INADDR_ANY || dst.sin_port == 0)
+  int unset = dst.sa.sa_family == AF_INET6 ? IN6_IS_ADDR_UNSPECIFIED(&dst.v6.sin6_addr) : dst.v4.sin_addr.s_addr == INADDR_ANY;
+  if (unset || addr_port(&dst) == 0)
     return sa_throw(env, K_ARG, 0, "tcpConnect: a destination address and port are needed");
   int fd = bound_socket(&src, get_bool(env, argv[4]));
   if (fd < 0) return throw_sock(env, -fd, "binding an upstream socket to", &src);
   /* SIP messages are small and latency matters more than segment count. */
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (connect(fd, (const struct sockaddr *)&dst, sizeof dst) < 0 && errno != EINPROGRESS) {
+  if (connect(fd, &dst.sa, addr_len(&dst)) < 0 && errno != EINPROGRESS) {
     int e = errno;
     close(fd);
     return throw_sock(env, e, "connecting to", &dst);

@@ -196,13 +196,18 @@ export class Alg {
     if (!res.ok) return this.notSip(udp, res.reason)
     const phone: Endpoint = direction === 'outbound' ? { ip: udp.src, port: udp.srcPort } : { ip: udp.dst, port: udp.dstPort }
     const far: Endpoint = direction === 'outbound' ? { ip: udp.dst, port: udp.dstPort } : { ip: udp.src, port: udp.srcPort }
+    this.guarded6({ direction, phone, far, transport: 'udp' }, res.msg)
+    return ACCEPT
+  }
+
+  /** handleSip6, but a throw never stops SIP from flowing: the message passes as it came. */
+  private guarded6 (leg: MessageLeg, msg: SipMessage): void {
     try {
-      this.handleSip6({ direction, phone, far, transport: 'udp' }, res.msg)
+      this.handleSip6(leg, msg)
     } catch (e) {
       this.counters.inc('internal_errors')
-      this.log.error({ code: shortCode('E307_INTERNAL'), err: e, src: hostPort(phone.ip, phone.port), family: 'ipv6' }, 'internal error; message passed unmodified')
+      this.log.error({ code: shortCode('E307_INTERNAL'), err: e, src: hostPort(leg.phone.ip, leg.phone.port), family: 'ipv6', transport: leg.transport }, 'internal error; message passed unmodified')
     }
-    return ACCEPT
   }
 
   /** Call tracking of one IPv6 SIP message (read, never rewritten). */
@@ -262,12 +267,17 @@ export class Alg {
    * Content-Length, so a message without one has an empty body here (RFC 3261 18.3). Bytes that do not
    * parse as SIP are passed as they came (counted like a malformed datagram). Kernel changes it queues
    * follow the same rule as UDP: the caller applies them (maps.mustPrecedeVerdict) before writing.
+   * An IPv6 phone's message takes the IPv6 datagram's path: tracked (pinholes), never rewritten.
    */
   processMessage (bytes: Buffer, leg: MessageLeg): Buffer {
     this.counters.inc(`${leg.transport}_messages_${leg.direction}`)
     const res = parseSip(bytes)
     if (!res.ok) {
       this.counters.inc('not_sip')
+      return bytes
+    }
+    if (looksIpv6(leg.phone.ip)) {
+      this.guarded6(leg, res.msg)
       return bytes
     }
     const result = this.guarded(leg, res.msg)

@@ -90,7 +90,8 @@ export async function runRules (argv: string[], io: RulesIo = {}): Promise<numbe
     throw new SipalgError('E205_IPTABLES', { what: `sipalg rules ${args[0]}`, why })
   }
   // The SIP/TCP interception belongs to `sipalg run`, which removes it at stop; after a crash
-  // uninstall takes it away (src/tcp/daemon.ts), here in this network namespace.
-  if (args[0] === 'uninstall' && io.prefix === undefined) removeInterception(tproxySpec(defaults))
+  // uninstall takes it away (src/tcp/daemon.ts), here in this network namespace: IPv4's, and IPv6's
+  // where there is one (each piece only if present, so a host without IPv6 has nothing to remove).
+  if (args[0] === 'uninstall' && io.prefix === undefined) for (const family of ['ip', 'ip6'] as const) removeInterception(tproxySpec(defaults, family))
   return 0
 }

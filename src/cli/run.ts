@@ -234,10 +234,10 @@ export async function runDaemon (argv: string[]): Promise<number> {
     table: cfg.table,
     queue: cfg.queue,
     script: tableScript(tableSpec),
-    createTable: () => { createTable(tableSpec); tcp?.reinstall() },
+    createTable: () => { createTable(tableSpec); tcp?.reinstall('ip') },
     rules: t => nft.rules(t),
     // Listed over the ip6 socket: `table ip6 <table>` and ip6tables-nft's `ip6 filter`.
-    ipv6: nft6 === undefined ? undefined : { script: table6Script(tableSpec), createTable: () => { createTable6(tableSpec) }, rules: t => nft6.rules(t) },
+    ipv6: nft6 === undefined ? undefined : { script: table6Script(tableSpec), createTable: () => { createTable6(tableSpec); tcp?.reinstall('ip6') }, rules: t => nft6.rules(t) },
     kernel,
     entries: () => alg.maps.all(),
     log,
@@ -330,8 +330,8 @@ export async function runDaemon (argv: string[]): Promise<number> {
   })
 
   // SIP over TCP: a spliced message is written once the changes it relies on are in (as a verdict).
-  tcp = cfg.tcp && (shard?.runsTcp ?? true) ? await startTcp(cfg, () => alg, log, () => { commit(true); scheduleCleanup() }) : null
-  if (tcp !== null) watch.expectAlso(tcp.divertScript)
+  tcp = cfg.tcp && (shard?.runsTcp ?? true) ? await startTcp(cfg, () => alg, log, () => { commit(true); scheduleCleanup() }, ipv6) : null
+  for (const script of tcp?.divertScripts ?? []) watch.expectAlso(script)
   const timer = setInterval(() => { alg.tick(); commit(false); scheduleCleanup(); persist() }, 1000)
   const startedAt = Date.now()
   const socketPath = cfg.controlSocket ?? defaultSocketPath(cfg.table, cfg.queue)

@@ -14,12 +14,17 @@
 // - `ip rule fwmark MARK lookup TABLE` and `ip route local 0.0.0.0/0 dev lo table TABLE`: without them
 //   a marked packet is forwarded instead of delivered to the listener.
 // The splice's own upstream legs leave through OUTPUT, which this chain never sees.
+// IPv6 (an IPv6 inside prefix) has the same three pieces of its own, `family: 'ip6'`: the chain in
+// `table ip6 <table>`, `ip -6 rule` and `local ::/0`; each family is installed and removed alone.
 import { spawnSync } from 'node:child_process'
 import { SipalgError } from '../errors.js'
 import { nft } from './table.js'
+import type { Family } from './watch.js'
 
 export interface TproxySpec {
-  /** sipalg's nft table (`table ip NAME`), created if missing */
+  /** IPv4 (`table ip`, `ip -4`) or IPv6 (`table ip6`, `ip -6`) */
+  family: Family
+  /** sipalg's nft table (`table <family> NAME`), created if missing */
   table: string
   /** TCP destination ports that carry SIP */
   sipPorts: number[]
@@ -50,7 +55,7 @@ export interface InterceptionRecord {
 const hex = (n: number): string => '0x' + (n >>> 0).toString(16)
 
 export function divertScript (s: TproxySpec): string {
-  const t = `ip ${s.table}`
+  const t = `${s.family} ${s.table}`
   const keep = hex(~s.mark.mask >>> 0)
   const mark = `meta mark set meta mark and ${keep} or ${hex(s.mark.value)}`
   const ports = s.sipPorts.join(', ')
@@ -63,32 +68,35 @@ export function divertScript (s: TproxySpec): string {
     // ephemeral port 50600) was taken in and reset (test/netfilter/tproxy.test.ts).
     `add rule ${t} ${DIVERT_CHAIN} meta l4proto tcp socket transparent 1 socket wildcard 0 ${mark} accept`,
     `add rule ${t} ${DIVERT_CHAIN} fib daddr type local return`,
-    `add rule ${t} ${DIVERT_CHAIN} tcp dport { ${ports} } tproxy ip to :${s.listenPort} ${mark} accept`,
+    `add rule ${t} ${DIVERT_CHAIN} tcp dport { ${ports} } tproxy ${s.family} to :${s.listenPort} ${mark} accept`,
     ''
   ].join('\n')
 }
 
-function ip (args: string[]): { ok: boolean, out: string } {
-  const r = spawnSync('ip', args, { encoding: 'utf8' })
+/** `ip args` (IPv6: `ip -6 args`; IPv4's are what they always were). */
+const ipArgs = (s: TproxySpec, args: string[]): string[] => s.family === 'ip6' ? ['-6', ...args] : args
+
+function ip (s: TproxySpec, args: string[]): { ok: boolean, out: string } {
+  const r = spawnSync('ip', ipArgs(s, args), { encoding: 'utf8' })
   if (r.error !== undefined) return { ok: false, out: r.error.message }
   return { ok: r.status === 0, out: `${r.stdout}${r.stderr}`.trim() }
 }
 
-function ipOrThrow (args: string[]): void {
-  const r = ip(args)
-  if (!r.ok) throw new SipalgError('E208_POLICY_ROUTING', { what: `ip ${args.join(' ')}`, why: r.out })
+function ipOrThrow (s: TproxySpec, args: string[]): void {
+  const r = ip(s, args)
+  if (!r.ok) throw new SipalgError('E208_POLICY_ROUTING', { what: `ip ${ipArgs(s, args).join(' ')}`, why: r.out })
 }
 
 const ruleArgs = (s: TproxySpec): string[] =>
   ['fwmark', `${hex(s.mark.value)}/${hex(s.mark.mask)}`, 'lookup', String(s.routeTable), 'pref', String(s.rulePref)]
-const routeArgs = (s: TproxySpec): string[] => ['local', '0.0.0.0/0', 'dev', 'lo', 'table', String(s.routeTable)]
+const routeArgs = (s: TproxySpec): string[] => ['local', s.family === 'ip6' ? '::/0' : '0.0.0.0/0', 'dev', 'lo', 'table', String(s.routeTable)]
 
 interface IpRuleJson { priority?: number, fwmark?: string, fwmask?: string, table?: string }
 interface IpRouteJson { type?: string, dst?: string, dev?: string }
 
 /** Our ip rule is present (same preference, mark and table). */
 function hasRule (s: TproxySpec): boolean {
-  const r = ip(['-j', 'rule', 'show', 'pref', String(s.rulePref)])
+  const r = ip(s, ['-j', 'rule', 'show', 'pref', String(s.rulePref)])
   if (!r.ok || r.out === '') return false
   const rules = JSON.parse(r.out) as IpRuleJson[]
   return rules.some(x => Number(x.fwmark) === s.mark.value && Number(x.fwmask ?? '0xffffffff') === s.mark.mask &&
@@ -97,14 +105,14 @@ function hasRule (s: TproxySpec): boolean {
 
 /** Our local default route is present in the route table. */
 function hasRoute (s: TproxySpec): boolean {
-  const r = ip(['-j', 'route', 'show', 'table', String(s.routeTable)])
+  const r = ip(s, ['-j', 'route', 'show', 'table', String(s.routeTable)])
   if (!r.ok || r.out === '') return false
   const routes = JSON.parse(r.out) as IpRouteJson[]
   return routes.some(x => x.type === 'local' && x.dst === 'default' && x.dev === 'lo')
 }
 
 function hasChain (s: TproxySpec): boolean {
-  return nft(['list', 'chain', 'ip', s.table, DIVERT_CHAIN]).ok
+  return nft(['list', 'chain', s.family, s.table, DIVERT_CHAIN]).ok
 }
 
 /** Throws a TypeError for ports or a mark that cannot work (called by installInterception first). */
@@ -123,13 +131,13 @@ export function checkTproxySpec (s: TproxySpec): void {
 export function installInterception (s: TproxySpec): InterceptionRecord {
   checkTproxySpec(s)
   const rec: InterceptionRecord = {
-    tableAdded: !nft(['list', 'table', 'ip', s.table]).ok, chainAdded: !hasChain(s), ruleAdded: false, routeAdded: false
+    tableAdded: !nft(['list', 'table', s.family, s.table]).ok, chainAdded: !hasChain(s), ruleAdded: false, routeAdded: false
   }
   try {
     const r = nft(['-f', '-'], divertScript(s))
-    if (!r.ok) throw new SipalgError('E204_NFT', { what: `creating chain ip ${s.table} ${DIVERT_CHAIN}`, why: r.out })
-    if (!hasRoute(s)) { ipOrThrow(['route', 'add', ...routeArgs(s)]); rec.routeAdded = true }
-    if (!hasRule(s)) { ipOrThrow(['rule', 'add', ...ruleArgs(s)]); rec.ruleAdded = true }
+    if (!r.ok) throw new SipalgError('E204_NFT', { what: `creating chain ${s.family} ${s.table} ${DIVERT_CHAIN}`, why: r.out })
+    if (!hasRoute(s)) { ipOrThrow(s, ['route', 'add', ...routeArgs(s)]); rec.routeAdded = true }
+    if (!hasRule(s)) { ipOrThrow(s, ['rule', 'add', ...ruleArgs(s)]); rec.ruleAdded = true }
   } catch (err) {
     removeInterception(s, rec)
     throw err
@@ -146,25 +154,25 @@ export function removeInterception (s: TproxySpec, rec?: InterceptionRecord): vo
   const all = rec === undefined
   const failures: string[] = []
   if ((all || rec.ruleAdded) && hasRule(s)) {
-    const r = ip(['rule', 'del', ...ruleArgs(s)])
+    const r = ip(s, ['rule', 'del', ...ruleArgs(s)])
     if (!r.ok) failures.push(`ip rule del: ${r.out}`)
   }
   if ((all || rec.routeAdded) && hasRoute(s)) {
-    const r = ip(['route', 'del', ...routeArgs(s)])
+    const r = ip(s, ['route', 'del', ...routeArgs(s)])
     if (!r.ok) failures.push(`ip route del: ${r.out}`)
   }
   if ((all || rec.chainAdded) && hasChain(s)) {
-    const r = nft(['delete', 'chain', 'ip', s.table, DIVERT_CHAIN])
+    const r = nft(['delete', 'chain', s.family, s.table, DIVERT_CHAIN])
     if (!r.ok) failures.push(`nft delete chain: ${r.out}`)
   }
   if (rec?.tableAdded === true) {
-    const left = nft(['list', 'table', 'ip', s.table])
+    const left = nft(['list', 'table', s.family, s.table])
     if (left.ok && !/\b(chain|map|set|flowtable|counter|quota|limit|ct helper)\b/.test(left.out)) {
-      const r = nft(['delete', 'table', 'ip', s.table])
+      const r = nft(['delete', 'table', s.family, s.table])
       if (!r.ok) failures.push(`nft delete table: ${r.out}`)
     }
   }
   if (failures.length > 0) {
-    throw new SipalgError('E208_POLICY_ROUTING', { what: 'removing the SIP/TCP interception', why: failures.join('; ') })
+    throw new SipalgError('E208_POLICY_ROUTING', { what: `removing the SIP/TCP interception (${s.family})`, why: failures.join('; ') })
   }
 }

@@ -165,12 +165,16 @@ export class RulesetWatch {
   }
 
   /**
-   * Rules added to the IPv4 table after it was created (SIP over TCP's divert chain, src/netfilter/tproxy.ts
+   * Rules added to a table after it was created (SIP over TCP's divert chain, src/netfilter/tproxy.ts
    * divertScript), checked from now on like the table's own: that chain deleted alone heals the
-   * table, whose createTable puts the chain back too.
+   * table, whose createTable puts the chain back too. The family is the script's (`add rule ip6 ...`
+   * goes to the IPv6 table); a family not watched is ignored.
    */
   expectAlso (script: string): void {
-    for (const [chain, n] of expectedRuleCounts(script)) this.families[0].expected.set(chain, n)
+    const family = /^add rule (\S+) /m.exec(script)?.[1]
+    const f = this.families.find(x => x.family === family)
+    if (f === undefined) return
+    for (const [chain, n] of expectedRuleCounts(script)) f.expected.set(chain, n)
   }
 
   start (intervalMs = CHECK_MS): void {

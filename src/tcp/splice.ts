@@ -14,6 +14,10 @@
 // - inbound (far end → a registered phone's public port, DNATed to the phone by the registration's
 //   peer_dnat/any_dnat element before the divert): the upstream leg to the phone is transparent,
 //   bound to the far end's own address, so the phone sees its registrar.
+// - IPv6 (firewall mode, nothing is NATed): transparent both ways, so neither side sees the gateway.
+//   Outbound the far leg is bound to the phone's own address (an ephemeral port: its own would be the
+//   accepted connection's 4-tuple, one conntrack entry for two connections), inbound to the far end's.
+//   The messages take the IPv6 datagram's path in the ALG: read for pinholes, never rewritten.
 //
 // Both legs share a fate: FIN crosses as FIN, an error or RST as RST, an unreachable far end resets
 // the phone's leg; a framing error or an idle connection closes both.
@@ -24,6 +28,7 @@ import type { Direction, Endpoint } from '../rewrite/types.js'
 import { FramingError, SipStreamFramer, type FramerLimits, type FrameUnit } from '../sip/framer.js'
 import { OncePerMinute } from '../once-per-minute.js'
 import { shortCode } from '../errors.js'
+import { looksIpv6 } from '../ip6.js'
 import type { UpstreamOptions } from '../netfilter/transparent.js'
 import type { ConnectionStatus } from '../status.js'
 export type { ConnectionStatus }
@@ -289,16 +294,19 @@ export class TcpSplice {
   /**
    * Outbound: the far leg, its connect under way, once the phone's first bytes are known. A SIP
    * stream binds the phone's public signalling port (the one its rewritten Via/Contact advertise);
-   * any other stream takes any port and no mapping. Null (the connection is reset, counted) when no
+   * any other stream takes any port and no mapping. An IPv6 phone's leg is transparent from the
+   * phone's own address instead (nothing to map). Null (the connection is reset, counted) when no
    * signalling port is free or the socket cannot be made.
    */
   dial (c: Connection, sip: boolean): Socket | null {
     const { connect, limits, core, publicIp } = this.opts
     const { phone, far } = c.leg
     const connectTimeoutMs = limits.connectTimeoutMs
-    const port = sip ? core.publicPort(phone) : 0
+    const ipv6 = looksIpv6(phone.ip)
+    const port = ipv6 || !sip ? 0 : core.publicPort(phone)
     if (port === null) { this.refused('signalling', phone.ip, 'no public signalling port free'); c.abort(); return null }
     try {
+      if (ipv6) return this.openTransparent('outbound', phone, far)
       try {
         return connect({ to: far, from: { ip: publicIp, port }, connectTimeoutMs })
       } catch (e) {
@@ -315,11 +323,11 @@ export class TcpSplice {
     }
   }
 
-  /** Inbound, and inside → inside: the other leg, transparent, its connect under way. */
+  /** Inbound, inside → inside, and an IPv6 phone's outbound: the other leg, transparent, its connect under way. */
   private openTransparent (direction: Direction | 'transit', phone: Endpoint, far: Endpoint): Socket {
     const { connect, limits } = this.opts
     // The answering side sees the caller's own address (an ephemeral port: the caller's own would
-    // collide in conntrack with the DNATed connection).
+    // collide in conntrack with the DNATed connection, or for IPv6 be the accepted one's very tuple).
     return connect({ to: direction === 'inbound' ? phone : far, from: { ip: direction === 'inbound' ? far.ip : phone.ip, port: 0 }, transparent: true, connectTimeoutMs: limits.connectTimeoutMs })
   }
 

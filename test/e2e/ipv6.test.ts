@@ -3,6 +3,8 @@
 // media, only from the far end's SDP address, and nothing stays open after the BYE. IPv6 is never
 // rewritten. A reload of the IPv6 firewall alone mid-call (table ip6 sipalg and the ip6tables jump
 // gone) is repaired. Then one IPv4 NAT call and one IPv6 call at once through the same daemon.
+// SIP over TCP: the splice takes IPv6 calls both ways, transparent (no side sees the gateway), with
+// the same pinholes as over UDP; its IPv6 interception goes at stop, or by `rules uninstall` after a crash.
 
 import t from 'tap'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -10,24 +12,25 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { ADDR6, Lab, type Role } from '../lab/lab.js'
 import { runCall, tcpdump } from '../lab/sip.js'
-import { ROOT, startSipalg, type Sipalg } from '../lab/sipalg.js'
+import { CLI, ROOT, startSipalg, type Sipalg } from '../lab/sipalg.js'
 
 const PHONE = join(ROOT, 'test', 'lab', 'udp-phone.mjs')
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
-interface PhoneResult { ok: boolean, rtpIn: number, rtpOut: number, sources: Record<string, number>, farMedia: { ip: string, port: number } | null, error?: string }
+interface PhoneResult { ok: boolean, rtpIn: number, rtpOut: number, sources: Record<string, number>, farMedia: { ip: string, port: number } | null, sipFrom: string | null, error?: string }
 
 /** One call between two lab phones over IPv6 (or IPv4 addresses): the callee answers, the caller hangs up. */
 async function call6 (lab: Lab, caller: Role, callerIp: string, callerMedia: number, callee: Role, calleeIp: string, calleeMedia: number,
-  during?: () => Promise<void>, durationMs = 2000): Promise<{ caller: PhoneResult, callee: PhoneResult }> {
+  during?: () => Promise<void>, durationMs = 2000, transport: 'udp' | 'tcp' = 'udp'): Promise<{ caller: PhoneResult, callee: PhoneResult }> {
+  const tcp = transport === 'tcp' ? ['tcp'] : []
   const result = async (p: ReturnType<Lab['spawn']>): Promise<PhoneResult> => await new Promise(resolve => {
     let out = ''
     p.stdout?.on('data', (c: Buffer) => { out += c.toString() })
-    p.on('exit', () => { try { resolve(JSON.parse(out) as PhoneResult) } catch { resolve({ ok: false, rtpIn: 0, rtpOut: 0, sources: {}, farMedia: null, error: out }) } })
+    p.on('exit', () => { try { resolve(JSON.parse(out) as PhoneResult) } catch { resolve({ ok: false, rtpIn: 0, rtpOut: 0, sources: {}, farMedia: null, sipFrom: null, error: out }) } })
   })
-  const uas = result(lab.spawn(callee, process.execPath, [PHONE, 'uas', calleeIp, String(calleeMedia)]))
+  const uas = result(lab.spawn(callee, process.execPath, [PHONE, 'uas', calleeIp, String(calleeMedia), ...tcp]))
   await sleep(300)
-  const uac = result(lab.spawn(caller, process.execPath, [PHONE, 'uac', callerIp, String(callerMedia), calleeIp, String(durationMs)]))
+  const uac = result(lab.spawn(caller, process.execPath, [PHONE, 'uac', callerIp, String(callerMedia), calleeIp, String(durationMs), ...tcp]))
   if (during !== undefined) await during()
   const [a, b] = await Promise.all([uac, uas])
   return { caller: a, callee: b }
@@ -47,6 +50,9 @@ const set6 = async (lab: Lab, name: string): Promise<string[]> => {
   const m = /elements = \{([^}]*)\}/s.exec(out)
   return m === null ? [] : m[1].split(',').map(e => e.replace(/\s+/g, ' ').replace(/ timeout \S+ expires \S+/, '').trim()).filter(e => e !== '')
 }
+
+/** The routes of the divert's table (none: empty, whether or not the kernel still has the table). */
+const route6 = async (lab: Lab): Promise<string> => (await lab.exec('gw', 'ip', ['-6', 'route', 'show', 'table', '5060'])).stdout.trim()
 
 const udpFlows6 = async (lab: Lab, port: number): Promise<string> =>
   (await lab.exec('gw', 'conntrack', ['-L', '-f', 'ipv6', '-p', 'udp', '--dport', String(port)], { timeoutMs: 5000 })).stdout.trim() +
@@ -104,6 +110,41 @@ t.test('IPv6 firewall gateway', async t => {
     t.ok((status.counters.ipv6_messages_outbound ?? 0) > 0, 'status counts IPv6 SIP')
   })
 
+  await t.test('over TCP: calls out and in through the splice, transparent, pinholes only from the far end, none after BYE', async t => {
+    // The operator lets SIP over TCP through too; without sipalg's divert it would cross FORWARD unseen and the media be dropped.
+    const sipTcp = ['--dport', '--sport'].map(dir => ['FORWARD', '-p', 'tcp', dir, '5060', '-j', 'ACCEPT'])
+    for (const r of sipTcp) await lab.sh('gw', 'ip6tables', ['-A', ...r])
+    // A common INPUT rule the spliced legs must survive (each leg its own conntrack entry, none INVALID).
+    const invalid = ['INPUT', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP']
+    await lab.sh('gw', 'ip6tables', ['-I', ...invalid])
+    t.teardown(async () => { for (const r of [...sipTcp, invalid]) await lab.sh('gw', 'ip6tables', ['-D', ...r]) })
+    t.match((await lab.exec('gw', 'nft', ['list', 'chain', 'ip6', 'sipalg', 'tcp_divert'])).stdout, /socket transparent 1 socket wildcard 0 [^\n]*accept\n\s*fib daddr type local return\n\s*tcp dport 5060 tproxy to :50600 /,
+      'the IPv6 divert chain is in table ip6 sipalg')
+    t.match(await lab.sh('gw', 'ip', ['-6', 'rule']), /fwmark 0x5a10\/0xffff lookup 5060/, 'with its ip -6 rule')
+    const counted = async (): Promise<Record<string, number>> => (await alg.status()).counters
+    const before = await counted()
+    for (const [caller, callerIp, callerMedia, callee, calleeIp, calleeMedia, phoneMedia] of [
+      ['a', ADDR6.a, 16400, 'b', ADDR6.b, 26400, 16400], ['b', ADDR6.b, 26500, 'a', ADDR6.a, 16500, 16500]] as const) {
+      const way = caller === 'a' ? 'out' : 'in'
+      let pinholes: string[] = []
+      const r = await call6(lab, caller, callerIp, callerMedia, callee, calleeIp, calleeMedia, async () => {
+        for (let i = 0; i < 40 && pinholes.length === 0; i++) { await sleep(100); pinholes = await set6(lab, 'pinhole6') }
+      }, 1000, 'tcp')
+      t.same(pinholes.sort(), [`${ADDR6.b} . ${ADDR6.a} . ${phoneMedia}`, `${ADDR6.b} . ${ADDR6.a} . ${phoneMedia + 1}`], `${way}: pinholes from the far SDP address only`)
+      t.ok(r.caller.ok && r.callee.ok, `${way}: call completes (${r.caller.error ?? ''} ${r.callee.error ?? ''})`)
+      t.ok(r.caller.rtpIn > 10 && r.callee.rtpIn > 10, `${way}: audio both ways (${r.caller.rtpIn}/${r.callee.rtpIn})`)
+      t.same([r.caller.sipFrom, r.callee.sipFrom], [calleeIp, callerIp], `${way}: each side got its SIP from the other's own address (transparent both ways)`)
+      t.same(r.callee.farMedia, { ip: callerIp, port: callerMedia }, `${way}: the SDP arrived as written`)
+      await sleep(300)
+      t.same(await set6(lab, 'pinhole6'), [], `${way}: no pinhole left`)
+      t.same(await set6(lab, 'media6'), [], `${way}: no outbound media element left`)
+    }
+    const after = await counted()
+    const grew = (name: string): number => (after[name] ?? 0) - (before[name] ?? 0)
+    t.ok(grew('tcp_connections') >= 2 && grew('tcp_messages_outbound') >= 3 && grew('tcp_messages_inbound') >= 3, `spliced and read (${grew('tcp_connections')} connections, ${grew('tcp_messages_outbound')} out, ${grew('tcp_messages_inbound')} in)`)
+    t.equal(grew('rewritten'), 0, 'nothing rewritten')
+  })
+
   await t.test('a reload of the IPv6 firewall alone mid-call: table ip6 and the ip6tables jump come back, the rest of the call has audio', async t => {
     const logFrom = alg.log().length
     const pinholes = [`${ADDR6.b} . ${ADDR6.a} . 16300`, `${ADDR6.b} . ${ADDR6.a} . 16301`]
@@ -129,6 +170,7 @@ t.test('IPv6 firewall gateway', async t => {
     }, 5000)
     t.same(back.sort(), pinholes, 'the live pinholes are back in the re-created table ip6')
     t.ok(jumpBack, 'the jump to SIPALG is back in ip6tables\' FORWARD')
+    t.match((await lab.exec('gw', 'nft', ['list', 'chain', 'ip6', 'sipalg', 'tcp_divert'])).stdout, /tproxy to :50600/, 'and the IPv6 divert chain in the re-created table')
     t.ok(r.caller.ok && r.callee.ok, `call completes (${r.caller.error ?? ''} ${r.callee.error ?? ''})`)
     t.ok(after.atA > 5 && after.atB > 5, `audio both ways after the repair, as new flows (${after.atA} at A, ${after.atB} at B)`)
     for (let i = 0; i < 20 && (await present()).length > 0; i++) await sleep(100)
@@ -145,6 +187,9 @@ t.test('IPv6 firewall gateway', async t => {
     const state = join(mkdtempSync(join(tmpdir(), 'sipalg-ipv6-')), 'state.json')
     t.teardown(() => { rmSync(dirname(state), { recursive: true, force: true }) })
     await alg.stop()
+    t.notMatch(await lab.sh('gw', 'nft', ['list', 'table', 'ip6', 'sipalg']), /tcp_divert/, 'the stopped sipalg took its IPv6 divert chain away')
+    t.notMatch(await lab.sh('gw', 'ip', ['-6', 'rule']), /0x5a10/, 'and its ip -6 rule')
+    t.equal(await route6(lab), '', 'and its route')
     const first = await startSipalg(lab, { args: ['--firewall', '--inside', ADDR6.insideNet, '--state-file', state] })
     let second: Sipalg | undefined
     const r = await call6(lab, 'a', ADDR6.a, 16200, 'b', ADDR6.b, 26200, async () => {
@@ -181,5 +226,15 @@ t.test('IPv6 firewall gateway', async t => {
     await sleep(300)
     t.same(await alg.elements('peer_dnat'), [], 'no IPv4 pinhole left')
     t.same(await set6(lab, 'pinhole6'), [], 'no IPv6 pinhole left')
+  })
+
+  await t.test('after a crash, rules uninstall takes the IPv6 interception away', async t => {
+    // This daemon found the killed one's interception in place: it leaves it at stop, added by someone else.
+    await alg.stop()
+    t.match(await lab.sh('gw', 'ip', ['-6', 'rule']), /0x5a10/, 'left by the daemon that did not install it')
+    await lab.sh('gw', 'node', [CLI, 'rules', 'uninstall'])
+    t.notMatch(await lab.exec('gw', 'nft', ['list', 'chain', 'ip6', 'sipalg', 'tcp_divert']).then(r => r.stdout), /tproxy/, 'the divert chain is gone')
+    t.notMatch(await lab.sh('gw', 'ip', ['-6', 'rule']), /0x5a10/, 'the ip -6 rule is gone')
+    t.equal(await route6(lab), '', 'the route is gone')
   })
 })

@@ -10,13 +10,24 @@ import { DEFAULT_TPROXY, checkTproxySpec, divertScript } from '../../src/netfilt
 const peer = resolve(fixtures, 'tcp-peer.mjs')
 
 t.test('the divert chain: after dstnat, established transparent sockets first, own addresses left alone', async t => {
-  const script = divertScript({ table: 'sipalg', sipPorts: [5060, 5080], listenPort: 50600, ...DEFAULT_TPROXY })
+  const script = divertScript({ family: 'ip', table: 'sipalg', sipPorts: [5060, 5080], listenPort: 50600, ...DEFAULT_TPROXY })
   const rules = script.split('\n').filter(l => l.startsWith('add rule'))
   t.match(script, /type filter hook prerouting priority dstnat \+ 10;/)
   t.match(rules[0], /socket transparent 1 socket wildcard 0 meta mark set meta mark and 0xffff0000 or 0x5a10 accept$/)
   t.match(rules[1], /fib daddr type local return$/)
   t.match(rules[2], /tcp dport \{ 5060, 5080 \} tproxy ip to :50600 meta mark set .* accept$/)
-  const bad = { table: 'sipalg', listenPort: 50600, ...DEFAULT_TPROXY }
+  const script6 = divertScript({ family: 'ip6', table: 'sipalg', sipPorts: [5060], listenPort: 50600, ...DEFAULT_TPROXY })
+  t.same(script6.split('\n').map(l => l.replace(/^(add|flush) (table|chain|rule) ip6 sipalg ?/, '')), [
+    '',
+    'tcp_divert { type filter hook prerouting priority dstnat + 10; policy accept; }',
+    'tcp_divert',
+    'tcp_divert meta l4proto tcp socket transparent 1 socket wildcard 0 meta mark set meta mark and 0xffff0000 or 0x5a10 accept',
+    'tcp_divert fib daddr type local return',
+    'tcp_divert tcp dport { 5060 } tproxy ip6 to :50600 meta mark set meta mark and 0xffff0000 or 0x5a10 accept',
+    ''
+  ], 'IPv6: the same three rules in table ip6, tproxy ip6 (the mark and route table are the same numbers, in ip -6)')
+  t.equal(script6.replace(/ip6 /g, 'ip '), script.replace('5060, 5080', '5060'), 'and nothing else differs from IPv4\'s')
+  const bad = { family: 'ip' as const, table: 'sipalg', listenPort: 50600, ...DEFAULT_TPROXY }
   t.throws(() => checkTproxySpec({ ...bad, sipPorts: [] }), /bad ports/)
   t.throws(() => checkTproxySpec({ ...bad, sipPorts: [70000] }), /bad ports/)
   t.throws(() => checkTproxySpec({ ...bad, sipPorts: [5060], mark: { value: 0x10000, mask: 0xffff } }), /inside its mask/)

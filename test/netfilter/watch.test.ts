@@ -144,7 +144,7 @@ t.test('queue rules not installed at start are left alone', async t => {
 })
 
 t.test('the SIP/TCP divert chain, expected once SIP over TCP is up: deleted alone, it heals the table', async t => {
-  const divert = divertScript({ table: 'sipalg', sipPorts: [5060], listenPort: 50600, ...DEFAULT_TPROXY })
+  const divert = divertScript({ family: 'ip', table: 'sipalg', sipPorts: [5060], listenPort: 50600, ...DEFAULT_TPROXY })
   const withDivert = (): NativeRule[] => [...ownRules(), rule('tcp_divert'), rule('tcp_divert'), rule('tcp_divert')]
   let own = ownRules()
   let created = 0
@@ -162,6 +162,26 @@ t.test('the SIP/TCP divert chain, expected once SIP over TCP is up: deleted alon
   w.check()
   t.equal(created, 1, 'the chain deleted on its own: the table (and with it the chain) is put back')
   t.equal(w.status().tableHeals, 1)
+})
+
+t.test('the IPv6 divert chain is expected in table ip6: deleted alone, it heals that table, not IPv4\'s', async t => {
+  const divert6 = divertScript({ family: 'ip6', table: 'sipalg', sipPorts: [5060], listenPort: 50600, ...DEFAULT_TPROXY })
+  const own6 = [rule('media_mark'), rule('media_mark')]
+  let six = [...own6, rule('tcp_divert'), rule('tcp_divert'), rule('tcp_divert')]
+  const created: string[] = []
+  const w = new RulesetWatch({
+    table: 'sipalg', queue: 0, script, createTable: () => { created.push('ip') }, rules: table => (table === 'sipalg' ? ownRules() : []),
+    ipv6: { script: 'add rule ip6 sipalg media_mark a\nadd rule ip6 sipalg media_mark b\n', createTable: () => { created.push('ip6'); six = [...own6, rule('tcp_divert'), rule('tcp_divert'), rule('tcp_divert')] }, rules: table => (table === 'sipalg' ? six : []) },
+    kernel: { apply: () => {} }, entries: () => [], log: pino({ level: 'silent' }), onHeal: () => {}
+  })
+  w.expectAlso(divert6)
+  w.check()
+  t.same(created, [], 'both tables intact')
+  six = own6
+  w.check()
+  t.same(created, ['ip6'], 'the IPv6 chain deleted alone: table ip6 is put back, the IPv4 table left alone')
+  w.check()
+  t.same(created, ['ip6'], 'and stays healed')
 })
 
 // IPv6: the rules of `table ip6 sipalg` and of ip6tables-nft's `ip6 filter` as the kernel dumped them

@@ -323,3 +323,51 @@ t.test('an inbound connection: the leg to the phone is transparent from the far 
   t.equal(st.phone.split(':')[0], PHONE)
   t.same([st.messagesIn, st.messagesOut], [1, 1])
 })
+
+t.test('an IPv6 phone calling out: the far leg is transparent from the phone\'s own address, the bytes as they came, pinholes first', async t => {
+  // Loopback has one IPv6 address: the accepted socket is told the addresses a divert would have given it.
+  const A6 = '2001:db8:1::23'; const B6 = '2001:db8:2::9'
+  const alg = new Alg(buildConfig([{ public: PUB, inside: ['2001:db8:1::/64'], firewall: true }]), pino({ level: 'silent' }))
+  let atFar = ''
+  const far = net.createServer({ allowHalfOpen: true }, s => {
+    s.on('error', () => {})
+    s.on('data', b => { atFar += b.toString('latin1') })
+  })
+  far.listen(0, '::1')
+  await once(far, 'listening')
+  const upstreams: UpstreamOptions[] = []
+  const applied: MapOp[] = []
+  const splice = new TcpSplice({
+    core: { processMessage: (b, leg) => alg.processMessage(b, leg), publicPort: () => { t.fail('an IPv6 phone has no public port'); return null }, counters: alg.counters },
+    isInside: ip => ip.startsWith('2001:db8:1:'),
+    publicIp: PUB,
+    limits: { connections: 10, connectionsPerHost: 5, idleMs: 60_000, connectTimeoutMs: 1000, maxHeaderBytes: 16 * 1024, maxBodyBytes: 64 * 1024 },
+    nonSip: 'pass',
+    beforeWrite: () => { if (alg.maps.mustPrecedeVerdict) applied.push(...alg.maps.takePending()) },
+    connect: o => { upstreams.push(o); return net.connect({ host: '::1', port: (far.address() as net.AddressInfo).port, allowHalfOpen: true }) },
+    log: pino({ level: 'silent' })
+  })
+  const gw = net.createServer({ allowHalfOpen: true }, s => {
+    Object.defineProperty(s, 'remoteAddress', { value: A6 })
+    Object.defineProperty(s, 'localAddress', { value: B6 })
+    Object.defineProperty(s, 'localPort', { value: 5060 })
+    splice.accept(s)
+  })
+  gw.listen(0, '::1')
+  await once(gw, 'listening')
+  const phone = net.connect({ host: '::1', port: (gw.address() as net.AddressInfo).port })
+  phone.on('error', () => {})
+  t.teardown(() => { phone.destroy(); splice.closeAll(); gw.close(); far.close() })
+  await once(phone, 'connect')
+  const body = crlf(`v=0\no=- 1 1 IN IP6 ${A6}\ns=-\nc=IN IP6 ${A6}\nt=0 0\nm=audio 16000 RTP/AVP 0\n`)
+  const inv = crlf(`INVITE sip:bob@[${B6}];transport=tcp SIP/2.0\nVia: SIP/2.0/TCP [${A6}]:5060;branch=z9hG4bK-v6t\nMax-Forwards: 70\nFrom: <sip:alice@[${A6}]>;tag=a1\nTo: <sip:bob@[${B6}]>\nCall-ID: tcp6-1\nCSeq: 1 INVITE\nContact: <sip:alice@[${A6}]:5060;transport=tcp>\nContent-Type: application/sdp\nContent-Length: ${Buffer.byteLength(body)}\n\n`) + body
+  phone.write(inv)
+  await until('the INVITE at the far end', () => atFar.length >= inv.length)
+  t.equal(atFar, inv, 'byte for byte: IPv6 is never rewritten')
+  t.same(upstreams, [{ to: { ip: B6, port: 5060 }, from: { ip: A6, port: 0 }, transparent: true, connectTimeoutMs: 1000 }], 'transparent from the phone\'s own address')
+  t.same(applied.map(o => `${o.op} ${o.map} ${o.key.ip ?? ''} . ${o.key.port}`), [`add media6 ${A6} . 16000`, `add media6 ${A6} . 16001`], 'the phone\'s media elements went in before the write')
+  t.equal(alg.calls.size, 1, 'the call is tracked')
+  t.match(alg.counters.snapshot(), { tcp_messages_outbound: 1, ipv6_messages_outbound: 1 })
+  t.equal(alg.counters.snapshot().rewritten, undefined)
+  t.equal(alg.ports.inUse, 0, 'no IPv4 public port for an IPv6 call')
+})
