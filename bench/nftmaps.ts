@@ -63,6 +63,28 @@ function elem (i: number): { src: string, peer: string, srcDel: string, peerDel:
   }
 }
 
+/** A call's mapping as sipalg installs a stream (src_nat + peer_dnat), and its removal. */
+function callOps (i: number, phoneNet: number, farNet: number): { add: NftOp[], del: NftOp[] } {
+  const a = ip(i + 1, phoneNet); const f = ip(i + 1, farNet)
+  return {
+    add: [
+      { op: 'add', map: 'src_nat', key: addrPortKey(a, 4000), data: portKey(20000 + (i % 40000)), timeoutMs: 60_000 },
+      { op: 'add', map: 'peer_dnat', key: addrPortKey(f, 7000), data: addrPortKey(a, 4000), timeoutMs: 60_000 }
+    ],
+    del: [
+      { op: 'delete', map: 'src_nat', key: addrPortKey(a, 4000) },
+      { op: 'delete', map: 'peer_dnat', key: addrPortKey(f, 7000) }
+    ]
+  }
+}
+
+/** µs one kernel-acked batch takes. */
+function timed (maps: NftMaps, ops: NftOp[]): number {
+  const t0 = process.hrtime.bigint()
+  maps.apply(ops)
+  return us(t0)
+}
+
 async function interactive (iter: number, base: number): Promise<{ add: number[], del: number[] }> {
   const p = spawn('nft', ['-i'], { stdio: ['pipe', 'pipe', 'pipe'] })
   let buf = ''
@@ -97,39 +119,20 @@ async function main (): Promise<void> {
     const fillMs = us(tf) / 1000
     const add: number[] = []; const del: number[] = []
     for (let i = 0; i < ITER; i++) {
-      const a = ip(i + 1, 172); const f = ip(i + 1, 192)
-      let t0 = process.hrtime.bigint()
-      maps.apply([
-        { op: 'add', map: 'src_nat', key: addrPortKey(a, 4000), data: portKey(20000 + (i % 40000)), timeoutMs: 60_000 },
-        { op: 'add', map: 'peer_dnat', key: addrPortKey(f, 7000), data: addrPortKey(a, 4000), timeoutMs: 60_000 }
-      ])
-      add.push(us(t0))
-      t0 = process.hrtime.bigint()
-      maps.apply([
-        { op: 'delete', map: 'src_nat', key: addrPortKey(a, 4000) },
-        { op: 'delete', map: 'peer_dnat', key: addrPortKey(f, 7000) }
-      ])
-      del.push(us(t0))
+      const call = callOps(i, 172, 192)
+      add.push(timed(maps, call.add))
+      del.push(timed(maps, call.del))
     }
     // The same batches one every 10 ms, the process idle in between, as a gateway at 100 calls/s
     // issues them: what an idle gap costs the kernel's commit (warm back-to-back figures above).
     const iadd: number[] = []; const idel: number[] = []
+    const idle = async (): Promise<void> => { await new Promise(resolve => setTimeout(resolve, 10)) }
     for (let i = 0; i < PACED_ITER; i++) {
-      const a = ip(i + 1, 173); const f = ip(i + 1, 193)
-      await new Promise(resolve => setTimeout(resolve, 10))
-      let t0 = process.hrtime.bigint()
-      maps.apply([
-        { op: 'add', map: 'src_nat', key: addrPortKey(a, 4000), data: portKey(20000 + (i % 40000)), timeoutMs: 60_000 },
-        { op: 'add', map: 'peer_dnat', key: addrPortKey(f, 7000), data: addrPortKey(a, 4000), timeoutMs: 60_000 }
-      ])
-      iadd.push(us(t0))
-      await new Promise(resolve => setTimeout(resolve, 10))
-      t0 = process.hrtime.bigint()
-      maps.apply([
-        { op: 'delete', map: 'src_nat', key: addrPortKey(a, 4000) },
-        { op: 'delete', map: 'peer_dnat', key: addrPortKey(f, 7000) }
-      ])
-      idel.push(us(t0))
+      const call = callOps(i, 173, 193)
+      await idle()
+      iadd.push(timed(maps, call.add))
+      await idle()
+      idel.push(timed(maps, call.del))
     }
     maps.close()
     const padd: number[] = []; const pdel: number[] = []

@@ -331,7 +331,7 @@ export async function runDaemon (argv: string[]): Promise<number> {
 
   // SIP over TCP: a spliced message is written once the changes it relies on are in (as a verdict).
   tcp = cfg.tcp && (shard?.runsTcp ?? true) ? await startTcp(cfg, () => alg, log, () => { commit(true); scheduleCleanup() }, ipv6) : null
-  for (const script of tcp?.divertScripts ?? []) watch.expectAlso(script)
+  for (const d of tcp?.divertScripts ?? []) watch.expectAlso(d.family, d.script)
   const timer = setInterval(() => { alg.tick(); commit(false); scheduleCleanup(); persist() }, 1000)
   const startedAt = Date.now()
   const socketPath = cfg.controlSocket ?? defaultSocketPath(cfg.table, cfg.queue)

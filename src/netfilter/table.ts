@@ -21,6 +21,9 @@ export interface TableSpec {
   tcp?: boolean
 }
 
+/** nft's name of an address family: `table ip` (IPv4, NAT maps) or `table ip6` (IPv6 firewall sets). */
+export type Family = 'ip' | 'ip6'
+
 export const DEFAULT_MARK = { value: 0x5a100000, mask: 0xffff0000 }
 /** Packet mark (meta mark, value/mask) of a new media flow sipalg wants to see; sipalg-rules.sh --first-packet-mark. */
 export const FIRST_PACKET_MARK = { value: 0x5a200000, mask: 0xffff0000 }

@@ -18,8 +18,7 @@
 // `table ip6 <table>`, `ip -6 rule` and `local ::/0`; each family is installed and removed alone.
 import { spawnSync } from 'node:child_process'
 import { SipalgError } from '../errors.js'
-import { nft } from './table.js'
-import type { Family } from './watch.js'
+import { nft, type Family } from './table.js'
 
 export interface TproxySpec {
   /** IPv4 (`table ip`, `ip -4`) or IPv6 (`table ip6`, `ip -6`) */

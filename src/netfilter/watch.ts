@@ -14,14 +14,13 @@ import type { ErrorCode } from '../errors.js'
 import { logCoded } from '../log.js'
 import { applyOps, type Entry, type KernelMaps, type MapOp } from '../media/mappings.js'
 import type { NativeRule } from './native.js'
+import type { Family } from './table.js'
 
 export const CHECK_MS = 250
 /** The chain sipalg-rules.sh installs in iptables' filter table, and the comment on its rules. */
 const QUEUE_CHAIN = 'SIPALG'
 const COMMENT = Buffer.from('sipalg')
 
-/** nft's name of an address family: `table ip` (IPv4, NAT maps) or `table ip6` (IPv6 firewall sets). */
-export type Family = 'ip' | 'ip6'
 /** The iptables of a family, whose filter table (iptables-nft's `table <family> filter`) holds the queue rules. */
 const IPTABLES: Record<Family, string> = { ip: 'iptables', ip6: 'ip6tables' }
 
@@ -167,11 +166,9 @@ export class RulesetWatch {
   /**
    * Rules added to a table after it was created (SIP over TCP's divert chain, src/netfilter/tproxy.ts
    * divertScript), checked from now on like the table's own: that chain deleted alone heals the
-   * table, whose createTable puts the chain back too. The family is the script's (`add rule ip6 ...`
-   * goes to the IPv6 table); a family not watched is ignored.
+   * table, whose createTable puts the chain back too. A family not watched is ignored.
    */
-  expectAlso (script: string): void {
-    const family = /^add rule (\S+) /m.exec(script)?.[1]
+  expectAlso (family: Family, script: string): void {
     const f = this.families.find(x => x.family === family)
     if (f === undefined) return
     for (const [chain, n] of expectedRuleCounts(script)) f.expected.set(chain, n)

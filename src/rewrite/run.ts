@@ -1,6 +1,6 @@
 // State of one rewrite: the editor, the change log and the mapping decisions, shared by the
 // per-header handlers so each handler stays a few lines long.
-import { ByteEditor } from '../sip/editor.js'
+import { ByteEditor, insertInOrder } from '../sip/editor.js'
 import type { SipMessage } from '../sip/message.js'
 import type {
   Change, Direction, Endpoint, LeftAloneReason, MediaMapping, RewriteContext, RewriteResult, SdpSummary
@@ -80,12 +80,8 @@ export class RewriteRun {
       this.note(`${field}: overlapping edit skipped`)
       return false
     }
-    // In message order as they come (see ByteEditor.replace), equal positions in the order made.
-    let i = this.changes.length
-    while (i > 0 && this.changes[i - 1].at > start) i--
-    const change = { field, before, after, at: start }
-    if (i === this.changes.length) this.changes.push(change)
-    else this.changes.splice(i, 0, change)
+    // In message order as they come, equal positions in the order made.
+    insertInOrder(this.changes, { field, before, after, at: start }, (a, b) => a.at > b.at)
     return true
   }
 

@@ -3,6 +3,18 @@
 
 interface Edit { start: number, end: number, text: string, seq: number }
 
+/**
+ * Puts item into a list kept in order, after every element not `after` it. A message has a handful
+ * of edits, mostly made in position order, so this is an append nearly always and never a sort
+ * with its scratch arrays (the ByteEditor's edits, RewriteRun's change list).
+ */
+export function insertInOrder<T> (list: T[], item: T, after: (a: T, b: T) => boolean): void {
+  let i = list.length
+  while (i > 0 && after(list[i - 1], item)) i--
+  if (i === list.length) list.push(item)
+  else list.splice(i, 0, item)
+}
+
 function byPosition (a: Edit, b: Edit): number {
   return a.start - b.start || (a.end - a.start) - (b.end - b.start) || a.seq - b.seq
 }
@@ -24,13 +36,8 @@ export class ByteEditor {
       const bothNonEmpty = e.end > e.start && end > start
       if (bothNonEmpty ? start < e.end && e.start < end : (start > e.start && start < e.end) || (e.start > start && e.start < end)) return false
     }
-    // Kept in position order as they come (a handful per message, mostly appended), so serialize
-    // needs no sort and no sort's scratch arrays.
-    const edit = { start, end, text, seq: this.edits.length }
-    let i = this.edits.length
-    while (i > 0 && byPosition(this.edits[i - 1], edit) > 0) i--
-    if (i === this.edits.length) this.edits.push(edit)
-    else this.edits.splice(i, 0, edit)
+    // Kept in position order as they come, so serialize needs no sort.
+    insertInOrder(this.edits, { start, end, text, seq: this.edits.length }, (a, b) => byPosition(a, b) > 0)
     return true
   }
 

@@ -10,14 +10,14 @@ import type { Alg } from '../alg.js'
 import { insideOf, type Config } from '../config.js'
 import { DEFAULT_TPROXY, divertScript, installInterception, removeInterception, type InterceptionRecord, type TproxySpec } from '../netfilter/tproxy.js'
 import { connectUpstream, listenTransparent } from '../netfilter/transparent.js'
-import type { Family } from '../netfilter/watch.js'
+import type { Family } from '../netfilter/table.js'
 import { TcpSplice, type ConnectionStatus } from './splice.js'
 import { shortCode } from '../errors.js'
 
 export interface TcpService {
   connections: () => ConnectionStatus[]
-  /** The nft commands of each divert chain, IPv4's first (for the ruleset watch to check they are still there). */
-  divertScripts: string[]
+  /** The nft commands of each family's divert chain, IPv4's first (for the ruleset watch to check they are still there). */
+  divertScripts: Array<{ family: Family, script: string }>
   /** Puts a family's interception back (after sipalg's table of that family was removed by someone else and re-created). */
   reinstall: (family: Family) => void
   stop: () => void
@@ -62,7 +62,7 @@ export async function startTcp (cfg: Config, algOf: () => Alg, log: Logger, befo
   log.info({ ports: cfg.sipPorts, listen: cfg.tcpListenPort, families }, 'SIP over TCP spliced')
   return {
     connections: () => splice.status(),
-    divertScripts: on.map(i => divertScript(i.spec)),
+    divertScripts: on.map(i => ({ family: i.spec.family, script: divertScript(i.spec) })),
     reinstall: family => {
       const i = on.find(x => x.spec.family === family)
       if (i === undefined) return

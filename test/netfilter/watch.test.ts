@@ -10,7 +10,8 @@ import { MappingTable, type MapOp } from '../../src/media/mappings.js'
 import type { NativeRule } from '../../src/netfilter/native.js'
 import { table6Script, tableScript, DEFAULT_MARK } from '../../src/netfilter/table.js'
 import { DEFAULT_TPROXY, divertScript } from '../../src/netfilter/tproxy.js'
-import { RulesetWatch, declaredMaps, diagnoseTable, expectedRuleCounts, queueRulesRestore, queueRulesSeen, replayOps, type Family } from '../../src/netfilter/watch.js'
+import { RulesetWatch, declaredMaps, diagnoseTable, expectedRuleCounts, queueRulesRestore, queueRulesSeen, replayOps } from '../../src/netfilter/watch.js'
+import type { Family } from '../../src/netfilter/table.js'
 
 const script = tableScript({ table: 'sipalg', publicIp: '203.0.113.1', outsideIf: 'wan0', mark: DEFAULT_MARK })
 const rule = (chain: string, text = 'x'): NativeRule => ({ chain, raw: Buffer.from(text) })
@@ -154,7 +155,7 @@ t.test('the SIP/TCP divert chain, expected once SIP over TCP is up: deleted alon
   })
   w.check()
   t.equal(created, 0, 'before it is expected, its absence is no fault')
-  w.expectAlso(divert)
+  w.expectAlso('ip', divert)
   own = withDivert()
   w.check()
   t.equal(created, 0, 'intact with the chain')
@@ -174,7 +175,7 @@ t.test('the IPv6 divert chain is expected in table ip6: deleted alone, it heals 
     ipv6: { script: 'add rule ip6 sipalg media_mark a\nadd rule ip6 sipalg media_mark b\n', createTable: () => { created.push('ip6'); six = [...own6, rule('tcp_divert'), rule('tcp_divert'), rule('tcp_divert')] }, rules: table => (table === 'sipalg' ? six : []) },
     kernel: { apply: () => {} }, entries: () => [], log: pino({ level: 'silent' }), onHeal: () => {}
   })
-  w.expectAlso(divert6)
+  w.expectAlso('ip6', divert6)
   w.check()
   t.same(created, [], 'both tables intact')
   six = own6
